@@ -1,0 +1,1 @@
+"""The ``unet`` command line: ``summary``, ``port``, ``parity``, ``predict``."""

@@ -1,0 +1,59 @@
+"""The ``unet`` command.
+
+Each subcommand lives in its own module with ``HELP``, ``add_arguments(parser)`` and ``run(args)``;
+modules import PyTorch or Keras only inside ``run``, so ``unet summary`` stays fast and light.
+Errors in the user's input (``ValueError``, ``FileNotFoundError``, ``OSError``) become one line on
+stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+SUBCOMMANDS = {
+    "summary": "unet_cli.summary",
+    "port": "unet_cli.port",
+    "parity": "unet_cli.parity",
+    "predict": "unet_cli.predict",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's usage dump is noise for a one-line error
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="unet", description="U-Net twins in PyTorch and Keras from one spec.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name, module_name in SUBCOMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:
+            if err.name != module_name:
+                raise
+            continue
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except (ValueError, FileNotFoundError, OSError, KeyError) as err:
+        message = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+        print(f"unet {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"unet {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""Framework-free U-Net description: spec, presets, layer plan, shapes, canonical weights, parity.
+
+Importing this package loads no deep-learning framework (only numpy), so tools that only reason about
+architectures stay light; ``unet_torch`` and ``unet_keras`` build models from what is defined here.
+"""
+
+from unet_spec.compare import Comparison, Tolerance, compare
+from unet_spec.plan import Block, LayerInfo, Layout, Plan, build_plan
+from unet_spec.presets import DEFAULT_SIZES, PRESETS, get_preset
+from unet_spec.spec import UNetSpec
+from unet_spec.weights import (
+    atomic_write_bytes,
+    canonical_shapes,
+    check_weights,
+    load_weights,
+    random_weights,
+    read_weights,
+    save_weights,
+)
+
+__all__ = [
+    "DEFAULT_SIZES",
+    "PRESETS",
+    "Block",
+    "Comparison",
+    "LayerInfo",
+    "Layout",
+    "Plan",
+    "Tolerance",
+    "UNetSpec",
+    "atomic_write_bytes",
+    "build_plan",
+    "canonical_shapes",
+    "check_weights",
+    "compare",
+    "get_preset",
+    "load_weights",
+    "random_weights",
+    "read_weights",
+    "save_weights",
+]

@@ -1,0 +1,54 @@
+"""Named specs. Presets are data: add an entry, and every parametrised test covers it."""
+
+from __future__ import annotations
+
+from unet_spec.spec import UNetSpec
+
+PRESETS: dict[str, UNetSpec] = {
+    # The starting Keras model: pooled skips stretched back with bilinear resizing, sigmoid head.
+    # 572² → 388², 31,031,810 parameters.
+    "seed": UNetSpec(
+        in_channels=3, num_classes=2, depth=4, base_filters=64, padding="valid",
+        skip_source="pooled", skip_merge="resize", upsample="transpose", norm="none",
+        dropout=0.0, head="sigmoid",
+    ),
+    # Ronneberger et al. 2015: pre-pool skips, center crop, dropout at the bottom, softmax.
+    # 572² → 388², 31,030,658 parameters.
+    "paper": UNetSpec(
+        in_channels=1, num_classes=2, depth=4, base_filters=64, padding="valid",
+        skip_source="pre_pool", skip_merge="crop", upsample="transpose", norm="none",
+        dropout=0.5, head="softmax",
+    ),
+    # Same padding and batch norm: output as large as the input (any multiple of 16).
+    "modern": UNetSpec(
+        in_channels=3, num_classes=2, depth=4, base_filters=64, padding="same",
+        skip_source="pre_pool", skip_merge="none", upsample="transpose", norm="batch",
+        dropout=0.0, head="softmax",
+    ),
+}  # fmt: skip
+
+# Width-16 variants that train on a CPU in minutes.
+PRESETS["seed-small"] = PRESETS["seed"].replace(base_filters=16)
+PRESETS["paper-small"] = PRESETS["paper"].replace(base_filters=16, dropout=0.1)
+PRESETS["modern-small"] = PRESETS["modern"].replace(base_filters=16)
+PRESETS["modern-bilinear-small"] = PRESETS["modern"].replace(base_filters=16, upsample="bilinear")
+
+# A natural input size per preset (for summaries, tests and benchmarks).
+DEFAULT_SIZES: dict[str, int] = {
+    "seed": 572, "paper": 572, "modern": 256,
+    "seed-small": 252, "paper-small": 252, "modern-small": 128, "modern-bilinear-small": 128,
+}  # fmt: skip
+
+
+def get_preset(name: str) -> UNetSpec:
+    """The spec registered as ``name``.
+
+    Raises:
+        ValueError: For an unknown name; the message lists the known ones.
+    """
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown preset {name!r}; known presets: {', '.join(sorted(PRESETS))}"
+        ) from None
