@@ -1,0 +1,208 @@
+"""The framework-free overlap-tile engine: stitching, blending, exactness against whole-image runs."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from unet_spec import get_preset
+from unet_spec.tiling import (
+    blend_window,
+    check_tile,
+    default_tile,
+    mirror_indices,
+    predict_tiled,
+    predict_tta,
+    tile_grid,
+)
+
+
+def _center_crop_forward(spec, tile):
+    """A stand-in model with the plan's geometry: output = the input's center, K copies of channel 0.
+
+    Stitching it must give back the image itself, pixel for pixel.
+    """
+    out = spec.plan().layout(tile).output_size[0]
+    off = (tile - out) // 2
+
+    def forward(x):
+        assert x.shape[-2:] == (tile, tile)
+        center = x[:, :1, off : off + out, off : off + out]
+        return np.repeat(center, spec.num_classes, axis=1) * np.arange(1, spec.num_classes + 1)[
+            None, :, None, None
+        ].astype(np.float32)
+
+    return forward
+
+
+@pytest.mark.parametrize(
+    "preset,tile", [("paper-small", 204), ("paper-small", 252), ("modern-small", 64)]
+)
+@pytest.mark.parametrize("hw", [(1, 1), (5, 3), (37, 100), (129, 64), (300, 17)])
+def test_stitching_puts_every_pixel_back(preset, tile, hw):
+    spec = get_preset(preset)
+    rng = np.random.default_rng(0)
+    image = rng.normal(size=(spec.in_channels, *hw)).astype(np.float32)
+    got = predict_tiled(image, _center_crop_forward(spec, tile), spec, tile=tile, batch_size=3)
+    assert got.shape == (spec.num_classes, *hw)
+    for k in range(spec.num_classes):
+        np.testing.assert_allclose(got[k], image[0] * (k + 1), rtol=1e-6, atol=1e-6)
+
+
+def test_mirror_indices_match_numpy_reflect():
+    for size in (2, 3, 10):
+        for pad in (1, size - 1, 3 * size + 1):
+            ref = np.pad(np.arange(size), pad, mode="reflect")
+            np.testing.assert_array_equal(mirror_indices(-pad, size + 2 * pad, size), ref)
+    np.testing.assert_array_equal(mirror_indices(-4, 9, 1), np.zeros(9))
+
+
+def test_blend_window_ramps_sum_to_one():
+    tile, margin = 64, 16
+    w = blend_window(tile, margin)
+    step = tile - margin
+    np.testing.assert_allclose(w[step:] + w[:margin], 1.0)
+    assert w.min() > 0 and w.max() == 1.0
+
+
+def test_valid_tiles_start_on_the_pooling_grid():
+    spec = get_preset("paper")
+    grid = tile_grid(spec, (1000, 389), 572)
+    assert grid.out == 388
+    for origins in (grid.origins_y, grid.origins_x):
+        assert all((o - origins[0]) % 2**spec.depth == 0 for o in origins)
+        assert origins[0] == -92  # mirrored by half the halo
+    # The last tile's output reaches the image's last row.
+    assert grid.origins_y[-1] + grid.offset + grid.out >= 1000
+
+
+def test_invalid_tile_names_the_nearest_valid_sizes():
+    spec = get_preset("paper-small")
+    with pytest.raises(ValueError, match=r"tile 200 .*Nearest valid sizes: 188, 204"):
+        predict_tiled(np.zeros((1, 50, 50), np.float32), lambda x: x, spec, tile=200)
+    with pytest.raises(ValueError, match=r"use tile >= 204"):
+        check_tile(spec, 188)  # valid input size, but a 4-pixel output cannot step on a 16 grid
+
+
+def test_wrong_channel_count_and_bad_forward_are_reported():
+    spec = get_preset("paper-small")
+    with pytest.raises(ValueError, match="3 channel.*expects 1"):
+        predict_tiled(np.zeros((3, 20, 20), np.float32), lambda x: x, spec, tile=204)
+    with pytest.raises(ValueError, match="forward returned shape"):
+        predict_tiled(np.zeros((1, 20, 20), np.float32), lambda x: x, spec, tile=204)
+
+
+def test_default_tile_is_valid_and_shrinks_for_small_images():
+    for name in ("seed", "paper", "modern", "modern-small"):
+        spec = get_preset(name)
+        big = default_tile(spec)
+        check_tile(spec, big)
+        small = default_tile(spec, (40, 30))
+        check_tile(spec, small)
+        assert small <= big
+
+
+def test_progress_reports_every_tile():
+    spec = get_preset("modern-small")
+    seen = []
+    predict_tiled(
+        np.zeros((3, 100, 100), np.float32),
+        _center_crop_forward(spec, 32),
+        spec,
+        tile=32,
+        batch_size=4,
+        progress=seen.append,
+    )
+    assert seen[-1] == len(tile_grid(spec, (100, 100), 32)) and seen == sorted(seen)
+
+
+@pytest.mark.parametrize("transforms", ["d4", "flips"])
+def test_tta_of_an_equivariant_model_is_the_plain_prediction(transforms):
+    spec = get_preset("paper-small")
+    image = np.random.default_rng(1).normal(size=(1, 23, 41)).astype(np.float32)
+    fwd = _center_crop_forward(spec, 204)
+    got = predict_tta(image, fwd, spec, tile=204, transforms=transforms)
+    np.testing.assert_allclose(got, predict_tiled(image, fwd, spec, tile=204), atol=1e-6)
+
+
+def test_tiling_imports_no_framework():
+    import subprocess
+
+    code = "import sys, unet_spec.tiling; print(sorted({'torch', 'tensorflow', 'keras'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+# -- real models ---------------------------------------------------------------------------------
+torch = pytest.importorskip("torch")
+
+
+def _torch_forward(model):
+    dtype = next(model.parameters()).dtype
+
+    @torch.inference_mode()
+    def forward(x):
+        return model(torch.from_numpy(x).to(dtype)).float().numpy()
+
+    return forward
+
+
+def _whole_image(model, spec, image, offset):
+    """The model run once on the image mirrored into the smallest valid canvas covering it."""
+    plan = spec.plan()
+    _, h, w = image.shape
+    size = []
+    for n in (h, w):
+        s = next(
+            s
+            for s in range(n, n + 4096)
+            if plan.is_valid_size(s) and plan.layout(s).output_size[0] >= n
+        )
+        size.append(s)
+    rows = mirror_indices(-offset, size[0], h)
+    cols = mirror_indices(-offset, size[1], w)
+    canvas = image[:, rows[:, None], cols[None, :]][None]
+    with torch.inference_mode():
+        dtype = next(model.parameters()).dtype
+        out = model(torch.from_numpy(np.ascontiguousarray(canvas)).to(dtype)).float().numpy()[0]
+    return out[:, :h, :w]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("hw", [(9, 9), (53, 20), (100, 77)])
+def test_valid_padding_tiles_equal_the_whole_image(hw, dtype):
+    from unet_spec import random_weights
+    from unet_torch import UNet, load_canonical
+
+    spec = get_preset("paper-small").replace(dropout=0.0)
+    model = (
+        load_canonical(UNet(spec), random_weights(spec, seed=3)).eval().to(getattr(torch, dtype))
+    )
+    image = np.random.default_rng(2).normal(size=(1, *hw)).astype(np.float32)
+    tile = 220  # output 36: steps of 32 pixels, 4 of them recomputed by the neighbour
+    grid = tile_grid(spec, hw, tile)
+    assert len(grid) > 1 or max(hw) < grid.out
+    tiled = predict_tiled(image, _torch_forward(model), spec, tile=tile, batch_size=2)
+    whole = _whole_image(model, spec, image, grid.offset)
+    if dtype == "float64":  # the same arithmetic: only the final float32 rounding remains
+        assert np.abs(tiled - whole).max() <= 1e-5
+    else:  # fp32 convolutions sum in a size-dependent order: float noise relative to logits ~20
+        assert np.abs(tiled - whole).max() <= 1e-5 * np.abs(whole).max()
+
+
+def test_same_padding_blend_is_close_to_the_whole_image_inside():
+    from unet_spec import random_weights
+    from unet_torch import UNet, load_canonical
+
+    spec = get_preset("modern-small")
+    model = load_canonical(UNet(spec), random_weights(spec, seed=4)).eval()
+    image = np.random.default_rng(5).normal(size=(3, 96, 96)).astype(np.float32)
+    tiled = predict_tiled(image, _torch_forward(model), spec, tile=64, overlap=0.5)
+    with torch.inference_mode():
+        whole = model(torch.from_numpy(image[None])).numpy()[0]
+    assert tiled.shape == whole.shape and np.isfinite(tiled).all()
+    # Zero padding inside each tile differs from real context, so only the argmax is compared.
+    agree = (tiled.argmax(0) == whole.argmax(0)).mean()
+    assert agree > 0.8
