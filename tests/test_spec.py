@@ -45,6 +45,8 @@ def test_invalid_field_names_field_and_value(field: str, value: object, needle: 
 def test_inconsistent_combinations_are_refused() -> None:
     with pytest.raises(ValueError, match="skip_merge must be 'resize'"):
         UNetSpec(skip_source="pooled", skip_merge="crop")
+    with pytest.raises(ValueError, match="num_classes=1"):
+        UNetSpec(head="softmax", num_classes=1)
     with pytest.raises(ValueError, match="padding='valid'"):
         UNetSpec(padding="valid", skip_merge="none")
 

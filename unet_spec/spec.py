@@ -110,6 +110,11 @@ class UNetSpec:
                 "UNetSpec.skip_merge must be 'resize' when skip_source='pooled' (pooled skips are "
                 f"smaller than the decoder features). Received: skip_merge={self.skip_merge!r}"
             )
+        if self.head == "softmax" and self.num_classes < 2:
+            raise ValueError(
+                "UNetSpec.head='softmax' needs num_classes >= 2 (use 'sigmoid' for one class). "
+                f"Received: num_classes={self.num_classes!r}"
+            )
         if self.skip_merge == "none" and self.padding != "same":
             raise ValueError(
                 "UNetSpec.skip_merge='none' needs padding='same' (with valid padding the skip is "

@@ -1,0 +1,57 @@
+"""Shared pieces of the cross-framework suite: twin models from one set of canonical weights."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, settings
+
+import unet_keras  # after torch: unet_keras orders triton before TensorFlow anyway
+from unet_spec import UNetSpec, random_weights
+from unet_torch import UNet, load_canonical
+
+# CI runs a fixed (derandomised) set of examples so a red run is reproducible; locally each run
+# draws new specs (`HYPOTHESIS_PROFILE=dev`).
+settings.register_profile(
+    "ci", derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("dev", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+
+@dataclass
+class Twins:
+    spec: UNetSpec
+    size: tuple[int, int]
+    weights: dict[str, np.ndarray]
+    torch_model: UNet
+    keras_model: object  # keras.Model, logits
+
+    def inputs(self, batch: int = 1, seed: int = 0) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        return rng.random((batch, self.spec.in_channels, *self.size), dtype=np.float32)
+
+    def torch_logits(self, x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return self.torch_model(torch.from_numpy(x)).numpy()
+
+    def keras_logits(self, x: np.ndarray) -> np.ndarray:
+        y = self.keras_model(unet_keras.to_nhwc(x), training=False)
+        return unet_keras.to_nchw(np.asarray(y))
+
+
+def make_twins(spec: UNetSpec, size: int | tuple[int, int], seed: int = 0) -> Twins:
+    hw = (size, size) if isinstance(size, int) else tuple(size)
+    weights = random_weights(spec, seed=seed)
+    torch_model = load_canonical(UNet(spec), weights).eval()
+    keras_model = unet_keras.from_canonical(unet_keras.build_unet(spec, hw), weights, spec)
+    return Twins(spec, hw, weights, torch_model, keras_model)
+
+
+@pytest.fixture(scope="session")
+def twins_factory():
+    return make_twins
