@@ -1,0 +1,90 @@
+"""``unet_torch.UNet``: names are the weight contract; memory formats; canonical adapters."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from unet_spec import PRESETS, Tolerance, canonical_shapes, compare, get_preset, random_weights
+from unet_torch import UNet, canonical_state, load_canonical, probabilities
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_state_dict_is_the_canonical_form(name: str) -> None:
+    spec = PRESETS[name]
+    state = UNet(spec).state_dict()
+    keys = [k for k in state if not k.endswith("num_batches_tracked")]
+    shapes = canonical_shapes(spec)
+    assert keys == list(shapes)
+    assert all(tuple(state[k].shape) == shapes[k] for k in keys)
+
+
+def test_parameter_count_of_the_seed() -> None:
+    model = UNet(get_preset("seed"))
+    assert sum(p.numel() for p in model.parameters()) == 31_031_810
+
+
+def test_module_paths_are_plan_names() -> None:
+    model = UNet(get_preset("paper-small"))
+    modules = dict(model.named_modules())
+    for block in model.plan:
+        if block.kind != "input":
+            assert block.name in modules, block.name
+    assert isinstance(modules["dec1.up"], torch.nn.ConvTranspose2d)
+    assert isinstance(modules["mid.dropout"], torch.nn.Dropout)
+
+
+@pytest.mark.parametrize("name", ["seed-small", "modern-small", "modern-bilinear-small"])
+def test_channels_last_gives_the_same_output(name: str) -> None:
+    spec = PRESETS[name]
+    size = 252 if spec.padding == "valid" else 64
+    model = load_canonical(UNet(spec), random_weights(spec)).eval()
+    x = torch.rand(2, spec.in_channels, size, size, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        ref = model(x)
+        model_cl = model.to(memory_format=torch.channels_last)
+        out = model_cl(x.to(memory_format=torch.channels_last))
+    # A different memory format sums in a different order: the same fp32 noise as across frameworks.
+    result = compare(out.numpy(), ref.numpy())
+    assert result.within(Tolerance()), result
+
+
+def test_inplace_relu_does_not_corrupt_pre_pool_skips() -> None:
+    # enc1.relu2 feeds both the pooling and the skip: it must not be applied in place twice.
+    spec = get_preset("paper-small").replace(dropout=0.0)
+    model = load_canonical(UNet(spec), random_weights(spec)).eval()
+    reference = load_canonical(UNet(spec), random_weights(spec)).eval()
+    for module in reference.modules():
+        if isinstance(module, torch.nn.ReLU):
+            module.inplace = False
+    x = torch.rand(1, 1, 188, 188)
+    with torch.inference_mode():
+        torch.testing.assert_close(model(x), reference(x), rtol=0, atol=0)
+
+
+def test_training_backward_runs_with_inplace_relu() -> None:
+    spec = get_preset("modern-small")
+    model = UNet(spec).train()
+    x = torch.rand(2, 3, 32, 32, requires_grad=True)
+    model(x).square().mean().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_canonical_round_trip_and_errors() -> None:
+    spec = get_preset("modern-small")
+    weights = random_weights(spec, seed=5)
+    model = load_canonical(UNet(spec), weights)
+    back = canonical_state(model)
+    assert all(np.array_equal(back[n], weights[n]) for n in weights)
+    weights["enc1.conv1.weight"] = weights["enc1.conv1.weight"][:, :2]
+    with pytest.raises(ValueError, match=r"enc1\.conv1\.weight: expected \(16, 3, 3, 3\)"):
+        load_canonical(UNet(spec), weights)
+
+
+def test_probabilities() -> None:
+    logits = torch.randn(1, 3, 4, 4)
+    torch.testing.assert_close(probabilities(logits, "softmax").sum(1), torch.ones(1, 4, 4))
+    torch.testing.assert_close(probabilities(logits, "sigmoid"), torch.sigmoid(logits))
+    assert probabilities(logits, "none") is logits
