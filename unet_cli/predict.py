@@ -1,0 +1,236 @@
+"""``unet predict``: segment images of any size with either backend and write masks and overlays.
+
+For every image ``NAME.ext`` the output folder receives ``NAME_mask.png`` (class ids; 0/255 for a
+binary task), ``NAME_overlay.png`` (the image with the classes tinted) and, with ``--save-probs``,
+``NAME_probs.npy`` (``(K, H, W)`` float32). An image that cannot be read or does not fit the model
+is reported by name and skipped; the others are still processed, and the exit code is 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from unet_cli.common import add_spec_arguments, spec_from_args
+from unet_spec import UNetSpec, atomic_write_bytes
+
+HELP = "segment images of any size (overlap-tile) and write mask and overlay PNGs"
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
+
+# Tints of classes 1, 2, ... in overlays (class 0 is background and stays untinted).
+_PALETTE = np.array(
+    [
+        [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
+        [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212],
+    ],
+    dtype=np.float32,
+)  # fmt: skip
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("images", nargs="+", type=Path, help="image files or folders of images")
+    parser.add_argument("--weights", type=Path, required=True, help=".safetensors, .pt or .ckpt")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (created if absent)")
+    parser.add_argument("--backend", choices=("torch", "keras"), default="torch")
+    parser.add_argument(
+        "--device", default="cpu", help="torch backend: cpu or cuda (Keras places ops itself)"
+    )
+    parser.add_argument(
+        "--tile", type=int, help="input tile size (default: a valid size near 572/256)"
+    )
+    parser.add_argument(
+        "--overlap", type=float, default=0.25, help="same padding: share of a tile blended"
+    )
+    parser.add_argument("--batch-size", type=int, default=1, help="tiles per forward pass")
+    parser.add_argument("--tta", action="store_true", help="average over flips and quarter turns")
+    parser.add_argument("--save-probs", action="store_true", help="also write NAME_probs.npy")
+    parser.add_argument(
+        "--convert",
+        action="store_true",
+        help="convert grey↔RGB (and drop alpha) when an image's channels differ from the model's",
+    )
+    add_spec_arguments(parser)
+
+
+# -- images ----------------------------------------------------------------------------------------
+def read_image(path: Path, in_channels: int, convert: bool = False) -> np.ndarray:
+    """Read ``path`` as ``(C, H, W)`` float32 in [0, 1] (the training data's scaling).
+
+    Raises:
+        FileNotFoundError: No such file.
+        ValueError: Unreadable or truncated image, or a channel count other than ``in_channels``
+            (unless ``convert``, which maps grey, grey+alpha, RGB and RGBA onto each other).
+    """
+    from PIL import Image
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such image")
+    try:
+        img = Image.open(path)
+        img.load()
+    except Exception as err:  # Pillow raises OSError, SyntaxError, ValueError... for bad files
+        raise ValueError(f"{path}: cannot read image ({type(err).__name__}: {err})") from None
+    if img.mode == "P":  # a palette is an encoding, not a channel layout
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    elif img.mode == "1":
+        img = img.convert("L")
+    arr = np.asarray(img)
+    if arr.dtype == np.uint8:
+        scale = 255.0
+    elif arr.dtype in (np.uint16, np.int32) or img.mode.startswith("I"):
+        scale = 65535.0 if arr.max(initial=0) > 255 else 255.0
+    else:
+        scale = 1.0
+    arr = arr.astype(np.float32) / scale
+    arr = arr[None] if arr.ndim == 2 else np.moveaxis(arr, -1, 0)
+    have = arr.shape[0]
+    if have != in_channels:
+        if not convert or have not in (1, 2, 3, 4) or in_channels not in (1, 3):
+            hint = " (pass --convert to convert grey/RGB)" if have in (1, 2, 3, 4) else ""
+            raise ValueError(
+                f"{path}: image has {have} channel(s) ({img.mode}), the model expects "
+                f"in_channels={in_channels}{hint}"
+            )
+        colour = arr[:3] if have >= 3 else np.repeat(arr[:1], 3, axis=0)
+        if in_channels == 1:  # ITU-R 601 luma, as Pillow's "L" conversion
+            arr = np.tensordot(np.array([0.299, 0.587, 0.114], np.float32), colour, axes=1)[None]
+        else:
+            arr = colour
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def class_ids(probs: np.ndarray, head: str) -> np.ndarray:
+    """Class ids ``(H, W)`` from ``(K, H, W)`` probabilities (one channel: thresholded)."""
+    if probs.shape[0] == 1:
+        threshold = 0.5 if head in ("sigmoid", "softmax") else 0.0
+        return (probs[0] > threshold).astype(np.int64)
+    return probs.argmax(0)
+
+
+def encode_mask(ids: np.ndarray, num_classes: int) -> np.ndarray:
+    """The mask as written: 0/255 for a binary task, class ids otherwise (8 or 16 bit)."""
+    if num_classes <= 2:
+        return (ids * 255).astype(np.uint8)
+    return ids.astype(np.uint8 if num_classes <= 256 else np.uint16)
+
+
+def overlay(image: np.ndarray, ids: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """The image as RGB uint8 with every non-background class tinted."""
+    base = image[:3] if image.shape[0] >= 3 else np.repeat(image[:1], 3, axis=0)
+    rgb = np.clip(np.moveaxis(base, 0, -1), 0.0, 1.0) * 255.0
+    fg = ids > 0
+    tint = _PALETTE[(ids[fg] - 1) % len(_PALETTE)]
+    rgb[fg] = (1 - alpha) * rgb[fg] + alpha * tint
+    return rgb.round().astype(np.uint8)
+
+
+def _png_bytes(array: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
+def expand_images(paths: list[Path]) -> list[Path]:
+    """Files as given, folders replaced by their image files (sorted); missing paths kept so they
+    are reported by name."""
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            out.extend(sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES))
+        else:
+            out.append(p)
+    return out
+
+
+def _check_output_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(folder / ".unet-write-check", b"")
+        (folder / ".unet-write-check").unlink()
+    except OSError as err:
+        raise OSError(
+            f"{folder}: output folder cannot be written ({err.strerror or err})"
+        ) from None
+
+
+# -- backends -------------------------------------------------------------------------------------
+def load_backend(args: argparse.Namespace, spec: UNetSpec | None):  # noqa: ANN201 - a predictor
+    """The predictor for ``--backend``, with weights from ``--weights`` checked against ``spec``."""
+    path: Path = args.weights
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such weight file")
+    if path.suffix == ".safetensors":
+        from unet_spec import load_weights
+
+        weights, stored = load_weights(path, spec)
+    elif path.suffix in (".pt", ".ckpt"):
+        from unet_torch.io import load_any  # torch before Keras: see unet_keras._imports
+
+        weights, stored = load_any(path, spec)
+    else:
+        raise ValueError(f"{path}: weights must be .safetensors, .pt or .ckpt")
+    if args.backend == "torch":
+        from unet_torch.predict import TorchPredictor
+
+        return TorchPredictor(stored, weights, args.device)
+    if args.device != "cpu":
+        print(f"unet predict: note: --device {args.device} is ignored by Keras", file=sys.stderr)
+    from unet_keras.predict import KerasPredictor
+
+    return KerasPredictor(stored, weights)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from unet_spec.tiling import check_tile
+
+    spec = spec_from_args(args)
+    predictor = load_backend(args, spec)
+    spec = predictor.spec
+    if args.tile is not None:
+        check_tile(spec, args.tile)
+    _check_output_folder(args.out)
+    images = expand_images(args.images)
+    if not images:
+        raise ValueError("no images found in " + ", ".join(map(str, args.images)))
+
+    failed: list[str] = []
+    bar = tqdm(images, desc="predict", unit="img", disable=None, file=sys.stderr)
+    for path in bar:
+        bar.set_postfix_str(path.name)
+        try:
+            image = read_image(path, spec.in_channels, args.convert)
+            probs = predictor.predict(image, args.tile, args.overlap, args.batch_size, tta=args.tta)
+            ids = class_ids(probs, spec.head)
+            mask = encode_mask(ids, spec.num_classes)
+            atomic_write_bytes(args.out / f"{path.stem}_mask.png", _png_bytes(mask))
+            atomic_write_bytes(
+                args.out / f"{path.stem}_overlay.png", _png_bytes(overlay(image, ids))
+            )
+            if args.save_probs:
+                atomic_write_bytes(args.out / f"{path.stem}_probs.npy", _npy_bytes(probs))
+        except (ValueError, OSError) as err:
+            message = str(err) if str(path) in str(err) else f"{path}: {err}"
+            tqdm.write(f"unet predict: error: {message}", file=sys.stderr)
+            failed.append(str(path))
+    bar.close()
+    done = len(images) - len(failed)
+    print(f"{done} of {len(images)} image(s) written to {args.out}", file=sys.stderr)
+    if failed:
+        print(f"unet predict: {len(failed)} image(s) failed: {', '.join(failed)}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,108 @@
+"""Whole-image inference with the PyTorch twin, through the framework-free tiling engine.
+
+Example:
+    >>> import numpy as np
+    >>> from unet_spec import get_preset, random_weights
+    >>> spec = get_preset("modern-small")
+    >>> predictor = TorchPredictor(spec, random_weights(spec))
+    >>> predictor.predict(np.zeros((3, 50, 70), np.float32), tile=64).shape
+    (2, 50, 70)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import torch
+
+from unet_spec import UNetSpec
+from unet_spec.tiling import predict_tiled, predict_tta
+from unet_torch.model import UNet, load_canonical, probabilities
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"cpu"``, ``"cuda"`` or ``"cuda:N"``; ``ValueError`` when CUDA is asked for but absent."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but PyTorch sees no CUDA GPU")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda'. Received: device={device!r}")
+    return dev
+
+
+class TorchPredictor:
+    """A :class:`~unet_torch.model.UNet` in eval mode wrapped as the tiling engine's ``forward``.
+
+    Args:
+        spec: The architecture.
+        weights: Canonical weights (name → array), checked against ``spec``.
+        device: ``"cpu"`` or ``"cuda"``.
+        channels_last: Run in NHWC memory order, which oneDNN (CPU) and cuDNN (tensor cores)
+            convolve faster than NCHW; the results are the same function.
+        head: Apply the spec's head so :meth:`forward` returns probabilities (else logits).
+    """
+
+    def __init__(
+        self,
+        spec: UNetSpec,
+        weights: Mapping[str, np.ndarray],
+        device: str = "cpu",
+        *,
+        channels_last: bool = True,
+        head: bool = True,
+    ) -> None:
+        self.spec = spec
+        self.device = resolve_device(device)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        model = load_canonical(UNet(spec), weights)
+        self.model = model.eval().to(self.device, memory_format=self.memory_format)
+        self.head = head
+
+    @torch.inference_mode()
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """``(N, C, h, w)`` float32 numpy → ``(N, K, oh, ow)`` float32 numpy (NCHW both ways)."""
+        t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        t = t.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+        out = self.model(t)
+        if self.head:
+            out = probabilities(out, self.spec.head)
+        return out.float().cpu().contiguous().numpy()
+
+    __call__ = forward
+
+    def predict(
+        self,
+        image: np.ndarray,
+        tile: int | None = None,
+        overlap: float = 0.25,
+        batch_size: int = 1,
+        *,
+        tta: bool = False,
+        progress: Callable[[int], object] | None = None,
+    ) -> np.ndarray:
+        """``(C, H, W)`` image of any size → ``(K, H, W)`` output (see
+        :func:`unet_spec.tiling.predict_tiled` for the arguments; ``tta`` averages the 8 flips and
+        quarter turns)."""
+        if tta:
+            return predict_tta(image, self.forward, self.spec, tile, overlap, batch_size)
+        return predict_tiled(
+            image, self.forward, self.spec, tile, overlap, batch_size, progress=progress
+        )
+
+
+def load_predictor(
+    path: str | os.PathLike[str], spec: UNetSpec | None = None, device: str = "cpu", **kwargs
+) -> TorchPredictor:
+    """A :class:`TorchPredictor` from a weight file (``.safetensors``, ``.pt`` or ``.ckpt``).
+
+    Raises:
+        FileNotFoundError: No such file.
+        ValueError: A file that cannot be read or does not fit ``spec`` (the message says what
+            differs).
+    """
+    from unet_torch.io import load_any
+
+    weights, stored = load_any(path, spec)
+    return TorchPredictor(stored, weights, device, **kwargs)
