@@ -68,7 +68,7 @@ def test_valid_sizes_and_nearest() -> None:
     paper = get_preset("paper").plan()
     sizes = paper.valid_sizes(100, 600)
     assert sizes[:3] == [188, 204, 220] and 572 in sizes
-    assert all(b - a == 16 for a, b in zip(sizes, sizes[1:]))
+    assert all(b - a == 16 for a, b in zip(sizes, sizes[1:], strict=False))
     assert paper.nearest_valid_size(570) == 572
     assert paper.nearest_valid_size(570, "down") == 556
     assert paper.nearest_valid_size(10) == 188

@@ -85,7 +85,9 @@ def test_missing_and_extra_tensors(tmp_path: Path) -> None:
     del weights["dec1.conv2.bias"]
     weights["dec1.conv3.weight"] = np.zeros((1,), np.float32)
     path = _write_raw(tmp_path / "bad.safetensors", weights)
-    with pytest.raises(ValueError, match=r"missing dec1\.conv2\.bias; unexpected dec1\.conv3\.weight"):
+    with pytest.raises(
+        ValueError, match=r"missing dec1\.conv2\.bias; unexpected dec1\.conv3\.weight"
+    ):
         load_weights(path)
 
 
@@ -94,7 +96,8 @@ def test_wrong_shape_names_tensor(tmp_path: Path) -> None:
     weights["enc2.conv1.weight"] = np.zeros((32, 16, 3, 2), np.float32)
     path = _write_raw(tmp_path / "shape.safetensors", weights)
     with pytest.raises(
-        ValueError, match=r"enc2\.conv1\.weight: expected \(32, 16, 3, 3\), received \(32, 16, 3, 2\)"
+        ValueError,
+        match=r"enc2\.conv1\.weight: expected \(32, 16, 3, 3\), received \(32, 16, 3, 2\)",
     ):
         load_weights(path)
 

@@ -51,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
              "macs": i.macs}
             for i in layout
         ]  # fmt: skip
-        print(json.dumps({"spec": spec.to_dict(), "size": size, "layers": rows, **totals}, indent=2))
+        print(
+            json.dumps({"spec": spec.to_dict(), "size": size, "layers": rows, **totals}, indent=2)
+        )
         return 0
     print(f"{'block':18s} {'kind':10s} {'output (C×H×W)':>18s} {'params':>12s} {'MACs':>16s}")
     for info in layout:

@@ -26,7 +26,9 @@ def _to_canonical_kernel(w: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.transpose(w, (3, 2, 0, 1)))
 
 
-def from_canonical(model: keras.Model, weights: Mapping[str, np.ndarray], spec: UNetSpec) -> keras.Model:
+def from_canonical(
+    model: keras.Model, weights: Mapping[str, np.ndarray], spec: UNetSpec
+) -> keras.Model:
     """Load canonical ``weights`` into a model built by :func:`build_unet` for ``spec``."""
     check_weights(weights, spec)
     for block in build_plan(spec).blocks:

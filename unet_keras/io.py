@@ -23,7 +23,9 @@ from unet_spec import UNetSpec
 SPEC_MEMBER = "unet_spec.json"
 
 
-def save_keras(model: keras.Model, path: str | os.PathLike[str], spec: UNetSpec | None = None) -> Path:
+def save_keras(
+    model: keras.Model, path: str | os.PathLike[str], spec: UNetSpec | None = None
+) -> Path:
     """Save ``model`` as a ``.keras`` file (with ``spec`` stored inside when given), atomically."""
     path = Path(path)
     if path.suffix != ".keras":
@@ -80,6 +82,8 @@ def export_keras(
     head_activation: bool = False,
 ) -> keras.Model:
     """Build the Keras twin of ``spec``, load canonical ``weights`` and save it to ``path``."""
-    model = from_canonical(build_unet(spec, input_size, head_activation=head_activation), weights, spec)
+    model = from_canonical(
+        build_unet(spec, input_size, head_activation=head_activation), weights, spec
+    )
     save_keras(model, path, spec)
     return model

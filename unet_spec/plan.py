@@ -66,7 +66,8 @@ class Block:
             return {f"{self.name}.weight": (c_in, c_out, k, k), f"{self.name}.bias": (c_out,)}
         if self.kind == "batchnorm":
             return {
-                f"{self.name}.{t}": (c_out,) for t in ("weight", "bias", "running_mean", "running_var")
+                f"{self.name}.{t}": (c_out,)
+                for t in ("weight", "bias", "running_mean", "running_var")
             }
         return {}
 

@@ -136,7 +136,9 @@ class UNetSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> UNetSpec:
         if not isinstance(data, dict):
-            raise ValueError(f"A UNetSpec needs a mapping of fields. Received: {type(data).__name__}")
+            raise ValueError(
+                f"A UNetSpec needs a mapping of fields. Received: {type(data).__name__}"
+            )
         known = {f.name for f in fields(cls)}
         extra = sorted(set(data) - known)
         if extra:

@@ -27,7 +27,9 @@ def canonical_shapes(spec: UNetSpec) -> dict[str, tuple[int, ...]]:
     return dict(build_plan(spec).weight_shapes)
 
 
-def check_weights(weights: Mapping[str, np.ndarray], spec: UNetSpec, source: str = "weights") -> None:
+def check_weights(
+    weights: Mapping[str, np.ndarray], spec: UNetSpec, source: str = "weights"
+) -> None:
     """Raise ``ValueError`` naming every missing, unexpected or mis-shaped tensor."""
     expected = canonical_shapes(spec)
     missing = [n for n in expected if n not in weights]
@@ -127,7 +129,9 @@ def load_weights(
     """
     tensors, stored = read_weights(path)
     if spec is not None and stored != spec:
-        fields = ", ".join(f"{k}: file {a!r} vs expected {b!r}" for k, (a, b) in stored.diff(spec).items())
+        fields = ", ".join(
+            f"{k}: file {a!r} vs expected {b!r}" for k, (a, b) in stored.diff(spec).items()
+        )
         raise ValueError(f"{path}: weights were saved for a different spec ({fields})")
     return tensors, stored
 
