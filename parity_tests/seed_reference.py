@@ -7,10 +7,11 @@ tests can train and port it on a CPU in seconds; 64 reproduces the starting mode
 
 from __future__ import annotations
 
+# isort: off
 import unet_keras  # noqa: F401  # loads triton before TensorFlow (see unet_keras._imports)
-
-import keras  # noqa: E402
-from keras import layers  # noqa: E402
+import keras
+from keras import layers
+# isort: on
 
 
 def encoder_block(inputs, num_filters: int):

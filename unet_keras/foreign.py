@@ -86,7 +86,9 @@ def weighted_layers(model: keras.Model) -> list[KerasLayerWeights]:
     return out
 
 
-def weighted_layers_h5(path: str | os.PathLike[str]) -> tuple[list[KerasLayerWeights], UNetSpec | None]:
+def weighted_layers_h5(
+    path: str | os.PathLike[str],
+) -> tuple[list[KerasLayerWeights], UNetSpec | None]:
     """The weighted layer groups of a Keras 3 ``.weights.h5`` file and its stored spec.
 
     Groups are ordered per class by the index Keras appended (``conv2d`` < ``conv2d_1`` <

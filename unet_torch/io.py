@@ -86,7 +86,9 @@ def load_any(
     return weights, spec
 
 
-def resolve_spec(stored: UNetSpec | None, given: UNetSpec | None, path: str | os.PathLike[str]) -> UNetSpec:
+def resolve_spec(
+    stored: UNetSpec | None, given: UNetSpec | None, path: str | os.PathLike[str]
+) -> UNetSpec:
     """The spec to use for a file: the stored one, the given one, and they must agree.
 
     Raises:
@@ -193,7 +195,9 @@ def _atomic_torch_save(obj: Any, path: Path) -> Path:
     return atomic_write_bytes(path, buffer.getvalue())
 
 
-def save_pt(weights: Mapping[str, np.ndarray], spec: UNetSpec, path: str | os.PathLike[str]) -> Path:
+def save_pt(
+    weights: Mapping[str, np.ndarray], spec: UNetSpec, path: str | os.PathLike[str]
+) -> Path:
     """Write ``{"state_dict", "spec", "format", "format_version"}`` to a ``.pt`` file, atomically.
 
     ``torch.load(path, weights_only=True)["state_dict"]`` loads into ``UNet(spec)`` with
@@ -237,7 +241,9 @@ def save_ckpt(
     return _atomic_torch_save(obj, Path(path))
 
 
-def save_any(weights: Mapping[str, np.ndarray], spec: UNetSpec, path: str | os.PathLike[str]) -> Path:
+def save_any(
+    weights: Mapping[str, np.ndarray], spec: UNetSpec, path: str | os.PathLike[str]
+) -> Path:
     """Write ``weights`` in the format named by ``path``'s suffix (``.ckpt``, ``.pt``,
     ``.safetensors``), atomically."""
     path = Path(path)
@@ -251,4 +257,3 @@ def save_any(weights: Mapping[str, np.ndarray], spec: UNetSpec, path: str | os.P
         f"{path}: unknown extension {path.suffix!r}; PyTorch-side files end in "
         + ", ".join(TORCH_SUFFIXES)
     )
-

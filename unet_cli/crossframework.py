@@ -1,0 +1,509 @@
+"""Run the PyTorch and the Keras twin side by side: the one module that imports both frameworks.
+
+``unet parity``, ``unet port``'s verification and the parity tests all go through here:
+
+- :func:`import_frameworks` imports the torch stack before Keras/TensorFlow (TensorFlow followed by
+  triton crashes the interpreter);
+- :func:`environment_guard` turns TF32 off on both sides (on a GPU both would otherwise round
+  matmul and convolution inputs to 10-bit mantissas) and records what the numbers depend on:
+  framework versions, oneDNN settings, devices, threads;
+- :func:`run_parity` runs both models with a tap on every plan block and compares them block by
+  block (:class:`ParityReport`);
+- :func:`load_any_weights` / :func:`save_any_weights` read and write every weight format by suffix.
+
+Framework imports happen inside functions, so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from unet_spec import PRESETS, Comparison, Tolerance, UNetSpec, build_plan, compare
+
+#: Suffixes ``unet port`` and ``unet parity`` read and write.
+SUFFIXES = (".ckpt", ".pt", ".safetensors", ".keras", ".weights.h5")
+
+
+def import_frameworks() -> None:
+    """Import the torch stack, then Keras (the only safe order; see ``unet_keras._imports``)."""
+    # isort: off
+    import unet_torch  # noqa: F401
+    import unet_keras  # noqa: F401
+    # isort: on
+
+
+def environment_guard() -> dict[str, Any]:
+    """Make both frameworks compute in true fp32 and describe the environment.
+
+    TF32 is turned off for PyTorch (matmul and cuDNN) and TensorFlow. oneDNN is left as configured
+    (``TF_ENABLE_ONEDNN_OPTS``; on by default on x86 Linux) but recorded, since it changes
+    TensorFlow's accumulation order on CPUs.
+
+    Returns:
+        Versions, devices, threads and numeric settings, for reports.
+    """
+    import_frameworks()
+    import keras
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "torch": torch.__version__,
+        "keras": keras.__version__,
+        "keras_backend": keras.backend.backend(),
+        "torch_threads": torch.get_num_threads(),
+        "torch_mkldnn": bool(torch.backends.mkldnn.is_available()),
+        "torch_cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "torch_tf32": False,
+        "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)"),
+    }
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_tensor_float_32_execution(False)
+        info["tensorflow"] = tf.__version__
+        info["tf_tf32"] = bool(tf.config.experimental.tensor_float_32_execution_enabled())
+        info["tf_gpus"] = [d.name for d in tf.config.list_physical_devices("GPU")]
+        info["tf_intra_op_threads"] = tf.config.threading.get_intra_op_parallelism_threads()
+    return info
+
+
+# -- weight files -------------------------------------------------------------------------------
+def suffix_of(path: str | os.PathLike[str]) -> str:
+    """The weight-format suffix of ``path`` (``.weights.h5`` counts as one).
+
+    Raises:
+        ValueError: An extension no reader knows.
+    """
+    name = Path(path).name
+    for suffix in SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return suffix
+    raise ValueError(
+        f"{path}: unknown extension {Path(path).suffix or '(none)'!r}; "
+        f"weight files end in {', '.join(SUFFIXES)}"
+    )
+
+
+def load_any_weights(
+    path: str | os.PathLike[str], spec: UNetSpec | None = None
+) -> tuple[dict[str, np.ndarray], UNetSpec, Any]:
+    """Canonical weights and spec from any supported file.
+
+    Returns:
+        ``(weights, spec, keras_model)``; ``keras_model`` is the model loaded from a ``.keras``
+        file (possibly one this project did not build), ``None`` for other formats.
+    """
+    suffix = suffix_of(path)
+    import_frameworks()
+    if suffix in (".keras", ".weights.h5"):
+        from unet_keras.foreign import load_keras_weights
+
+        return load_keras_weights(path, spec)
+    from unet_torch.io import load_any
+
+    weights, spec = load_any(path, spec)
+    return weights, spec, None
+
+
+def save_any_weights(
+    weights: Mapping[str, np.ndarray],
+    spec: UNetSpec,
+    path: str | os.PathLike[str],
+    input_size: int | Sequence[int] | None = None,
+) -> Path:
+    """Write ``weights`` in the format named by ``path``'s suffix, atomically.
+
+    ``input_size`` fixes the input of a ``.keras`` model (default: :func:`default_size`).
+    """
+    suffix = suffix_of(path)
+    import_frameworks()
+    if suffix == ".keras":
+        from unet_keras.io import export_keras
+
+        size = input_size if input_size is not None else model_size(spec)
+        export_keras(weights, spec, path, size)
+        return Path(path)
+    if suffix == ".weights.h5":
+        from unet_keras.foreign import save_weights_h5
+
+        return save_weights_h5(weights, spec, path, input_size)
+    from unet_torch.io import save_any
+
+    return save_any(weights, spec, path)
+
+
+def preset_name(spec: UNetSpec) -> str | None:
+    """The registered name of ``spec``, if it is a preset."""
+    return next((name for name, s in PRESETS.items() if s == spec), None)
+
+
+def default_size(spec: UNetSpec) -> int:
+    """The preset's natural input size, or the valid size nearest 256."""
+    from unet_spec import DEFAULT_SIZES
+
+    name = preset_name(spec)
+    if name in DEFAULT_SIZES:
+        return DEFAULT_SIZES[name]
+    return build_plan(spec).nearest_valid_size(256)
+
+
+def model_size(spec: UNetSpec) -> int | None:
+    """The input size a saved Keras model is built for: ``None`` (any) when the spec allows it."""
+    return None if spec.skip_merge == "none" else default_size(spec)
+
+
+def check_size(spec: UNetSpec, size: int) -> int:
+    """``size`` if the spec takes it (raises ``ValueError`` naming the nearest valid sizes)."""
+    build_plan(spec).check_size(size)
+    return size
+
+
+def small_size(spec: UNetSpec) -> int:
+    """A small valid input size, for quick checks such as a port's verification."""
+    return build_plan(spec).nearest_valid_size(12 * 2**spec.depth, direction="up")
+
+
+def random_input(spec: UNetSpec, size: int, batch: int = 1, seed: int = 0) -> np.ndarray:
+    """An NCHW float32 batch uniform in [0, 1), like a scaled image."""
+    rng = np.random.default_rng(seed)
+    return rng.random((batch, spec.in_channels, size, size), dtype=np.float32)
+
+
+def image_input(
+    path: str | os.PathLike[str], spec: UNetSpec, size: int, batch: int = 1
+) -> np.ndarray:
+    """An image file as an NCHW float32 batch in [0, 1], resized to ``size``×``size``."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such image")
+    modes = {1: "L", 3: "RGB", 4: "RGBA"}
+    if spec.in_channels not in modes:
+        raise ValueError(
+            f"{path}: images give 1, 3 or 4 channels; the spec needs "
+            f"in_channels={spec.in_channels} (use --random)"
+        )
+    try:
+        with Image.open(path) as img:
+            img = img.convert(modes[spec.in_channels]).resize((size, size), Image.BILINEAR)
+            array = np.asarray(img, dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError) as err:
+        raise ValueError(f"{path}: not a readable image ({err})") from None
+    array = array.reshape(size, size, spec.in_channels).transpose(2, 0, 1)
+    return np.repeat(array[None], batch, axis=0)
+
+
+# -- models ---------------------------------------------------------------------------------------
+def torch_model(spec: UNetSpec, weights: Mapping[str, np.ndarray], device: str = "cpu"):  # noqa: ANN201
+    """``UNet(spec)`` with ``weights``, in eval mode, on ``device``."""
+    import_frameworks()
+    from unet_torch import UNet, load_canonical
+
+    return load_canonical(UNet(spec), weights).eval().to(device)
+
+
+def keras_model(spec: UNetSpec, weights: Mapping[str, np.ndarray], size: int | None):  # noqa: ANN201
+    """``build_unet(spec, size)`` with ``weights`` (logits out)."""
+    import_frameworks()
+    from unet_keras import build_unet, from_canonical
+
+    return from_canonical(build_unet(spec, size), weights, spec)
+
+
+def tapped_blocks(spec: UNetSpec) -> list[str]:
+    """Every block after the input, in plan order."""
+    return [b.name for b in build_plan(spec).blocks[1:]]
+
+
+def torch_taps(
+    model: Any, x: np.ndarray, names: Sequence[str], device: str = "cpu"
+) -> dict[str, np.ndarray]:
+    """Outputs of the blocks ``names`` of a :class:`~unet_torch.UNet` on NCHW ``x``."""
+    import torch
+
+    taps: dict[str, np.ndarray] = {}
+
+    def hook(name: str):  # noqa: ANN202
+        # Copy now: the next block may be an in-place ReLU that overwrites this output.
+        def save(_module, _inputs, output) -> None:  # noqa: ANN001
+            taps[name] = output.detach().to("cpu", torch.float32).numpy().copy()
+
+        return save
+
+    handles = [model.get_submodule(n).register_forward_hook(hook(n)) for n in names]
+    try:
+        with torch.no_grad():
+            model(torch.from_numpy(x).to(device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return taps
+
+
+def keras_taps(model: Any, x: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Outputs (NCHW) of the layers ``names`` of a Keras model on NCHW ``x``."""
+    import keras
+
+    from unet_keras import to_nchw, to_nhwc
+
+    tap_model = keras.Model(model.input, [model.get_layer(n).output for n in names])
+    # A direct call runs eagerly, op by op, like PyTorch (no XLA fusion that reorders sums).
+    outputs = tap_model(to_nhwc(x), training=False)
+    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    return {n: to_nchw(np.asarray(keras.ops.convert_to_numpy(o), dtype=np.float32))
+            for n, o in zip(names, outputs, strict=True)}  # fmt: skip
+
+
+def head(logits: np.ndarray, activation: str) -> np.ndarray:
+    """A spec's head activation on NCHW logits, in float64 numpy."""
+    z = np.asarray(logits, dtype=np.float64)
+    if activation == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-z))
+    if activation == "softmax":
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+    return z
+
+
+# -- parity ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LayerRow:
+    """One block's comparison (Keras against the PyTorch reference)."""
+
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    max_abs: float
+    rel: float
+    passed: bool
+
+
+@dataclass
+class ParityReport:
+    """Everything ``unet parity`` prints or writes as JSON."""
+
+    spec: UNetSpec
+    input_shape: tuple[int, ...]
+    tolerance: Tolerance
+    layers: list[LayerRow]
+    logits: Comparison
+    output: Comparison
+    versions: dict[str, Any] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def first_failure(self) -> str | None:
+        return next((row.name for row in self.layers if not row.passed), None)
+
+    @property
+    def passed(self) -> bool:
+        return (
+            self.first_failure is None
+            and self.logits.within(self.tolerance)
+            and self.output.within(self.tolerance)
+        )
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The ``--json`` document of ``unet parity``."""
+        return {
+            "passed": self.passed,
+            "max_abs": self.logits.max_abs,
+            "rel": self.logits.rel,
+            "argmax_agreement": self.logits.argmax_agreement,
+            "output": self.output.to_dict(),
+            "first_failure": self.first_failure,
+            "tolerance": asdict(self.tolerance),
+            "versions": self.versions,
+            "input_shape": list(self.input_shape),
+            "spec": self.spec.to_dict(),
+            "seconds": self.seconds,
+            "layers": [
+                {"name": r.name, "kind": r.kind, "shape": list(r.shape), "max_abs": r.max_abs,
+                 "rel": r.rel, "passed": r.passed}
+                for r in self.layers
+            ],
+        }  # fmt: skip
+
+
+def layer_passes(comparison: Comparison, reference: np.ndarray, tol: Tolerance) -> bool:
+    """A block is within tolerance when its relative error is at most ``tol.rel`` and its max |Δ|
+    at most ``tol.max_abs`` times the block's own scale (max |reference|, at least 1): inner
+    activations grow far beyond the logits' range, and float error grows with them."""
+    scale = max(1.0, float(np.abs(reference).max()) if reference.size else 1.0)
+    return comparison.rel <= tol.rel and comparison.max_abs <= tol.max_abs * scale
+
+
+def compare_taps(
+    spec: UNetSpec,
+    reference: Mapping[str, np.ndarray],
+    candidate: Mapping[str, np.ndarray],
+    tol: Tolerance,
+) -> list[LayerRow]:
+    """Rows for the blocks both tap sets hold, in plan order."""
+    rows = []
+    for block in build_plan(spec).blocks[1:]:
+        if block.name not in reference or block.name not in candidate:
+            continue
+        ref, got = reference[block.name], candidate[block.name]
+        c = compare(got, ref)
+        rows.append(LayerRow(block.name, block.kind, c.shape, c.max_abs, c.rel,
+                             layer_passes(c, ref, tol)))  # fmt: skip
+    return rows
+
+
+def run_parity(
+    spec: UNetSpec,
+    weights: Mapping[str, np.ndarray],
+    x: np.ndarray,
+    tolerance: Tolerance | None = None,
+    device: str = "cpu",
+    per_layer: bool = True,
+) -> ParityReport:
+    """Build both twins from ``weights``, run them on NCHW ``x`` and compare every block.
+
+    The PyTorch model is the reference; Keras is compared against it. Models are built for ``x``'s
+    size and freed before returning.
+    """
+    tolerance = tolerance or Tolerance()
+    versions = environment_guard()
+    size = x.shape[-1] if x.shape[-1] == x.shape[-2] else tuple(x.shape[-2:])
+    build_plan(spec).check_size(size)
+    names = tapped_blocks(spec) if per_layer else [build_plan(spec).output.name]
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    model = torch_model(spec, weights, device)
+    ref = torch_taps(model, x, names, device)
+    del model
+    seconds["torch"] = time.perf_counter() - start
+    start = time.perf_counter()
+    kmodel = keras_model(spec, weights, size)
+    got = keras_taps(kmodel, x, names)
+    del kmodel
+    seconds["keras"] = time.perf_counter() - start
+    out_name = build_plan(spec).output.name
+    logits = compare(got[out_name], ref[out_name])
+    output = compare(head(got[out_name], spec.head), head(ref[out_name], spec.head))
+    rows = compare_taps(spec, ref, got, tolerance)
+    return ParityReport(spec, tuple(x.shape), tolerance, rows, logits, output, versions, seconds)
+
+
+# -- Keras on another backend ---------------------------------------------------------------------
+def keras_backend_taps(
+    cases: Sequence[tuple[UNetSpec, Mapping[str, np.ndarray], np.ndarray]],
+    backend: str = "torch",
+    timeout: float = 300.0,
+) -> tuple[list[dict[str, np.ndarray]], dict[str, Any]]:
+    """Run Keras twins on Keras backend ``backend`` in one subprocess (the backend is fixed per
+    process) and return each case's block outputs (NCHW) and that process's environment report.
+
+    Args:
+        cases: ``(spec, weights, x)`` triples; ``x`` is NCHW.
+        backend: A Keras backend name (``torch``, ``tensorflow``, ``jax``).
+        timeout: Seconds before the subprocess is stopped.
+    """
+    import json
+
+    from unet_spec import save_weights
+
+    with tempfile.TemporaryDirectory(prefix="unet-keras-") as tmp:
+        folder = Path(tmp)
+        for i, (spec, weights, x) in enumerate(cases):
+            save_weights(weights, spec, folder / f"{i}.safetensors")
+            np.save(folder / f"{i}.npy", x)
+        (folder / "cases.json").write_text(json.dumps(len(cases)))
+        env = {**os.environ, "KERAS_BACKEND": backend}
+        proc = subprocess.run(
+            [sys.executable, "-m", "unet_cli.crossframework", "keras-taps", str(folder)],
+            env=env, capture_output=True, text=True, timeout=timeout,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise RuntimeError(
+                f"Keras on backend {backend!r} failed (exit {proc.returncode}): {tail[0]}"
+            )
+        taps = []
+        for i in range(len(cases)):
+            with np.load(folder / f"{i}.taps.npz") as data:
+                taps.append({n: data[n] for n in data.files})
+        info = json.loads((folder / "env.json").read_text())
+    return taps, info
+
+
+def allow_dotted_names_on_torch_backend() -> None:
+    """Let Keras' torch backend hold layers named like plan blocks (``enc1.conv1``).
+
+    That backend registers every Keras variable as a ``torch.nn.Parameter`` keyed by its path
+    (``enc1.conv1/kernel``), and PyTorch refuses keys with dots. The keys are bookkeeping only
+    (Keras reads and writes variables through the layers, never through these keys), so they are
+    registered with the dots replaced; layer names, and so the weight contract, stay as they are.
+    """
+    import keras
+
+    if keras.backend.backend() != "torch":
+        return
+    import torch
+    from keras.src.backend.torch.layer import TorchLayer
+
+    if getattr(TorchLayer, "_unet_dotted_names", False):
+        return
+
+    def key(variable: Any) -> str:
+        return variable.path.replace(".", "·")
+
+    def _track_variables(self) -> None:  # noqa: ANN001
+        self._torch_params = torch.nn.ParameterDict(
+            {key(variable): variable.value for variable in self.variables}
+        )
+
+    def _post_track_variable(self, variable) -> None:  # noqa: ANN001
+        if hasattr(self, "_torch_params") and key(variable) not in self.torch_params:
+            self.torch_params[key(variable)] = variable.value
+
+    def _post_untrack_variable(self, variable) -> None:  # noqa: ANN001
+        if hasattr(self, "_torch_params") and key(variable) in self.torch_params:
+            self.torch_params.pop(key(variable))
+
+    TorchLayer._track_variables = _track_variables
+    TorchLayer._post_track_variable = _post_track_variable
+    TorchLayer._post_untrack_variable = _post_untrack_variable
+    TorchLayer._unet_dotted_names = True
+
+
+def _keras_taps_worker(folder: Path) -> None:
+    import json
+
+    from unet_spec import load_weights
+
+    info = environment_guard()
+    allow_dotted_names_on_torch_backend()
+    for i in range(json.loads((folder / "cases.json").read_text())):
+        weights, spec = load_weights(folder / f"{i}.safetensors")
+        x = np.load(folder / f"{i}.npy")
+        size = x.shape[-1] if x.shape[-1] == x.shape[-2] else tuple(x.shape[-2:])
+        taps = keras_taps(keras_model(spec, weights, size), x, tapped_blocks(spec))
+        np.savez(folder / f"{i}.taps.npz", **taps)
+    (folder / "env.json").write_text(json.dumps(info))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "keras-taps":
+        _keras_taps_worker(Path(sys.argv[2]))
+    else:
+        sys.exit("usage: python -m unet_cli.crossframework keras-taps FOLDER")
