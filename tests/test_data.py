@@ -1,0 +1,223 @@
+"""Data modules: every mask encoding, both folder layouts, splits, crops, and every bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from unet_spec import get_preset
+from unet_torch.data import (
+    IGNORE_INDEX,
+    FolderDataModule,
+    SyntheticDataModule,
+    TrainCrops,
+    build_augmentation,
+    read_image,
+    read_mask,
+)
+
+GREY = get_preset("modern-small").replace(in_channels=1, depth=2)
+RGB = GREY.replace(in_channels=3)
+
+
+def _save(path: Path, array: np.ndarray, mode: str | None = None, palette: list[int] | None = None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = Image.fromarray(array.astype(np.uint8), mode=mode) if mode else Image.fromarray(array.astype(np.uint8))
+    if palette is not None:
+        img.putpalette(palette)
+    img.save(path)
+    return path
+
+
+def _folder(root: Path, n: int = 5, size: int = 32, channels: int = 1, values=(0, 255)) -> Path:
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        shape = (size, size) if channels == 1 else (size, size, channels)
+        _save(root / "images" / f"s{i:02d}.png", rng.integers(0, 256, shape))
+        _save(root / "masks" / f"s{i:02d}.png", rng.choice(values, (size, size)))
+    return root
+
+
+def _module(root: Path, spec=GREY, **kw) -> FolderDataModule:
+    kw.setdefault("crop_size", 16)
+    dm = FolderDataModule(str(root), **kw)
+    dm.attach_spec(spec)
+    dm.setup("fit")
+    return dm
+
+
+# -- mask encodings -------------------------------------------------------------------------------
+def test_binary_0_255_masks(tmp_path):
+    p = _save(tmp_path / "m.png", np.array([[0, 255], [255, 0]]))
+    np.testing.assert_array_equal(read_mask(p, 2), [[0, 1], [1, 0]])
+    np.testing.assert_array_equal(read_mask(p, 2, encoding="binary"), [[0, 1], [1, 0]])
+    flipped = read_mask(p, 2, encoding="binary", value_map={0: 1, 255: 0})
+    np.testing.assert_array_equal(flipped, [[1, 0], [0, 1]])
+
+
+def test_index_masks_with_ignore_value(tmp_path):
+    p = _save(tmp_path / "m.png", np.array([[0, 1, 2], [11, 2, 0]]))
+    mask = read_mask(p, 3, encoding="index", ignore_value=11)
+    np.testing.assert_array_equal(mask, [[0, 1, 2], [IGNORE_INDEX, 2, 0]])
+    assert mask.dtype == np.int64
+
+
+def test_value_map(tmp_path):
+    p = _save(tmp_path / "m.png", np.array([[10, 20], [30, 10]]))
+    mask = read_mask(p, 3, value_map={10: 0, 20: 1, 30: 2})
+    np.testing.assert_array_equal(mask, [[0, 1], [2, 0]])
+
+
+def test_palette_png_gives_its_indices(tmp_path):
+    pal = [0, 0, 0, 255, 0, 0, 0, 255, 0] + [0] * (256 * 3 - 9)
+    p = _save(tmp_path / "m.png", np.array([[0, 1], [2, 1]]), mode="P", palette=pal)
+    np.testing.assert_array_equal(read_mask(p, 3), [[0, 1], [2, 1]])
+
+
+def test_rgb_colour_masks_with_palette(tmp_path):
+    colours = [[0, 0, 0], [128, 0, 0], [0, 128, 0]]
+    arr = np.array([[[0, 0, 0], [128, 0, 0]], [[0, 128, 0], [0, 128, 0]]])
+    p = _save(tmp_path / "m.png", arr)
+    np.testing.assert_array_equal(read_mask(p, 3, palette=colours), [[0, 1], [2, 2]])
+    with pytest.raises(ValueError, match=r"m\.png: colours \[\[0, 128, 0\]\] are not in data\.palette"):
+        read_mask(p, 2, palette=colours[:2])
+
+
+def test_grey_and_rgb_images(tmp_path):
+    g = _save(tmp_path / "g.png", np.full((4, 5), 255))
+    c = _save(tmp_path / "c.png", np.zeros((4, 5, 3)))
+    assert read_image(g, 1).shape == (1, 4, 5) and read_image(g, 1).max() == 1.0
+    assert read_image(c, 3).shape == (3, 4, 5)
+
+
+# -- layouts and splits ---------------------------------------------------------------------------
+def test_images_masks_layout_seeded_split(tmp_path):
+    root = _folder(tmp_path / "d", n=10)
+    a = _module(root, val_fraction=0.3, seed=1)
+    b = _module(root, val_fraction=0.3, seed=1)
+    c = _module(root, val_fraction=0.3, seed=2)
+    names = lambda dm: [s[0] for s in dm.val_samples]  # noqa: E731
+    assert len(a.val_samples) == 3 and len(a.train_samples) == 7
+    assert names(a) == names(b)
+    assert names(a) != names(c)
+    assert not set(names(a)) & {s[0] for s in a.train_samples}
+
+
+def test_tail_split_keeps_the_last_images(tmp_path):
+    dm = _module(_folder(tmp_path / "d", n=6), val_fraction=1 / 3, split="tail")
+    assert [Path(s[0]).stem for s in dm.val_samples] == ["s04", "s05"]
+
+
+def test_train_val_subfolders(tmp_path):
+    _folder(tmp_path / "d" / "train", n=3, channels=3)
+    _folder(tmp_path / "d" / "val", n=2, channels=3)
+    dm = _module(tmp_path / "d", spec=RGB)
+    assert len(dm.train_samples) == 3 and len(dm.val_samples) == 2
+    images, masks = next(iter(dm.train_dataloader()))
+    assert images.shape == (3, 3, 16, 16) and masks.shape == (3, 16, 16)
+    assert masks.dtype == torch.int64 and set(masks.unique().tolist()) <= {0, 1}
+    images, masks = next(iter(dm.val_dataloader()))
+    assert images.shape == (1, 3, 32, 32)
+
+
+def test_synthetic_module_follows_spec_channels():
+    dm = SyntheticDataModule(num_train=4, num_val=2, image_size=32, crop_size=32, batch_size=2)
+    dm.attach_spec(RGB.replace(num_classes=5))
+    dm.setup("fit")
+    images, masks = next(iter(dm.train_dataloader()))
+    assert images.shape == (2, 3, 32, 32) and int(masks.max()) < 5
+
+
+# -- valid padding crops --------------------------------------------------------------------------
+def test_valid_padding_target_is_center_of_input():
+    spec = get_preset("paper-small").replace(depth=2)
+    layout = spec.plan().check_size(52)
+    (ih, _), (oh, _) = layout.input_size, layout.output_size
+    # The image's only channel equals its mask, so the input's center must equal the target.
+    rng = np.random.default_rng(0)
+    mask = rng.integers(0, 4, (30, 30))
+    sample = ("x", mask[None].astype(np.float32), mask)
+    augment = build_augmentation(1, elastic=0.0, jitter=0.0)
+    crops = TrainCrops([sample], layout.input_size, layout.output_size, 8, augment)
+    top = (ih - oh) // 2
+    for i in range(8):
+        image, target = crops[i]
+        assert image.shape == (1, ih, ih) and target.shape == (oh, oh)
+        np.testing.assert_array_equal(image[0, top : top + oh, top : top + oh].long(), target)
+
+
+def test_elastic_fills_with_ignore_index():
+    torch.manual_seed(0)
+    augment = build_augmentation(1, flips=False, rot90=False, elastic=1.0, elastic_alpha=200.0, jitter=0)
+    mask = torch.zeros(1, 40, 40, dtype=torch.long)
+    from torchvision import tv_tensors
+
+    _, out = augment(tv_tensors.Image(torch.zeros(1, 40, 40)), tv_tensors.Mask(mask))
+    assert set(out.unique().tolist()) <= {0, IGNORE_INDEX}
+
+
+# -- bad inputs -----------------------------------------------------------------------------------
+def test_truncated_image_is_named(tmp_path):
+    root = _folder(tmp_path / "d")
+    path = root / "images" / "s01.png"
+    path.write_bytes(path.read_bytes()[:60])
+    with pytest.raises(ValueError, match=r"s01\.png: cannot read image"):
+        _module(root)
+
+
+def test_image_without_mask_and_mask_without_image(tmp_path):
+    root = _folder(tmp_path / "d")
+    (root / "masks" / "s02.png").unlink()
+    with pytest.raises(ValueError, match=r"images/s02\.png: no mask with the stem 's02'"):
+        _module(root)
+    root = _folder(tmp_path / "e")
+    (root / "images" / "s03.png").unlink()
+    with pytest.raises(ValueError, match=r"masks/s03\.png: no image with the stem 's03'"):
+        _module(root)
+
+
+def test_mask_size_differs(tmp_path):
+    root = _folder(tmp_path / "d")
+    _save(root / "masks" / "s00.png", np.zeros((31, 32)))
+    with pytest.raises(ValueError, match=r"masks/s00\.png: mask is 31x32 but image .*s00\.png is 32x32"):
+        _module(root)
+
+
+def test_mask_values_neither_class_nor_ignore(tmp_path):
+    root = _folder(tmp_path / "d", values=(0, 1, 2))
+    _save(root / "masks" / "s04.png", np.full((32, 32), 7))
+    with pytest.raises(ValueError, match=r"s04\.png: mask values \[7\] are neither a class id \(0\.\.2\)"):
+        _module(root, num_classes=3, ignore_value=255)
+
+
+def test_wrong_channel_count(tmp_path):
+    root = _folder(tmp_path / "d", channels=3)
+    with pytest.raises(ValueError, match=r"s00\.png: image has 3 channel\(s\) .* in_channels=1"):
+        _module(root)
+
+
+def test_empty_and_missing_folders(tmp_path):
+    (tmp_path / "d" / "images").mkdir(parents=True)
+    (tmp_path / "d" / "masks").mkdir()
+    with pytest.raises(ValueError, match=r"d/images: no images"):
+        _module(tmp_path / "d")
+    with pytest.raises(FileNotFoundError, match="no such data folder"):
+        _module(tmp_path / "nowhere")
+    (tmp_path / "f").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"expected images/ and masks/"):
+        _module(tmp_path / "f")
+
+
+def test_image_smaller_than_crop(tmp_path):
+    root = _folder(tmp_path / "d", size=12)
+    with pytest.raises(ValueError, match=r"s\d\d\.png: image 12x12 is smaller than the training target 16x16"):
+        _module(root, crop_size=16)
+
+
+def test_invalid_crop_size_lists_valid_ones(tmp_path):
+    with pytest.raises(ValueError, match="Nearest valid sizes"):
+        _module(_folder(tmp_path / "d"), crop_size=18)

@@ -1,0 +1,293 @@
+"""Callbacks of a training run: atomic checkpoints, a non-finite loss guard and the run's artifacts.
+
+:class:`RunArtifacts` writes, at the end of ``fit``, into the run's folder (beside ``checkpoints/``):
+
+- ``model.safetensors``: the best checkpoint's weights in canonical form (:mod:`unet_spec.weights`);
+- ``model.keras``: the Keras twin built from them, checked for parity against PyTorch on a validation
+  crop; a failed check fails the run (:class:`ParityError`);
+- ``overlays.png`` (image | truth | prediction), ``curves.png`` (loss and Dice per epoch) and
+  ``metrics.json`` (best and last validation figures, files, wall time).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+
+from unet_spec import Tolerance, UNetSpec, atomic_write_bytes, compare, save_weights
+from unet_torch.data import IGNORE_INDEX
+from unet_torch.model import UNet, canonical_state
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+class ParityError(RuntimeError):
+    """The exported Keras model does not compute what the PyTorch model computes."""
+
+
+class FiniteLossGuard(Callback):
+    """Stop the run, before the weights are touched, when the loss is NaN or infinite.
+
+    The error propagates out of ``fit`` without any checkpoint being written, so the last good
+    checkpoint on disk stays as it was; resume from it with a lower learning rate.
+    """
+
+    def on_before_backward(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor
+    ) -> None:
+        bad = not bool(torch.isfinite(loss.detach()).all())
+        # Every process must agree, or the healthy ones would wait forever for the stopped one.
+        bad = trainer.strategy.reduce_boolean_decision(bad, all=False)
+        if bad:
+            raise NonFiniteLossError(
+                f"training loss is {float(loss.detach())} at epoch {trainer.current_epoch}, step "
+                f"{trainer.global_step}; stopped before updating the weights (lower model.lr or "
+                "check the data; resume with --ckpt_path from the last good checkpoint)"
+            )
+
+
+class AtomicModelCheckpoint(ModelCheckpoint):
+    """:class:`ModelCheckpoint` that writes to a temporary file and renames it into place.
+
+    A process killed mid-write leaves the previous checkpoint intact (and at worst a hidden
+    ``.*.partial`` file), never a truncated ``.ckpt``.
+    """
+
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        path = Path(filepath)
+        tmp = path.with_name(f".{path.name}.partial")
+        trainer.save_checkpoint(tmp, self.save_weights_only)
+        if trainer.is_global_zero:
+            os.replace(tmp, path)
+        trainer.strategy.barrier("AtomicModelCheckpoint")
+        self._last_global_step_saved = trainer.global_step
+        self._last_checkpoint_saved = filepath
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.after_save_checkpoint(self)
+
+
+def run_dir(trainer: L.Trainer) -> Path:
+    """The folder of this run: the checkpoints' parent, else the logger's folder."""
+    ckpt = trainer.checkpoint_callback
+    if ckpt is not None and getattr(ckpt, "dirpath", None):
+        return Path(ckpt.dirpath).parent
+    return Path(trainer.log_dir or trainer.default_root_dir)
+
+
+class RunArtifacts(Callback):
+    """Collect per-epoch figures and write the run's artifacts at the end of ``fit``.
+
+    Args:
+        overlays: Validation images shown in ``overlays.png``.
+        keras_export: Export and parity-check the Keras model.
+        tolerance_rel: Relative tolerance of the Keras parity check.
+    """
+
+    def __init__(self, overlays: int = 4, keras_export: bool = True, tolerance_rel: float = 1e-5) -> None:
+        self.overlays = overlays
+        self.keras_export = keras_export
+        self.tolerance = Tolerance(rel=tolerance_rel)
+        self.history: list[dict[str, float]] = []
+        self._train_losses: list[float] = []
+        self._elapsed = 0.0
+        self._start = time.monotonic()
+
+    # Persisted in checkpoints, so a resumed run draws its curves from the first epoch.
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history, "elapsed": self._elapsed + time.monotonic() - self._start}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = list(state_dict.get("history", []))
+        self._elapsed = float(state_dict.get("elapsed", 0.0))
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = time.monotonic()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        self._train_losses.append(float(loss.detach()))
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        row: dict[str, float] = {"epoch": trainer.current_epoch, "step": trainer.global_step}
+        if self._train_losses:
+            row["train/loss"] = float(np.mean(self._train_losses))
+        self._train_losses = []
+        loss = trainer.callback_metrics.get("val/loss")
+        if loss is not None:
+            row["val/loss"] = float(loss)
+        row.update(getattr(pl_module, "last_val", {}))
+        self.history.append(row)
+
+    # -- artifacts -------------------------------------------------------------------------------
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.fast_dev_run or not trainer.is_global_zero:
+            return
+        out = run_dir(trainer)
+        out.mkdir(parents=True, exist_ok=True)
+        ckpt_cb = trainer.checkpoint_callback
+        best = getattr(ckpt_cb, "best_model_path", "") or getattr(ckpt_cb, "last_model_path", "")
+        spec: UNetSpec = pl_module.spec
+        if best and Path(best).is_file():
+            state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+            weights = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
+        else:  # no checkpointing configured: the final weights are the result
+            weights = {k: v.detach().cpu() for k, v in pl_module.model.state_dict().items()}
+            best = ""
+        model = UNet(spec)
+        model.load_state_dict(weights)
+        model.eval()
+        files = {"best_checkpoint": best}
+        files["weights"] = str(save_weights(canonical_state(model), spec, out / "model.safetensors"))
+        datamodule = trainer.datamodule
+        val = list(getattr(datamodule, "val_samples", []) or [])
+        parity = None
+        if self.keras_export and val:
+            parity = self._export_keras(model, spec, val, datamodule, out / "model.keras")
+            files["keras"] = str(out / "model.keras")
+        if val and self.overlays > 0:
+            files["overlays"] = str(self._overlays(pl_module, model, val[: self.overlays], out))
+        if self.history:
+            files["curves"] = str(self._curves(out))
+        metrics = self._metrics(trainer, files, parity)
+        atomic_write_bytes(out / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
+        best_val = metrics.get("best", {})
+        figures = ", ".join(
+            f"{k.split('/', 1)[1]}={best_val[k]:.4f}"
+            for k in ("val/dice", "val/miou", "val/pixel_error")
+            if k in best_val
+        )
+        print(f"Results in {out}/ (metrics.json, model.safetensors, model.keras, overlays.png, "
+              f"curves.png, checkpoints/); best epoch: {figures}", flush=True)  # fmt: skip
+
+    def _export_keras(
+        self, model: UNet, spec: UNetSpec, val: list, datamodule: Any, path: Path
+    ) -> dict[str, Any]:
+        layout = getattr(datamodule, "layout", None)
+        size = layout.input_size if layout is not None else spec.plan().nearest_valid_size(128)
+        image = val[0][1]
+        pad = [(0, 0)] + [(0, max(0, s - d)) for s, d in zip(size, image.shape[1:], strict=True)]
+        crop = np.pad(image, pad, mode="reflect")[:, : size[0], : size[1]][None].astype(np.float32)
+        with torch.no_grad():
+            reference = model(torch.from_numpy(crop)).numpy()
+        # Imported here: TensorFlow must load after the torch stack (see unet_keras._imports).
+        from unet_keras.adapters import to_nchw, to_nhwc
+        from unet_keras.io import export_keras
+
+        keras_model = export_keras(canonical_state(model), spec, path, size)
+        result = to_nchw(np.asarray(keras_model(to_nhwc(crop), training=False)))
+        comparison = compare(result, reference)
+        if not comparison.within(self.tolerance):
+            raise ParityError(
+                f"{path}: Keras export differs from PyTorch on a validation crop ({comparison}; "
+                f"tolerance rel={self.tolerance.rel})"
+            )
+        return {**comparison.to_dict(), "input_size": list(size)}
+
+    def _overlays(self, pl_module: L.LightningModule, model: UNet, samples: list, out: Path) -> Path:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        current = {k: v.detach().clone() for k, v in pl_module.model.state_dict().items()}
+        pl_module.model.load_state_dict(model.state_dict())
+        was_training = pl_module.training
+        pl_module.eval()
+        try:
+            preds = []
+            for _, image, _ in samples:
+                x = torch.from_numpy(image)[None].to(pl_module.device)
+                preds.append(pl_module.labels_from(pl_module.predict_logits(x))[0].cpu().numpy())
+        finally:
+            pl_module.model.load_state_dict(current)
+            pl_module.train(was_training)
+        k = max(pl_module.spec.num_classes, 2)
+        cmap = plt.get_cmap("tab10" if k <= 10 else "tab20")
+        colours = np.array([cmap(i % cmap.N)[:3] for i in range(k)], np.float32)
+
+        def paint(mask: np.ndarray) -> np.ndarray:
+            rgb = colours[np.clip(mask, 0, k - 1)]
+            rgb[mask == IGNORE_INDEX] = 0.0
+            return rgb
+
+        fig, axes = plt.subplots(len(samples), 3, figsize=(9, 3 * len(samples)), squeeze=False)
+        for row, ((name, image, mask), pred) in enumerate(zip(samples, preds, strict=True)):
+            shown = image[0] if image.shape[0] == 1 else np.moveaxis(image[:3], 0, -1)
+            panels = ((shown, "image"), (paint(mask), "truth"), (paint(pred), "prediction"))
+            for ax, (panel, title) in zip(axes[row], panels, strict=True):
+                ax.imshow(panel, cmap="gray" if panel.ndim == 2 else None, vmin=0, vmax=1)
+                ax.set_title(f"{title}: {Path(name).name}" if title == "image" else title, fontsize=8)
+                ax.axis("off")
+        fig.tight_layout()
+        path = out / "overlays.png"
+        _save_figure(fig, path)
+        plt.close(fig)
+        return path
+
+    def _curves(self, out: Path) -> Path:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        epochs = [r["epoch"] for r in self.history]
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+        for key, label in (("train/loss", "train loss"), ("val/loss", "val loss")):
+            ax1.plot(epochs, [r.get(key, np.nan) for r in self.history], label=label)
+        ax1.set_xlabel("epoch")
+        ax1.set_title("loss")
+        ax1.legend()
+        ax2.plot(epochs, [r.get("val/dice", np.nan) for r in self.history], label="mean Dice")
+        ax2.plot(epochs, [r.get("val/miou", np.nan) for r in self.history], label="mean IoU")
+        ax2.set_xlabel("epoch")
+        ax2.set_title("validation")
+        ax2.set_ylim(0, 1)
+        ax2.legend()
+        fig.tight_layout()
+        path = out / "curves.png"
+        _save_figure(fig, path)
+        plt.close(fig)
+        return path
+
+    def _metrics(self, trainer: L.Trainer, files: dict[str, str], parity: dict | None) -> dict:
+        ckpt = trainer.checkpoint_callback
+        monitor = getattr(ckpt, "monitor", None)
+        mode = getattr(ckpt, "mode", "max")
+        scored = [r for r in self.history if monitor and monitor in r]
+        if scored:
+            pick = max if mode == "max" else min
+            best = pick(scored, key=lambda r: r[monitor])
+        else:
+            best = self.history[-1] if self.history else {}
+        return {
+            "monitor": monitor,
+            "best": best,
+            "last": self.history[-1] if self.history else {},
+            "epochs": trainer.current_epoch,
+            "global_step": trainer.global_step,
+            "wall_time_s": round(self._elapsed + time.monotonic() - self._start, 1),
+            "keras_parity": parity,
+            "files": files,
+            "history": self.history,
+        }
+
+
+def _save_figure(fig: Any, path: Path) -> None:
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    atomic_write_bytes(path, buffer.getvalue())

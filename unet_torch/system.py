@@ -1,0 +1,274 @@
+"""The Lightning system: trains ``UNet(spec)`` and measures it on whole validation images.
+
+Its typed ``__init__`` is what ``train.py`` (LightningCLI) reads. The architecture is a preset name
+plus optional overrides; the resolved spec is stored as ``spec`` in the hyper-parameters (plain
+types only), so a checkpoint rebuilds its model alone, also with
+``torch.load(path, weights_only=True)``. The model sits at ``self.model``, so checkpoint weights are
+named ``model.<canonical name>``.
+
+Validation runs whole images: ``same``-padding models see the image mirror-padded to the nearest
+valid size, ``valid``-padding models go through overlap-tile inference (:mod:`unet_spec.tiling`),
+which gives the same result as one pass over an infinitely large canvas.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassF1Score,
+    MulticlassJaccardIndex,
+)
+
+from unet_spec import UNetSpec, get_preset
+from unet_spec.tiling import predict_tiled
+from unet_torch.data import IGNORE_INDEX, median_frequency_weights
+from unet_torch.losses import LossName, SegmentationLoss
+from unet_torch.model import UNet, probabilities
+
+ClassWeighting = Literal["none", "median_frequency", "sqrt_median_frequency"]
+
+
+def resolve_spec(
+    preset: str | None,
+    spec: dict[str, Any] | None = None,
+    in_channels: int | None = None,
+    num_classes: int | None = None,
+) -> UNetSpec:
+    """The spec named by ``preset`` with ``spec`` fields and the two channel counts applied.
+
+    Without a preset, ``spec`` fields apply to :class:`UNetSpec`'s defaults (the paper's model).
+
+    Raises:
+        ValueError: Unknown preset or field, or an invalid value (the field is named).
+    """
+    base = get_preset(preset) if preset else UNetSpec()
+    fields = {**base.to_dict(), **(spec or {})}
+    if in_channels is not None:
+        fields["in_channels"] = in_channels
+    if num_classes is not None:
+        fields["num_classes"] = num_classes
+    return UNetSpec.from_dict(fields)
+
+
+class SegmentationSystem(L.LightningModule):
+    """Trains a U-Net on segmentation masks with CE / BCE / Dice losses and Dice/IoU metrics.
+
+    Args:
+        preset: Architecture preset (``unet summary`` lists them), e.g. ``modern-small``.
+        spec: Spec fields that override the preset (``{depth: 3, dropout: 0.2}``); without a
+            preset, a whole spec.
+        in_channels: Input channels (overrides the preset; 1 grey, 3 RGB).
+        num_classes: Classes (``train.py`` links it from the data module).
+        loss: ``ce``, ``bce``, ``dice``, ``ce_dice`` or ``bce_dice``.
+        dice_weight: Weight of the Dice term in ``ce_dice``/``bce_dice``.
+        class_weights: One loss weight per class, or ``None``.
+        class_weighting: Compute class weights from the training masks instead:
+            ``median_frequency`` or its square root ``sqrt_median_frequency`` (gentler).
+        optimizer: ``adamw`` or ``sgd`` (with Nesterov momentum).
+        lr: Peak learning rate.
+        weight_decay: Decoupled (AdamW) or L2 (SGD) weight decay.
+        momentum: SGD momentum.
+        scheduler: ``cosine`` (linear warm-up, then cosine decay to zero, stepped per batch) or
+            ``none``.
+        warmup_fraction: Share of the steps spent warming up.
+        tile: Tile input size for overlap-tile validation of valid-padding models (``None``: the
+            tiling engine chooses).
+        tta: Average the 8 flips/rotations at validation (slower, usually a little better).
+        channels_last: Run convolutions in channels-last memory format (faster on recent GPUs).
+        compile: ``torch.compile`` the forward pass (the stored weights keep their names).
+
+    Example:
+        >>> system = SegmentationSystem(preset="modern-small", num_classes=3)
+        >>> system.spec.num_classes, system.hparams["spec"]["num_classes"]
+        (3, 3)
+    """
+
+    def __init__(
+        self,
+        preset: str | None = "modern-small",
+        spec: dict[str, Any] | None = None,
+        in_channels: int | None = None,
+        num_classes: int | None = None,
+        loss: LossName = "ce_dice",
+        dice_weight: float = 1.0,
+        class_weights: list[float] | None = None,
+        class_weighting: ClassWeighting = "none",
+        optimizer: Literal["adamw", "sgd"] = "adamw",
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        momentum: float = 0.9,
+        scheduler: Literal["cosine", "none"] = "cosine",
+        warmup_fraction: float = 0.05,
+        tile: int | None = None,
+        tta: bool = False,
+        channels_last: bool = False,
+        compile: bool = False,
+    ) -> None:
+        super().__init__()
+        self.spec = resolve_spec(preset, spec, in_channels, num_classes)
+        if class_weights is not None and class_weighting != "none":
+            raise ValueError("give model.class_weights or model.class_weighting, not both")
+        if lr <= 0:
+            raise ValueError(f"model.lr must be positive. Received: lr={lr}")
+        self.save_hyperparameters()
+        # The resolved spec, so the checkpoint alone rebuilds the model (``unet port`` reads it).
+        self.hparams["spec"] = self.spec.to_dict()
+        self.model = UNet(self.spec)
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.loss_fn = SegmentationLoss(loss, class_weights, IGNORE_INDEX, dice_weight)
+        k = max(self.spec.num_classes, 2)
+        metric_args = {"num_classes": k, "ignore_index": IGNORE_INDEX}
+        self.val_metrics = MetricCollection(
+            {
+                "dice": MulticlassF1Score(average="none", **metric_args),
+                "iou": MulticlassJaccardIndex(average="none", **metric_args),
+                "accuracy": MulticlassAccuracy(average="micro", **metric_args),
+            }
+        )
+        self.last_val: dict[str, float] = {}
+        # Kept off the module tree so the compiled wrapper adds no second copy of the weights.
+        object.__setattr__(self, "_compiled", torch.compile(self.model) if compile else None)
+
+    # -- setup -----------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        weighting = self.hparams["class_weighting"]
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
+        if weighting != "none" and datamodule is not None and getattr(datamodule, "train_samples", None):
+            power = 1.0 if weighting == "median_frequency" else 0.5
+            weights = median_frequency_weights(datamodule.train_samples, self.spec.num_classes, power)
+            self.loss_fn.class_weights = torch.tensor(weights, dtype=torch.float32, device=self.device)
+            self.print("class weights: " + ", ".join(f"{w:.2f}" for w in weights))
+
+    # -- forward ---------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.hparams["channels_last"]:
+            x = x.contiguous(memory_format=torch.channels_last)
+        net = self._compiled if self._compiled is not None else self.model
+        return net(x)
+
+    @torch.no_grad()
+    def predict_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits for whole images ``(N, C, H, W)`` of any size, ``(N, K, H, W)``."""
+        plan = self.spec.plan()
+        n, _, h, w = images.shape
+        if self.spec.padding == "same":
+            vh, vw = plan.nearest_valid_size(h, "up"), plan.nearest_valid_size(w, "up")
+            mode = "reflect" if vh - h < h and vw - w < w else "replicate"
+            padded = F.pad(images, (0, vw - w, 0, vh - h), mode=mode) if (vh, vw) != (h, w) else images
+            return self(padded)[..., :h, :w].float()
+        def forward(tiles: np.ndarray) -> np.ndarray:
+            x = torch.from_numpy(tiles).to(self.device)
+            return self(x).float().cpu().numpy()
+
+        out = [
+            predict_tiled(
+                img.float().cpu().numpy(), forward, self.spec, tile=self.hparams["tile"], batch_size=4
+            )
+            for img in images
+        ]
+        return torch.from_numpy(np.stack(out)).to(images.device)
+
+    @torch.no_grad()
+    def predict_probs(self, images: torch.Tensor, tta: bool = False) -> torch.Tensor:
+        """Class probabilities ``(N, K, H, W)``; with ``tta``, averaged over the 8 flips/rotations."""
+        if not tta:
+            return probabilities(self.predict_logits(images), self._head)
+        total = None
+        for k in range(4):
+            for flip in (False, True):
+                x = torch.rot90(images, k, (-2, -1))
+                x = x.flip(-1) if flip else x
+                p = probabilities(self.predict_logits(x), self._head)
+                p = p.flip(-1) if flip else p
+                p = torch.rot90(p, -k, (-2, -1))
+                total = p if total is None else total + p
+        return total / 8
+
+    @property
+    def _head(self) -> str:
+        # Labels are the argmax of the logits; probabilities follow the loss's view of them.
+        if self.hparams["loss"] in ("bce", "bce_dice") or self.spec.num_classes == 1:
+            return "sigmoid"
+        return "softmax"
+
+    def labels_from(self, scores: torch.Tensor) -> torch.Tensor:
+        """Class ids from logits or probabilities (one channel: positive above the midpoint)."""
+        if scores.shape[1] == 1:
+            threshold = 0.0 if scores.min() < 0 else 0.5
+            return (scores[:, 0] > threshold).long()
+        return scores.argmax(1)
+
+    # -- steps -----------------------------------------------------------------------------------
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        images, masks = batch
+        logits = self(images)
+        loss = self.loss_fn(logits, masks)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(images))
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        images, masks = batch
+        if self.hparams["tta"]:
+            probs = self.predict_probs(images, tta=True)
+            labels = probs.argmax(1) if probs.shape[1] > 1 else (probs[:, 0] > 0.5).long()
+            logits = torch.log(probs.clamp_min(1e-7))
+            if probs.shape[1] == 1:
+                logits = torch.logit(probs.clamp(1e-7, 1 - 1e-7))
+        else:
+            logits = self.predict_logits(images)
+            labels = self.labels_from(logits)
+        loss = self.loss_fn(logits, masks)
+        self.log("val/loss", loss, prog_bar=True, sync_dist=True, batch_size=len(images))
+        self.val_metrics.update(labels, masks)
+
+    def on_validation_epoch_end(self) -> None:
+        values = self.val_metrics.compute()
+        self.val_metrics.reset()
+        dice, iou = values["dice"].float(), values["iou"].float()
+        summary = {
+            "val/dice": dice.mean(),
+            "val/miou": iou.mean(),
+            "val/pixel_error": 1.0 - values["accuracy"].float(),
+        }
+        for k in range(len(dice)):
+            summary[f"val/dice_{k}"] = dice[k]
+            summary[f"val/iou_{k}"] = iou[k]
+        # Already reduced over all processes by torchmetrics: no second sync.
+        self.log_dict(summary, prog_bar=False)
+        self.log("val/dice_mean", summary["val/dice"], prog_bar=True)
+        self.last_val = {k: float(v) for k, v in summary.items()}
+
+    # -- optimisation ----------------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        params = self.model.parameters()
+        if hp["optimizer"] == "adamw":
+            opt = torch.optim.AdamW(params, lr=hp["lr"], weight_decay=hp["weight_decay"])
+        else:
+            opt = torch.optim.SGD(
+                params, lr=hp["lr"], momentum=hp["momentum"], nesterov=hp["momentum"] > 0,
+                weight_decay=hp["weight_decay"],
+            )  # fmt: skip
+        total = self.trainer.estimated_stepping_batches
+        if hp["scheduler"] == "none" or not math.isfinite(total) or total < 1:
+            return opt
+        total = int(total)
+        warmup = max(1, int(hp["warmup_fraction"] * total))
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
