@@ -232,7 +232,7 @@ def save_ckpt(
         "global_step": 0,
         "pytorch-lightning_version": version,
         "state_dict": _state_dict(weights, spec, prefix="model."),
-        "hyper_parameters": {"spec": spec.to_dict()},
+        "hyper_parameters": {"preset": None, "spec": spec.to_dict()},
         "loops": {},
         "callbacks": {},
         "optimizer_states": [],
