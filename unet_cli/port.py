@@ -88,6 +88,9 @@ def run(args: argparse.Namespace) -> int:
             if not ok:
                 print(f"unet port: verification failed, nothing written: {summary}")
                 return 1
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # a temporary file is private; the result is not
         os.replace(tmp, dst)
     finally:
         tmp.unlink(missing_ok=True)
