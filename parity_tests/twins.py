@@ -1,0 +1,152 @@
+"""Gradients and optimiser steps of both twins in canonical form, for the parity tests.
+
+Both sides compute the same loss, mean((logits − target)²), from the same canonical weights on the
+same NCHW batches; everything returned is canonical (plan names, PyTorch layouts), so results
+compare name by name. Keras runs on the TensorFlow backend with ``tf.GradientTape``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from unet_cli import crossframework as cf
+from unet_spec import UNetSpec, build_plan
+
+cf.import_frameworks()
+
+# isort: off
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+# isort: on
+
+from unet_keras import to_canonical, to_nchw, to_nhwc  # noqa: E402
+
+BN_STATS = ("running_mean", "running_var")
+
+
+def size_of(x: np.ndarray) -> int:
+    return int(x.shape[-1])
+
+
+def torch_gradients(
+    spec: UNetSpec,
+    weights: Mapping[str, np.ndarray],
+    x: np.ndarray,
+    target: np.ndarray,
+    train: bool,
+) -> tuple[float, dict[str, np.ndarray], np.ndarray]:
+    """Loss, gradients wrt every trainable canonical tensor, and the input gradient."""
+    model = cf.torch_model(spec, weights).train(train)
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    loss = F.mse_loss(model(xt), torch.from_numpy(target))
+    loss.backward()
+    params = dict(model.named_parameters())
+    grads = {
+        n: params[n].grad.numpy().copy() for n in build_plan(spec).weight_shapes if n in params
+    }
+    return loss.item(), grads, xt.grad.numpy().copy()
+
+
+def _keras_canonical(model: keras.Model, spec: UNetSpec, arrays: Mapping[str, np.ndarray]) -> dict:
+    """Canonical form of per-variable arrays (keyed by variable path) through the adapter:
+    they are written into ``model``'s variables and read back with ``to_canonical``."""
+    for block in build_plan(spec).blocks:
+        if block.weight_shapes:
+            layer = model.get_layer(block.name)
+            layer.set_weights(
+                [arrays.get(v.path, np.zeros(v.shape, np.float32)) for v in layer.weights]
+            )
+    return to_canonical(model, spec)
+
+
+def keras_gradients(
+    spec: UNetSpec,
+    weights: Mapping[str, np.ndarray],
+    x: np.ndarray,
+    target: np.ndarray,
+    train: bool,
+) -> tuple[float, dict[str, np.ndarray], np.ndarray]:
+    """Like :func:`torch_gradients`, on the Keras twin."""
+    model = cf.keras_model(spec, weights, size_of(x))
+    xv = tf.Variable(to_nhwc(x))
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(tf.square(model(xv, training=train) - to_nhwc(target)))
+    variables = model.trainable_variables
+    grads = tape.gradient(loss, [xv, *variables])
+    by_path = {v.path: np.asarray(g) for v, g in zip(variables, grads[1:], strict=True)}
+    canonical = _keras_canonical(model, spec, by_path)
+    canonical = {n: a for n, a in canonical.items() if not n.endswith(BN_STATS)}
+    return float(loss), canonical, to_nchw(np.asarray(grads[0]))
+
+
+def torch_train(
+    spec: UNetSpec,
+    weights: Mapping[str, np.ndarray],
+    batches: Sequence[tuple[np.ndarray, np.ndarray]],
+    optimizer: str,
+    lr: float,
+    epsilon: float,
+    bn_inputs: dict[str, list[np.ndarray]] | None = None,
+) -> tuple[list[float], dict[str, np.ndarray]]:
+    """Steps of SGD with momentum 0.9 or Adam; returns the losses and the final weights.
+
+    ``bn_inputs``, when given, collects every batch-norm layer's input per step (float64 numpy),
+    from which the tests account for PyTorch's unbiased running variance.
+    """
+    model = cf.torch_model(spec, weights).train()
+    params = model.parameters()
+    if optimizer == "sgd":
+        opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=lr, momentum=0.9)
+    else:
+        opt = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), eps=epsilon)
+    handles = []
+    if bn_inputs is not None:
+        for block in build_plan(spec).blocks:
+            if block.kind == "batchnorm":
+                bn_inputs[block.name] = []
+
+                def keep(_m: Any, inputs: tuple, name: str = block.name) -> None:
+                    bn_inputs[name].append(inputs[0].detach().double().numpy().copy())
+
+                handles.append(model.get_submodule(block.name).register_forward_pre_hook(keep))
+    losses = []
+    for x, target in batches:
+        opt.zero_grad()
+        loss = F.mse_loss(model(torch.from_numpy(x)), torch.from_numpy(target))
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    for handle in handles:
+        handle.remove()
+    from unet_torch import canonical_state
+
+    return losses, canonical_state(model)
+
+
+def keras_train(
+    spec: UNetSpec,
+    weights: Mapping[str, np.ndarray],
+    batches: Sequence[tuple[np.ndarray, np.ndarray]],
+    optimizer: str,
+    lr: float,
+    epsilon: float,
+) -> tuple[list[float], dict[str, np.ndarray]]:
+    """Like :func:`torch_train`, on the Keras twin (eager steps, no XLA)."""
+    model = cf.keras_model(spec, weights, size_of(batches[0][0]))
+    if optimizer == "sgd":
+        opt = keras.optimizers.SGD(learning_rate=lr, momentum=0.9)
+    else:
+        opt = keras.optimizers.Adam(learning_rate=lr, beta_1=0.9, beta_2=0.999, epsilon=epsilon)
+    losses = []
+    for x, target in batches:
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.square(model(to_nhwc(x), training=True) - to_nhwc(target)))
+        grads = tape.gradient(loss, model.trainable_variables)
+        opt.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+        losses.append(float(loss))
+    return losses, to_canonical(model, spec)
