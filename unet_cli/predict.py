@@ -58,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 # -- images ----------------------------------------------------------------------------------------
-def read_image(path: Path, in_channels: int, convert: bool = False) -> np.ndarray:
+def read_image(path: str | Path, in_channels: int, convert: bool = False) -> np.ndarray:
     """Read ``path`` as ``(C, H, W)`` float32 in [0, 1] (the training data's scaling).
 
     Raises:
@@ -68,6 +68,7 @@ def read_image(path: Path, in_channels: int, convert: bool = False) -> np.ndarra
     """
     from PIL import Image
 
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such image")
     try:
