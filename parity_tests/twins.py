@@ -92,14 +92,18 @@ def torch_train(
     lr: float,
     epsilon: float,
     bn_inputs: dict[str, list[np.ndarray]] | None = None,
+    frozen: frozenset[str] = frozenset(),
 ) -> tuple[list[float], dict[str, np.ndarray]]:
     """Steps of SGD with momentum 0.9 or Adam; returns the losses and the final weights.
 
+    Adam's epsilon follows Keras' convention: Keras adds ``epsilon`` to ``√v`` before the bias
+    correction, PyTorch to ``√v̂`` after it, so PyTorch gets ``epsilon/√(1−β₂ᵗ)`` at step ``t``,
+    which makes the two updates the same formula. ``frozen`` names tensors left untrained.
     ``bn_inputs``, when given, collects every batch-norm layer's input per step (float64 numpy),
     from which the tests account for PyTorch's unbiased running variance.
     """
     model = cf.torch_model(spec, weights).train()
-    params = model.parameters()
+    params = [p for n, p in model.named_parameters() if n not in frozen]
     if optimizer == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=lr, momentum=0.9)
     else:
@@ -115,7 +119,9 @@ def torch_train(
 
                 handles.append(model.get_submodule(block.name).register_forward_pre_hook(keep))
     losses = []
-    for x, target in batches:
+    for step, (x, target) in enumerate(batches, start=1):
+        if optimizer != "sgd":
+            opt.param_groups[0]["eps"] = epsilon / (1 - 0.999**step) ** 0.5
         opt.zero_grad()
         loss = F.mse_loss(model(torch.from_numpy(x)), torch.from_numpy(target))
         loss.backward()
@@ -135,6 +141,7 @@ def keras_train(
     optimizer: str,
     lr: float,
     epsilon: float,
+    frozen: frozenset[str] = frozenset(),
 ) -> tuple[list[float], dict[str, np.ndarray]]:
     """Like :func:`torch_train`, on the Keras twin (eager steps, no XLA)."""
     model = cf.keras_model(spec, weights, size_of(batches[0][0]))
@@ -146,7 +153,8 @@ def keras_train(
     for x, target in batches:
         with tf.GradientTape() as tape:
             loss = tf.reduce_mean(tf.square(model(to_nhwc(x), training=True) - to_nhwc(target)))
-        grads = tape.gradient(loss, model.trainable_variables)
-        opt.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+        trained = [v for v in model.trainable_variables if v.path.replace("/", ".") not in frozen]
+        grads = tape.gradient(loss, trained)
+        opt.apply_gradients(zip(grads, trained, strict=True))
         losses.append(float(loss))
     return losses, to_canonical(model, spec)
