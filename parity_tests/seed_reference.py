@@ -34,19 +34,26 @@ def decoder_block(inputs, skip_features, num_filters: int):
 
 
 def seed_unet(
-    input_shape: tuple[int, int, int] = (256, 256, 3), num_classes: int = 1, base_filters: int = 64
+    input_shape: tuple[int, int, int] = (256, 256, 3),
+    num_classes: int = 1,
+    base_filters: int = 64,
+    bottleneck_convs: int = 2,
 ) -> keras.Model:
-    """The starting model (``base_filters=64``) or a narrower copy of it."""
+    """The starting model (``base_filters=64``) or a narrower copy of it.
+
+    ``bottleneck_convs`` other than 2 gives a model with an extra or a missing layer, which a port
+    must refuse.
+    """
     f = base_filters
     inputs = keras.Input(shape=input_shape)
     e1 = encoder_block(inputs, f)
     e2 = encoder_block(e1, 2 * f)
     e3 = encoder_block(e2, 4 * f)
     e4 = encoder_block(e3, 8 * f)
-    b1 = layers.Conv2D(16 * f, 3, padding="valid")(e4)
-    b1 = layers.Activation("relu")(b1)
-    b1 = layers.Conv2D(16 * f, 3, padding="valid")(b1)
-    b1 = layers.Activation("relu")(b1)
+    b1 = e4
+    for _ in range(bottleneck_convs):
+        b1 = layers.Conv2D(16 * f, 3, padding="valid")(b1)
+        b1 = layers.Activation("relu")(b1)
     d1 = decoder_block(b1, e4, 8 * f)
     d2 = decoder_block(d1, e3, 4 * f)
     d3 = decoder_block(d2, e2, 2 * f)
