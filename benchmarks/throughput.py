@@ -7,8 +7,9 @@ CPU mode (default) measures, for every preset and batch size:
 - one training step (forward, backward, Adam update; the same logits loss on both sides);
 - peak resident memory of inference and of a training step, each framework in its own subprocess.
 
-Timings in one process alternate the two frameworks round by round, so background load hits both
-alike, and report the median of the rounds. It prints a table with torch/Keras ratios and writes JSON.
+Each framework is timed in its own subprocess (the two together crash on the full seed model),
+its variants alternating round by round so background load hits them alike; the median of the
+rounds is reported. On a shared machine run it more than once and compare the ratios. It prints a table with torch/Keras ratios and writes JSON.
 
 GPU mode (``--gpu``, torch only) measures images/s and model-FLOP utilisation (from the spec's MAC
 count, FLOPs = 2 × MACs, training = 3 × forward) with bf16 autocast, channels_last and
@@ -140,27 +141,54 @@ def _timed(fn, rounds: int, warmup: int) -> list[float]:  # noqa: ANN001
     return out
 
 
-def time_pair(spec_name: str, size: int, batch: int, rounds: int, warmup: int) -> dict:
-    """Median seconds per call of every variant, the two frameworks in the same process."""
+def time_one(
+    framework: str, spec_name: str, size: int, batch: int, rounds: int, warmup: int
+) -> dict:
+    """Median seconds per call of one framework's variants, round-robin within the process."""
     spec = get_preset(spec_name)
-    tb = TorchBench(spec, size, batch)  # torch stack first: see unet_keras._imports
-    kb = KerasBench(spec, size, batch)
-    variants = {
-        "torch_nchw": lambda: tb.infer(False),
-        "torch_channels_last": lambda: tb.infer(True),
-        "keras_call": kb.call,
-        "keras_predict": kb.predict,
-        "torch_train": tb.train_step,
-        "keras_train": kb.train_step,
-    }
+    if framework == "torch":
+        tb = TorchBench(spec, size, batch)
+        variants = {
+            "torch_nchw": lambda: tb.infer(False),
+            "torch_channels_last": lambda: tb.infer(True),
+            "torch_train": tb.train_step,
+        }
+    else:
+        kb = KerasBench(spec, size, batch)
+        variants = {
+            "keras_call": kb.call,
+            "keras_predict": kb.predict,
+            "keras_train": kb.train_step,
+        }
     for fn in variants.values():
         _timed(fn, 0, warmup)
     samples: dict[str, list[float]] = {k: [] for k in variants}
-    # Round-robin: each round runs every variant once, so slow spells spread over all of them.
-    for _ in range(rounds):
+    for _ in range(rounds):  # slow spells of the shared machine spread over all variants
         for name, fn in variants.items():
             samples[name] += _timed(fn, 1, 0)
-    return {k: statistics.median(v) for k, v in samples.items()} | {"samples": samples}
+    return {"median": {k: statistics.median(v) for k, v in samples.items()}, "samples": samples}
+
+
+def time_pair(spec_name: str, size: int, batch: int, rounds: int, warmup: int) -> dict:
+    """Median seconds per call of every variant.
+
+    Each framework runs in its own subprocess, one after the other: the full seed model crashes
+    (in libc's ``free``) when PyTorch and TensorFlow train in the same process on this stack.
+    """
+    out: dict = {"samples": {}}
+    for framework in ("torch", "keras"):
+        cmd = [sys.executable, __file__, "--worker", f"time_{framework}", "--presets", spec_name,
+               "--size", str(size), "--batch", str(batch), "--rounds", str(rounds),
+               "--warmup", str(warmup)]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(
+                f"{framework} timing worker failed ({proc.returncode}):\n{proc.stderr[-2000:]}"
+            )
+        res = json.loads(proc.stdout.strip().splitlines()[-1])
+        out.update(res["median"])
+        out["samples"].update(res["samples"])
+    return out
 
 
 def _peak_rss_mb() -> float:
@@ -255,8 +283,12 @@ def print_cpu(report: dict) -> None:
               f"{t['keras_train'] / t['torch_train']:>6.2f}× |")  # fmt: skip
     if any("memory" in r for r in report["results"]):
         print()
-        print("| preset      | size | batch | torch infer | keras infer | ratio | torch train | keras train | ratio |")
-        print("|-------------|------|-------|-------------|-------------|-------|-------------|-------------|-------|")
+        print(
+            "| preset      | size | batch | torch infer | keras infer | ratio | torch train | keras train | ratio |"
+        )
+        print(
+            "|-------------|------|-------|-------------|-------------|-------|-------------|-------------|-------|"
+        )
         for r in report["results"]:
             m = r.get("memory")
             if not m:
@@ -309,7 +341,12 @@ def gpu(args: argparse.Namespace) -> dict:
             y = torch.from_numpy(y_np).cuda()
             model = load_canonical(UNet(spec), random_weights(spec)).cuda()
             model = model.to(memory_format=torch.channels_last)
-            row = {"preset": preset, "size": size, "batch": batch, "gflop_per_image": 2 * macs / 1e9}
+            row = {
+                "preset": preset,
+                "size": size,
+                "batch": batch,
+                "gflop_per_image": 2 * macs / 1e9,
+            }
             for compiled in (False, True):
                 net = torch.compile(model) if compiled else model
                 tag = "compiled" if compiled else "eager"
@@ -410,7 +447,9 @@ def print_gpu(report: dict) -> None:
     peak = report["peak_bf16_tflops"]
     print(f"# {report['device']} · torch {report['torch']} · bf16 autocast, channels_last · "
           f"dense bf16 peak {peak} TFLOP/s")  # fmt: skip
-    print("| preset | size | batch | mode | infer img/s | infer MFU | train img/s | train TFLOP/s | train MFU | peak mem |")
+    print(
+        "| preset | size | batch | mode | infer img/s | infer MFU | train img/s | train TFLOP/s | train MFU | peak mem |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in report["results"]:
         for tag in ("eager", "compiled"):
@@ -440,7 +479,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(args.worker, args.presets[0], args.size, args.batch[0])))
+        if args.worker.startswith("time_"):
+            res = time_one(args.worker[5:], args.presets[0], args.size, args.batch[0], args.rounds,
+                           args.warmup)  # fmt: skip
+        else:
+            res = worker(args.worker, args.presets[0], args.size, args.batch[0])
+        print(json.dumps(res))
         return 0
     if args.quick:
         args.presets, args.size, args.batch = args.presets or ["seed-small"], args.size or 188, [1]
