@@ -1,0 +1,137 @@
+"""``unet port`` between every pair of formats, and every bad input refused with nothing written."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+
+from unet_cli import crossframework as cf
+from unet_cli.main import main
+from unet_spec import get_preset, random_weights
+
+# A tiny spec (batch norm, transposed convs) keeps 20 ports quick; --spec exercises spec files.
+SPEC = get_preset("modern-small").replace(depth=2, base_filters=4)
+FORMATS = [".ckpt", ".pt", ".safetensors", ".keras", ".weights.h5"]
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("port")
+    weights = random_weights(SPEC, seed=9)
+    for suffix in FORMATS:
+        cf.save_any_weights(weights, SPEC, folder / f"src{suffix}")
+    (folder / "spec.json").write_text(json.dumps(SPEC.to_dict()))
+    return folder, weights
+
+
+@pytest.mark.parametrize(
+    ("src", "dst"), [p for p in itertools.product(FORMATS, FORMATS) if p[0] != p[1]]
+)
+def test_every_pair_is_bit_exact(sources, tmp_path, src, dst) -> None:
+    folder, weights = sources
+    out = tmp_path / f"out{dst}"
+    argv = ["port", str(folder / f"src{src}"), str(out), "--spec", str(folder / "spec.json")]
+    assert main([*argv, "--no-verify"]) == 0
+    ported, spec, _ = cf.load_any_weights(out)
+    assert spec == SPEC
+    for name, value in weights.items():
+        np.testing.assert_array_equal(ported[name], value, err_msg=name)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]  # no temporary files left
+
+
+@pytest.mark.parametrize(("src", "dst"), [(".ckpt", ".keras"), (".keras", ".pt")])
+def test_port_verifies(sources, tmp_path, capsys, src, dst) -> None:
+    folder, _ = sources
+    out = tmp_path / f"out{dst}"
+    assert main(["port", str(folder / f"src{src}"), str(out)]) == 0
+    assert "verified: reload bit-exact; PyTorch vs Keras" in capsys.readouterr().out
+
+
+def test_checkpoint_loads_into_the_training_system(sources) -> None:
+    from unet_torch.system import SegmentationSystem
+
+    folder, weights = sources
+    system = SegmentationSystem.load_from_checkpoint(folder / "src.ckpt", map_location="cpu")
+    assert system.spec == SPEC
+    np.testing.assert_array_equal(
+        system.model.state_dict()["enc1.conv1.weight"].numpy(), weights["enc1.conv1.weight"]
+    )
+
+
+def _refused(argv, capsys, folder, text: str) -> None:
+    before = sorted(p.name for p in folder.iterdir())
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("unet port: error:") and text in err[-1], err[-1]
+    assert sorted(p.name for p in folder.iterdir()) == before  # nothing written
+
+
+@pytest.mark.parametrize("how", ["truncated", "garbage"])
+@pytest.mark.parametrize("suffix", FORMATS)
+def test_damaged_file(sources, tmp_path, capsys, suffix, how) -> None:
+    folder, _ = sources
+    bad = tmp_path / f"bad{suffix}"
+    data = (folder / f"src{suffix}").read_bytes()
+    bad.write_bytes(data[: len(data) // 2] if how == "truncated" else b"\x00garbage" * 64)
+    argv = [
+        "port",
+        str(bad),
+        str(tmp_path / "out.safetensors"),
+        "--spec",
+        str(folder / "spec.json"),
+    ]
+    _refused(argv, capsys, tmp_path, str(bad))
+
+
+def test_unknown_extensions(sources, tmp_path, capsys) -> None:
+    folder, _ = sources
+    _refused(["port", str(folder / "src.pt"), str(tmp_path / "out.h5")], capsys, tmp_path,
+             "unknown extension '.h5'")  # fmt: skip
+    (tmp_path / "w.bin").write_bytes(b"x")
+    _refused(["port", str(tmp_path / "w.bin"), str(tmp_path / "o.pt")], capsys, tmp_path,
+             "unknown extension '.bin'")  # fmt: skip
+
+
+def test_spec_mismatch(sources, tmp_path, capsys) -> None:
+    folder, _ = sources
+    argv = ["port", str(folder / "src.ckpt"), str(tmp_path / "o.pt"), "--preset", "modern-small"]
+    _refused(argv, capsys, tmp_path, "base_filters: file 4 vs given 16")
+
+
+def test_wrong_shape_is_named(sources, tmp_path, capsys) -> None:
+    import torch
+
+    folder, weights = sources
+    state = {k: torch.from_numpy(v) for k, v in weights.items()}
+    state["dec1.up.weight"] = torch.zeros(3, 3, 2, 2)
+    torch.save(state, tmp_path / "bad.pt")
+    argv = ["port", str(tmp_path / "bad.pt"), str(tmp_path / "o.safetensors"), "--spec",
+            str(folder / "spec.json")]  # fmt: skip
+    _refused(argv, capsys, tmp_path, "dec1.up.weight: expected (8, 4, 2, 2), received (3, 3, 2, 2)")
+
+
+def test_no_spec_anywhere(sources, tmp_path, capsys) -> None:
+    import torch
+
+    folder, weights = sources
+    torch.save({k: torch.from_numpy(v) for k, v in weights.items()}, tmp_path / "plain.pt")
+    argv = ["port", str(tmp_path / "plain.pt"), str(tmp_path / "o.safetensors")]
+    _refused(argv, capsys, tmp_path, "carries no spec; give --preset NAME or --spec FILE")
+
+
+def test_bad_destinations(sources, tmp_path, capsys) -> None:
+    folder, _ = sources
+    src = str(folder / "src.pt")
+    _refused(["port", src, str(tmp_path / "missing" / "o.keras")], capsys, tmp_path,
+             "does not exist")  # fmt: skip
+    _refused(["port", src, src], capsys, folder, "the destination is the source file")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        _refused(["port", src, str(locked / "o.safetensors")], capsys, locked, "not writable")
+    finally:
+        locked.chmod(0o755)
