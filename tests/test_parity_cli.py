@@ -1,0 +1,88 @@
+"""``unet parity``: per-block table, verdict and exit codes, JSON, plot, image input, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from unet_cli.main import main
+from unet_spec import get_preset, random_weights, save_weights
+
+SPEC = get_preset("paper-small")
+
+
+@pytest.fixture(scope="module")
+def weights_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("parity") / "w.safetensors"
+    save_weights(random_weights(SPEC, seed=1), SPEC, path)
+    return path
+
+
+def test_report_json_and_plot(weights_file, tmp_path, capsys) -> None:
+    out, png = tmp_path / "r.json", tmp_path / "r.png"
+    code = main(["parity", str(weights_file), "--size", "188", "--batch", "2", "--json", str(out),
+                 "--plot", str(png)])  # fmt: skip
+    text = capsys.readouterr().out
+    assert code == 0
+    assert "verdict: PASS" in text and "first block out of tolerance: none" in text
+    report = json.loads(out.read_text())
+    assert {
+        "passed",
+        "max_abs",
+        "rel",
+        "argmax_agreement",
+        "tolerance",
+        "versions",
+        "layers",
+    } <= set(report)
+    assert report["passed"] is True and report["rel"] <= 1e-5
+    names = [b.name for b in SPEC.plan().blocks[1:]]
+    assert [row["name"] for row in report["layers"]] == names
+    assert report["layers"][-1]["shape"] == [2, 2, 4, 4]
+    assert {"torch", "keras"} <= set(report["versions"])
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_out_of_tolerance_exits_1(weights_file, tmp_path, capsys) -> None:
+    out = tmp_path / "r.json"
+    code = main(["parity", str(weights_file), "--size", "188", "--rel", "1e-12", "--max-abs",
+                 "1e-12", "--json", str(out)])  # fmt: skip
+    assert code == 1
+    assert "verdict: FAIL" in capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert report["passed"] is False and report["first_failure"] == "enc1.conv1"
+
+
+def test_image_input(weights_file, tmp_path, capsys) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (50, 70), dtype=np.uint8)).save(tmp_path / "a.png")
+    code = main(["parity", str(weights_file), "--image", str(tmp_path / "a.png"), "--size", "188"])
+    assert code == 0
+    assert "image" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("extra", "text"),
+    [
+        (["--size", "190"], "Nearest valid sizes"),
+        (["--batch", "0"], "--batch must be at least 1"),
+        (["--json", "/nonexistent/r.json"], "does not exist"),
+        (["--preset", "seed-small"], "does not match"),
+    ],
+)
+def test_bad_input_exits_2(weights_file, capsys, extra, text) -> None:
+    assert main(["parity", str(weights_file), *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("unet parity: error:") and text in err[-1]
+
+
+def test_bad_files_exit_2(tmp_path, capsys) -> None:
+    assert main(["parity", str(tmp_path / "missing.pt")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    (tmp_path / "w.txt").write_text("x")
+    assert main(["parity", str(tmp_path / "w.txt")]) == 2
+    assert "unknown extension" in capsys.readouterr().err
