@@ -169,8 +169,9 @@ class RunArtifacts(Callback):
             for k in ("val/dice", "val/miou", "val/pixel_error")
             if k in best_val
         )
-        print(f"Results in {out}/ (metrics.json, model.safetensors, model.keras, overlays.png, "
-              f"curves.png, checkpoints/); best epoch: {figures}", flush=True)  # fmt: skip
+        written = ", ".join(Path(p).name for k, p in files.items() if p and k != "best_checkpoint")
+        print(f"Results in {out}/ (metrics.json, {written}, checkpoints/); best epoch: {figures}",
+              flush=True)  # fmt: skip
 
     def _export_keras(
         self, model: UNet, spec: UNetSpec, val: list, datamodule: Any, path: Path

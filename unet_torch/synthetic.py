@@ -3,9 +3,10 @@
 Nothing is downloaded. Every sample is a pure function of ``(seed, index)``, so the same config gives
 the same images on every machine and in every process of a distributed run.
 
-Classes are shapes, not textures: each shape draws its texture and brightness at random from a shared
-pool, and the background uses the same pool, so a model has to look at outlines and context rather
-than at a single intensity to score well.
+Each class has its own shape and texture (disks are flat, rectangles striped, triangles
+checkered, rings blotchy) but brightness is drawn at random from a pool shared with the background,
+and the background takes any texture, so a model has to combine outline, texture and context rather
+than threshold one intensity.
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ import numpy as np
 CLASS_NAMES: tuple[str, ...] = ("background", "disk", "rectangle", "triangle", "ring")
 
 
-def _texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    """One of four textures with random scale, direction and phase, values in [-1, 1]."""
+# Texture of each foreground class (background: any).
+_CLASS_TEXTURE = {1: 3, 2: 0, 3: 1, 4: 2}
+
+
+def _texture(rng: np.random.Generator, h: int, w: int, kind: int) -> np.ndarray:
+    """Texture ``kind`` (0 stripes, 1 checks, 2 blotches, 3 flat) at a random scale and angle."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    kind = int(rng.integers(4))
     period = float(rng.uniform(4.0, 10.0))
     angle = float(rng.uniform(0.0, np.pi))
     u = np.cos(angle) * xx + np.sin(angle) * yy
@@ -66,7 +70,7 @@ def make_sample(
     in_channels: int = 1,
     num_classes: int = 5,
     seed: int = 0,
-    noise: float = 0.15,
+    noise: float = 0.1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Generate sample ``index`` of the synthetic dataset.
 
@@ -92,19 +96,24 @@ def make_sample(
         )
     h, w = (size, size) if isinstance(size, int) else size
     rng = np.random.default_rng([seed, index])
-    colours = rng.uniform(0.25, 0.75, size=(8, in_channels)).astype(np.float32)
+    # Eight well-separated brightness levels in random order (per channel for colour images).
+    levels = np.linspace(0.15, 0.85, 8, dtype=np.float32)
+    colours = np.stack([rng.permutation(levels) for _ in range(in_channels)], axis=1)
 
-    def layer(colour_idx: int) -> np.ndarray:
-        tex = _texture(rng, h, w) * float(rng.uniform(0.05, 0.2))
-        return colours[colour_idx][:, None, None] + tex[None]
+    def layer(colour_idx: int, kind: int, amplitude: float) -> np.ndarray:
+        return colours[colour_idx][:, None, None] + amplitude * _texture(rng, h, w, kind)[None]
 
-    image = layer(int(rng.integers(8)))
+    background = int(rng.integers(8))
+    image = layer(background, int(rng.integers(4)), 0.05)
     mask = np.zeros((h, w), np.int64)
     count = int(rng.integers(3, 7))
     for _ in range(count):
         cls = int(rng.integers(1, num_classes))
         inside = _shape_mask(rng, cls, h, w)
-        image = np.where(inside[None], layer(int(rng.integers(8))), image)
+        texture = _CLASS_TEXTURE[cls]
+        # Any brightness but the background's own, so every outline has some contrast.
+        colour = (background + int(rng.integers(1, 8))) % 8
+        image = np.where(inside[None], layer(colour, texture, 0.1), image)
         mask[inside] = cls
     # A soft edge (3-tap blur) so boundaries are not single-pixel steps.
     blurred = image.copy()

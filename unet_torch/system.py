@@ -142,6 +142,12 @@ class SegmentationSystem(L.LightningModule):
     def setup(self, stage: str) -> None:
         weighting = self.hparams["class_weighting"]
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
+        data_classes = getattr(datamodule, "num_classes", None)
+        if data_classes is not None and data_classes != max(self.spec.num_classes, 2):
+            raise ValueError(
+                f"the data has {data_classes} classes but the model has "
+                f"num_classes={self.spec.num_classes}; set model.num_classes (train.py links it)"
+            )
         if weighting != "none" and datamodule is not None and getattr(datamodule, "train_samples", None):
             power = 1.0 if weighting == "median_frequency" else 0.5
             weights = median_frequency_weights(datamodule.train_samples, self.spec.num_classes, power)

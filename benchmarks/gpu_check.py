@@ -1,0 +1,56 @@
+"""Training on a GPU: the demo recipe's learning curve, mixed precision, channels-last and compile.
+
+    python benchmarks/gpu_check.py
+
+Runs in-process (no CLI), so it needs only torch, lightning, torchmetrics and torchvision. Prints
+one line per run with the validation Dice per epoch and the wall time.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import lightning as L  # noqa: E402
+import torch  # noqa: E402
+
+from unet_torch.callbacks import FiniteLossGuard, RunArtifacts  # noqa: E402
+from unet_torch.data import SyntheticDataModule  # noqa: E402
+from unet_torch.system import SegmentationSystem  # noqa: E402
+
+
+def run(name: str, epochs: int, precision: str = "32", data: dict | None = None, **model) -> None:
+    L.seed_everything(0, verbose=False)
+    dm_args = {"num_train": 96, "num_val": 16, "image_size": 96, "num_classes": 5, "crop_size": 96,
+               "batch_size": 8, "val_batch_size": 8, **(data or {})}  # fmt: skip
+    system = SegmentationSystem(**{"preset": "modern-small", "lr": 0.002, "num_classes": 5, **model})
+    artifacts = RunArtifacts(keras_export=False, overlays=0)
+    trainer = L.Trainer(
+        accelerator="gpu", devices=1, precision=precision, max_epochs=epochs, logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        callbacks=[FiniteLossGuard(), artifacts], default_root_dir=f"/tmp/gpu_check/{name}",
+    )  # fmt: skip
+    start = time.monotonic()
+    trainer.fit(system, datamodule=SyntheticDataModule(**dm_args))
+    dice = [round(r.get("val/dice", float("nan")), 3) for r in artifacts.history]
+    per_class = [round(system.last_val.get(f"val/dice_{k}", 0), 2) for k in range(5)]
+    print(f"{name}: {time.monotonic() - start:.1f}s dice/epoch={dice} last per-class={per_class}",
+          flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    torch.backends.cudnn.benchmark = True
+    print(torch.cuda.get_device_name(), torch.__version__, L.__version__, flush=True)
+    run("demo-lr2e-3", 20)
+    run("demo-lr1e-3", 20, lr=0.001)
+    run("demo-lr5e-3", 20, lr=0.005)
+    if sys.argv[1:] == ["demo"]:
+        sys.exit(0)
+    run("bf16-mixed", 3, precision="bf16-mixed")
+    run("16-mixed", 3, precision="16-mixed")
+    run("channels_last+compile", 3, channels_last=True, compile=True)
+    run("paper-small-valid", 3, preset="paper-small", spec={"norm": "batch", "dropout": 0.0},
+        in_channels=1, data={"image_size": 128, "crop_size": 252})  # fmt: skip

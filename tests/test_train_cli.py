@@ -1,0 +1,103 @@
+"""``train.py`` end to end, in subprocesses: artifacts, bad input, ``--print_config`` and CPU DDP.
+
+Subprocesses because Lightning's ``ddp`` strategy relaunches the command that started it (under
+pytest that would be pytest itself), and because a CLI is judged by its exit status and output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = [
+    "--trainer.max_epochs", "1", "--trainer.log_every_n_steps", "1",
+    "--data.init_args.num_train", "8", "--data.init_args.num_val", "2",
+    "--data.init_args.image_size", "32", "--data.init_args.crop_size", "32",
+    "--data.init_args.batch_size", "2", "--data.init_args.val_batch_size", "2",
+    "--trainer.enable_progress_bar", "false",
+]  # fmt: skip
+
+
+def _train(cwd: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("PYTEST_XDIST_WORKER", None)
+    cmd = [sys.executable, str(REPO / "train.py"), "fit", "--config", str(REPO / "configs/demo.yaml")]
+    return subprocess.run(
+        [*cmd, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_run_writes_every_artifact(tmp_path):
+    proc = _train(tmp_path, *TINY)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = tmp_path / "runs" / "demo" / "version_0"
+    assert f"Results in {Path('runs/demo/version_0')}" in proc.stdout
+    for name in ("model.safetensors", "model.keras", "overlays.png", "curves.png", "metrics.json",
+                 "config.yaml", "metrics.csv", "checkpoints/best.ckpt", "checkpoints/last.ckpt"):
+        assert (run / name).is_file(), name  # fmt: skip
+    assert list(run.glob("events.out.tfevents.*")), "TensorBoard log missing"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["keras_parity"]["rel"] < 1e-5
+    assert metrics["global_step"] == 4 and 0 <= metrics["best"]["val/dice"] <= 1
+    from unet_spec import load_weights
+
+    weights, spec = load_weights(run / "model.safetensors")
+    ckpt = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
+    assert spec.to_dict() == ckpt["hyper_parameters"]["spec"]
+    np.testing.assert_array_equal(weights["head.weight"], ckpt["state_dict"]["model.head.weight"].numpy())
+
+
+def test_print_config(tmp_path):
+    proc = _train(tmp_path, "--print_config")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "preset: modern-small" in proc.stdout and "class_path: unet_torch.data.SyntheticDataModule" in proc.stdout
+    assert "monitor: val/dice" in proc.stdout and "num_classes" in proc.stdout
+
+
+def _folder(root: Path) -> Path:
+    for sub in ("images", "masks"):
+        (root / sub).mkdir(parents=True)
+    for i in range(3):
+        Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(root / "images" / f"a{i}.png")
+        Image.fromarray(np.zeros((32, 32), np.uint8)).save(root / "masks" / f"a{i}.png")
+    return root
+
+
+@pytest.mark.parametrize(
+    "break_it, message",
+    [
+        (lambda r: (r / "masks" / "a1.png").unlink(), r"images/a1.png: no mask with the stem 'a1'"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(tmp_path, break_it, message):
+    root = _folder(tmp_path / "data")
+    break_it(root)
+    args = ["--data", "unet_torch.data.FolderDataModule", "--data.root", str(root),
+            "--data.num_classes", "2", "--data.crop_size", "32", "--data.val_fraction", "0.34",
+            "--trainer.max_epochs", "1", "--artifacts.keras_export", "false"]  # fmt: skip
+    proc = _train(tmp_path, *args)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and message in last
+
+
+@pytest.mark.slow
+def test_two_process_cpu_ddp(tmp_path):
+    proc = _train(
+        tmp_path, *TINY, "--trainer.devices", "2", "--trainer.strategy", "ddp", timeout=400
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((tmp_path / "runs/demo/version_0/metrics.json").read_text())
+    # 8 images, batch 2: each of the two processes takes half of them, so 2 steps instead of 4.
+    assert metrics["global_step"] == 2
+    assert metrics["keras_parity"]["argmax_agreement"] == 1.0
