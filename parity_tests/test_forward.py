@@ -80,7 +80,7 @@ def test_block_shapes_match_the_plan_in_both_frameworks(name: str) -> None:
         torch_model(torch.zeros(1, spec.in_channels, size, size))
     for info in layout:
         c, h, w = info.shape
-        assert tuple(keras_model.get_layer(info.block.name).output.shape) == (None, h, w, c)
+        assert tuple(keras_model.get_layer(info.block.keras_name).output.shape) == (None, h, w, c)
         if info.block.kind != "input":
             assert seen[info.block.name] == info.shape, info.block.name
 

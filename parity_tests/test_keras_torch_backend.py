@@ -2,8 +2,8 @@
 backend is fixed per process) loads the same canonical weights and matches PyTorch block by block.
 
 Measured (fp32 CPU): at most about 2.4e-6 relative at any block, the same size as Keras on
-TensorFlow. Keras' torch backend cannot register parameters whose names hold dots;
-:func:`unet_cli.crossframework.allow_dotted_names_on_torch_backend` works around that.
+TensorFlow. (Keras' torch backend registers variables as PyTorch parameters, whose names cannot hold
+dots: that is why Keras layer names use underscores, see ``unet_spec.Block.keras_name``.)
 """
 
 from __future__ import annotations

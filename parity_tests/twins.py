@@ -57,7 +57,7 @@ def _keras_canonical(model: keras.Model, spec: UNetSpec, arrays: Mapping[str, np
     they are written into ``model``'s variables and read back with ``to_canonical``."""
     for block in build_plan(spec).blocks:
         if block.weight_shapes:
-            layer = model.get_layer(block.name)
+            layer = model.get_layer(block.keras_name)
             layer.set_weights(
                 [arrays.get(v.path, np.zeros(v.shape, np.float32)) for v in layer.weights]
             )

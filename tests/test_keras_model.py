@@ -43,13 +43,14 @@ def test_unet_model_defaults() -> None:
 def test_layer_names_are_plan_names(name: str) -> None:
     spec = PRESETS[name]
     model = unet_keras.build_unet(spec, 188 if spec.padding == "valid" else 64)
-    assert [layer.name for layer in model.layers] == [b.name for b in spec.plan()]
+    assert [layer.name for layer in model.layers] == [b.keras_name for b in spec.plan()]
+    assert model.get_layer("dec1_concat").name == "dec1_concat"
     assert model.count_params() == spec.plan().total_values
 
 
 def test_batchnorm_conventions() -> None:
     spec = get_preset("modern-small").replace(bn_epsilon=1e-3, bn_momentum=0.01)
-    bn = unet_keras.build_unet(spec, 32).get_layer("enc1.bn1")
+    bn = unet_keras.build_unet(spec, 32).get_layer("enc1_bn1")
     assert bn.epsilon == pytest.approx(1e-3)
     assert bn.momentum == pytest.approx(0.99)
 

@@ -102,7 +102,11 @@ def test_non_square_sizes() -> None:
 
 
 def test_macs_and_params_per_block() -> None:
-    layout = UNetSpec(in_channels=1, num_classes=1, depth=1, base_filters=2, head="sigmoid").plan().layout(20)
+    layout = (
+        UNetSpec(in_channels=1, num_classes=1, depth=1, base_filters=2, head="sigmoid")
+        .plan()
+        .layout(20)
+    )
     conv1 = layout["enc1.conv1"]
     assert conv1.shape == (2, 18, 18)
     assert conv1.params == 2 * 1 * 9 + 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,12 @@ def test_round_trip_is_exact(saved: Path) -> None:
     for name, value in original.items():
         assert weights[name].dtype == np.float32
         np.testing.assert_array_equal(weights[name], value)
+
+
+def test_saved_file_has_the_usual_permissions(saved: Path) -> None:
+    mask = os.umask(0)
+    os.umask(mask)
+    assert saved.stat().st_mode & 0o777 == 0o666 & ~mask
 
 
 def test_names_follow_the_plan() -> None:

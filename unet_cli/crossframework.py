@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from unet_spec import PRESETS, Comparison, Tolerance, UNetSpec, build_plan, compare
+from unet_spec import PRESETS, Comparison, Tolerance, UNetSpec, build_plan, compare, keras_name
 
 #: Suffixes ``unet port`` and ``unet parity`` read and write.
 SUFFIXES = (".ckpt", ".pt", ".safetensors", ".keras", ".weights.h5")
@@ -263,7 +263,7 @@ def keras_taps(model: Any, x: np.ndarray, names: Sequence[str]) -> dict[str, np.
 
     from unet_keras import to_nchw, to_nhwc
 
-    tap_model = keras.Model(model.input, [model.get_layer(n).output for n in names])
+    tap_model = keras.Model(model.input, [model.get_layer(keras_name(n)).output for n in names])
     # A direct call runs eagerly, op by op, like PyTorch (no XLA fusion that reorders sums).
     outputs = tap_model(to_nhwc(x), training=False)
     outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
@@ -446,53 +446,12 @@ def keras_backend_taps(
     return taps, info
 
 
-def allow_dotted_names_on_torch_backend() -> None:
-    """Let Keras' torch backend hold layers named like plan blocks (``enc1.conv1``).
-
-    That backend registers every Keras variable as a ``torch.nn.Parameter`` keyed by its path
-    (``enc1.conv1/kernel``), and PyTorch refuses keys with dots. The keys are bookkeeping only
-    (Keras reads and writes variables through the layers, never through these keys), so they are
-    registered with the dots replaced; layer names, and so the weight contract, stay as they are.
-    """
-    import keras
-
-    if keras.backend.backend() != "torch":
-        return
-    import torch
-    from keras.src.backend.torch.layer import TorchLayer
-
-    if getattr(TorchLayer, "_unet_dotted_names", False):
-        return
-
-    def key(variable: Any) -> str:
-        return variable.path.replace(".", "·")
-
-    def _track_variables(self) -> None:  # noqa: ANN001
-        self._torch_params = torch.nn.ParameterDict(
-            {key(variable): variable.value for variable in self.variables}
-        )
-
-    def _post_track_variable(self, variable) -> None:  # noqa: ANN001
-        if hasattr(self, "_torch_params") and key(variable) not in self.torch_params:
-            self.torch_params[key(variable)] = variable.value
-
-    def _post_untrack_variable(self, variable) -> None:  # noqa: ANN001
-        if hasattr(self, "_torch_params") and key(variable) in self.torch_params:
-            self.torch_params.pop(key(variable))
-
-    TorchLayer._track_variables = _track_variables
-    TorchLayer._post_track_variable = _post_track_variable
-    TorchLayer._post_untrack_variable = _post_untrack_variable
-    TorchLayer._unet_dotted_names = True
-
-
 def _keras_taps_worker(folder: Path) -> None:
     import json
 
     from unet_spec import load_weights
 
     info = environment_guard()
-    allow_dotted_names_on_torch_backend()
     for i in range(json.loads((folder / "cases.json").read_text())):
         weights, spec = load_weights(folder / f"{i}.safetensors")
         x = np.load(folder / f"{i}.npy")

@@ -35,7 +35,7 @@ def from_canonical(
         names = list(block.weight_shapes)
         if not names:
             continue
-        layer = _layer(model, block.name)
+        layer = _layer(model, block.keras_name)
         if block.kind == "batchnorm":
             values = [weights[f"{block.name}.{t}"] for t in _BN_ORDER]
         else:
@@ -51,7 +51,9 @@ def to_canonical(model: keras.Model, spec: UNetSpec) -> dict[str, np.ndarray]:
         names = list(block.weight_shapes)
         if not names:
             continue
-        values = [np.asarray(v, dtype=np.float32) for v in _layer(model, block.name).get_weights()]
+        values = [
+            np.asarray(v, dtype=np.float32) for v in _layer(model, block.keras_name).get_weights()
+        ]
         if block.kind == "batchnorm":
             out.update({f"{block.name}.{t}": v for t, v in zip(_BN_ORDER, values, strict=True)})
         else:

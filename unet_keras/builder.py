@@ -1,6 +1,7 @@
 """``build_unet(spec)``: the Keras twin, built by walking the spec's plan.
 
-Every layer is named after its plan block (``enc1.conv1``), the weight contract shared with PyTorch.
+Every layer is named after its plan block (``enc1.conv1`` → ``enc1_conv1``, see
+:attr:`unet_spec.Block.keras_name`), the weight contract shared with PyTorch.
 Spatial sizes for ``Resizing`` and ``Cropping2D`` come from the plan's layout, never recomputed here.
 """
 
@@ -15,7 +16,7 @@ from unet_spec import Block, Layout, UNetSpec, build_plan
 
 
 def _make_layer(block: Block, spec: UNetSpec, layout: Layout | None) -> keras.Layer:
-    name, kind = block.name, block.kind
+    name, kind = block.keras_name, block.kind
     if kind == "conv":
         return layers.Conv2D(block.out_channels, block.kernel, padding=block.padding, name=name)
     if kind == "upconv":
@@ -40,15 +41,15 @@ def _make_layer(block: Block, spec: UNetSpec, layout: Layout | None) -> keras.La
     if kind in ("resize", "crop"):
         if layout is None:
             raise ValueError(
-                f"layer {name}: skip_merge={spec.skip_merge!r} needs a fixed input size. "
+                f"layer {block.name}: skip_merge={spec.skip_merge!r} needs a fixed input size. "
                 "Received: input_size=None"
             )
-        info = layout[name]
+        info = layout[block.name]
         if kind == "resize":
             return layers.Resizing(*info.shape[1:], interpolation="bilinear", name=name)
         top, bottom, left, right = info.crop
         return layers.Cropping2D(((top, bottom), (left, right)), name=name)
-    raise ValueError(f"layer {name}: unknown block kind {kind!r}")
+    raise ValueError(f"layer {block.name}: unknown block kind {kind!r}")
 
 
 def build_unet(
@@ -81,7 +82,7 @@ def build_unet(
         layer = _make_layer(block, spec, layout)
         if block is plan.output and head_activation and spec.head != "none":
             layer = layers.Conv2D(
-                block.out_channels, block.kernel, activation=spec.head, name=block.name
+                block.out_channels, block.kernel, activation=spec.head, name=block.keras_name
             )
         if block.kind == "concat":
             tensors[block.name] = layer([tensors[n] for n in block.inputs])

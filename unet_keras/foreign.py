@@ -167,7 +167,7 @@ def match_layers(
     """
     twin = build_unet(spec, twin_input_size(spec), name="twin")
     blocks = [b for b in build_plan(spec).blocks if b.weight_shapes]
-    twin_layers = {b.name: twin.get_layer(b.name) for b in blocks}
+    twin_layers = {b.name: twin.get_layer(b.keras_name) for b in blocks}
     plan_classes = {type(layer).__name__ for layer in twin_layers.values()}
     queues: dict[str, list[KerasLayerWeights]] = {}
     for layer in layers:
@@ -224,7 +224,7 @@ def canonical_from_model(
     """Canonical weights of any Keras model of ``spec``: by plan name when the project built it,
     by order, kind and shape (:func:`match_layers`) otherwise."""
     names = {layer.name for layer in model.layers}
-    if all(b.name in names for b in build_plan(spec).blocks if b.weight_shapes):
+    if all(b.keras_name in names for b in build_plan(spec).blocks if b.weight_shapes):
         return to_canonical(model, spec)
     return match_layers(weighted_layers(model), spec, source or f"Keras model {model.name!r}")
 

@@ -5,7 +5,7 @@ architectures stay light; ``unet_torch`` and ``unet_keras`` build models from wh
 """
 
 from unet_spec.compare import Comparison, Tolerance, compare
-from unet_spec.plan import Block, LayerInfo, Layout, Plan, build_plan
+from unet_spec.plan import Block, LayerInfo, Layout, Plan, build_plan, keras_name, plan_name
 from unet_spec.presets import DEFAULT_SIZES, PRESETS, get_preset
 from unet_spec.spec import UNetSpec
 from unet_spec.weights import (
@@ -34,7 +34,9 @@ __all__ = [
     "check_weights",
     "compare",
     "get_preset",
+    "keras_name",
     "load_weights",
+    "plan_name",
     "random_weights",
     "read_weights",
     "save_weights",

@@ -6,8 +6,11 @@ sizes (for the Keras ``Resizing`` and ``Cropping2D`` layers) from :meth:`Plan.la
 
 Names are the weight contract. A block called ``enc1.conv1`` is the PyTorch module at path
 ``enc1.conv1`` (so ``state_dict`` keys read ``enc1.conv1.weight``), the Keras layer named
-``enc1.conv1``, and the tensors ``enc1.conv1.weight`` / ``enc1.conv1.bias`` of a canonical weight
-file. Renaming a block breaks every saved file: add new blocks, never rename old ones.
+``enc1_conv1`` (:attr:`Block.keras_name`: dots become underscores, because Keras' torch backend
+registers variables as PyTorch parameters, whose names cannot hold dots; plan names never contain
+underscores, so the rule is reversible), and the tensors ``enc1.conv1.weight`` /
+``enc1.conv1.bias`` of a canonical weight file. Renaming a block breaks every saved file: add new
+blocks, never rename old ones.
 """
 
 from __future__ import annotations
@@ -55,6 +58,11 @@ class Block:
     stride: int = 1
     padding: str = "valid"
     rate: float = 0.0
+
+    @property
+    def keras_name(self) -> str:
+        """The Keras layer name: the plan name with dots replaced by underscores."""
+        return keras_name(self.name)
 
     @property
     def weight_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -321,6 +329,16 @@ class Plan:
                 r += j
             rf[b.name] = (r, j)
         return int(round(rf[self.output.name][0]))
+
+
+def keras_name(name: str) -> str:
+    """Keras layer name of the plan block ``name`` (``enc1.conv1`` → ``enc1_conv1``)."""
+    return name.replace(".", "_")
+
+
+def plan_name(keras_layer_name: str) -> str:
+    """Inverse of :func:`keras_name`."""
+    return keras_layer_name.replace("_", ".")
 
 
 class _SizeError(Exception):
