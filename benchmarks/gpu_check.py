@@ -26,7 +26,7 @@ def run(name: str, epochs: int, precision: str = "32", data: dict | None = None,
     L.seed_everything(0, verbose=False)
     dm_args = {"num_train": 96, "num_val": 16, "image_size": 96, "num_classes": 5, "crop_size": 96,
                "batch_size": 8, "val_batch_size": 8, **(data or {})}  # fmt: skip
-    system = SegmentationSystem(**{"preset": "modern-small", "lr": 0.002, "num_classes": 5, **model})
+    system = SegmentationSystem(**{"preset": "modern-small", "lr": 0.001, "num_classes": 5, **model})
     artifacts = RunArtifacts(keras_export=False, overlays=0)
     trainer = L.Trainer(
         accelerator="gpu", devices=1, precision=precision, max_epochs=epochs, logger=False,
@@ -44,9 +44,7 @@ def run(name: str, epochs: int, precision: str = "32", data: dict | None = None,
 if __name__ == "__main__":
     torch.backends.cudnn.benchmark = True
     print(torch.cuda.get_device_name(), torch.__version__, L.__version__, flush=True)
-    run("demo-lr2e-3", 20)
-    run("demo-lr1e-3", 20, lr=0.001)
-    run("demo-lr5e-3", 20, lr=0.005)
+    run("demo", 40, lr=0.001)  # configs/demo.yaml's recipe
     if sys.argv[1:] == ["demo"]:
         sys.exit(0)
     run("bf16-mixed", 3, precision="bf16-mixed")
