@@ -92,7 +92,7 @@ def test_weights_that_do_not_match_the_spec(files, capsys):
          "--preset", "seed-small", "--out", str(files / "x")]
     )  # fmt: skip
     err = capsys.readouterr().err
-    assert code == 2 and "modern.safetensors" in err and "different spec" in err
+    assert code == 2 and "modern.safetensors" in err and "does not match the given one" in err
 
 
 def test_missing_weights_and_invalid_tile(files, capsys):

@@ -56,7 +56,9 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 def test_spec_mismatch_names_fields(saved: Path) -> None:
-    with pytest.raises(ValueError, match=r"different spec \(base_filters: file 16 vs expected 64"):
+    with pytest.raises(
+        ValueError, match=r"spec does not match the given one \(base_filters: file 16 vs given 64"
+    ):
         load_weights(saved, get_preset("modern"))
 
 

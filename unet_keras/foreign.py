@@ -32,7 +32,7 @@ import numpy as np
 from unet_keras.adapters import from_canonical, to_canonical
 from unet_keras.builder import build_unet
 from unet_keras.io import load_keras
-from unet_spec import UNetSpec, build_plan
+from unet_spec import UNetSpec, build_plan, resolve_spec
 
 H5_SPEC_ATTR = "unet_spec"
 
@@ -229,17 +229,6 @@ def canonical_from_model(
     return match_layers(weighted_layers(model), spec, source or f"Keras model {model.name!r}")
 
 
-def _resolve(stored: UNetSpec | None, given: UNetSpec | None, path: Path) -> UNetSpec:
-    if stored is not None and given is not None and stored != given:
-        fields = ", ".join(
-            f"{k}: file {a!r} vs given {b!r}" for k, (a, b) in stored.diff(given).items()
-        )
-        raise ValueError(f"{path}: the file's spec does not match the given one ({fields})")
-    if stored is None and given is None:
-        raise ValueError(f"{path}: the file carries no spec; give --preset NAME or --spec FILE")
-    return stored or given  # type: ignore[return-value]
-
-
 def load_keras_weights(
     path: str | os.PathLike[str], spec: UNetSpec | None = None
 ) -> tuple[dict[str, np.ndarray], UNetSpec, keras.Model | None]:
@@ -261,11 +250,11 @@ def load_keras_weights(
     path = Path(path)
     if path.name.endswith(".weights.h5"):
         layers, stored = weighted_layers_h5(path)
-        spec = _resolve(stored, spec, path)
+        spec = resolve_spec(stored, spec, path)
         return match_layers(layers, spec, source=str(path)), spec, None
     if path.suffix == ".keras":
         model, stored = load_keras(path)
-        spec = _resolve(stored, spec, path)
+        spec = resolve_spec(stored, spec, path)
         return canonical_from_model(model, spec, source=str(path)), spec, model
     raise ValueError(f"{path}: unknown extension; Keras files end in .keras or .weights.h5")
 

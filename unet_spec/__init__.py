@@ -15,6 +15,7 @@ from unet_spec.weights import (
     load_weights,
     random_weights,
     read_weights,
+    resolve_spec,
     save_weights,
 )
 
@@ -39,5 +40,6 @@ __all__ = [
     "plan_name",
     "random_weights",
     "read_weights",
+    "resolve_spec",
     "save_weights",
 ]

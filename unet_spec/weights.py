@@ -128,12 +128,26 @@ def load_weights(
             from ``spec`` (the fields are named), or tensors missing, unexpected or mis-shaped.
     """
     tensors, stored = read_weights(path)
-    if spec is not None and stored != spec:
+    return tensors, resolve_spec(stored, spec, path)
+
+
+def resolve_spec(
+    stored: UNetSpec | None, given: UNetSpec | None, source: str | os.PathLike[str]
+) -> UNetSpec:
+    """The spec to use for a file: the one it stores, the one the caller gives, and they must agree.
+
+    Raises:
+        ValueError: Neither exists, or they differ (every differing field is named).
+    """
+    if stored is not None and given is not None and stored != given:
         fields = ", ".join(
-            f"{k}: file {a!r} vs expected {b!r}" for k, (a, b) in stored.diff(spec).items()
+            f"{k}: file {a!r} vs given {b!r}" for k, (a, b) in stored.diff(given).items()
         )
-        raise ValueError(f"{path}: weights were saved for a different spec ({fields})")
-    return tensors, stored
+        raise ValueError(f"{source}: the file's spec does not match the given one ({fields})")
+    spec = stored or given
+    if spec is None:
+        raise ValueError(f"{source}: the file carries no spec; give --preset NAME or --spec FILE")
+    return spec
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:

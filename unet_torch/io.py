@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from unet_spec import UNetSpec, atomic_write_bytes, build_plan, check_weights
+from unet_spec import UNetSpec, atomic_write_bytes, build_plan, check_weights, resolve_spec
 from unet_spec.weights import FORMAT_NAME, FORMAT_VERSION, load_weights, save_weights
 
 TORCH_SUFFIXES = (".ckpt", ".pt", ".safetensors")
@@ -84,25 +84,6 @@ def load_any(
     spec = resolve_spec(stored, spec, path)
     weights = _canonical_from_state(state, spec, path)
     return weights, spec
-
-
-def resolve_spec(
-    stored: UNetSpec | None, given: UNetSpec | None, path: str | os.PathLike[str]
-) -> UNetSpec:
-    """The spec to use for a file: the stored one, the given one, and they must agree.
-
-    Raises:
-        ValueError: Neither exists, or they differ (every differing field is named).
-    """
-    if stored is not None and given is not None and stored != given:
-        fields = ", ".join(
-            f"{k}: file {a!r} vs given {b!r}" for k, (a, b) in stored.diff(given).items()
-        )
-        raise ValueError(f"{path}: the file's spec does not match the given one ({fields})")
-    spec = stored or given
-    if spec is None:
-        raise ValueError(f"{path}: the file carries no spec; give --preset NAME or --spec FILE")
-    return spec
 
 
 def _torch_load(path: Path) -> Any:
