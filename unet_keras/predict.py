@@ -15,7 +15,7 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import keras
 import numpy as np
@@ -23,10 +23,10 @@ import numpy as np
 from unet_keras.adapters import from_canonical, to_nchw, to_nhwc
 from unet_keras.builder import build_unet
 from unet_spec import UNetSpec, check_weights, load_weights
-from unet_spec.tiling import predict_tiled, predict_tta
+from unet_spec.tiling import TiledPredictor
 
 
-class KerasPredictor:
+class KerasPredictor(TiledPredictor):
     """A model from :func:`~unet_keras.builder.build_unet` wrapped as the tiling engine's ``forward``.
 
     Models that resize or crop their skips are built for one input size; a model is built (and
@@ -72,26 +72,6 @@ class KerasPredictor:
         else:
             out = keras.ops.convert_to_numpy(model(nhwc, training=False))
         return to_nchw(out.astype(np.float32, copy=False))
-
-    __call__ = forward
-
-    def predict(
-        self,
-        image: np.ndarray,
-        tile: int | None = None,
-        overlap: float = 0.25,
-        batch_size: int = 1,
-        *,
-        tta: bool = False,
-        progress: Callable[[int], object] | None = None,
-    ) -> np.ndarray:
-        """``(C, H, W)`` image of any size → ``(K, H, W)`` output (see
-        :func:`unet_spec.tiling.predict_tiled`; ``tta`` averages the 8 flips and quarter turns)."""
-        if tta:
-            return predict_tta(image, self.forward, self.spec, tile, overlap, batch_size)
-        return predict_tiled(
-            image, self.forward, self.spec, tile, overlap, batch_size, progress=progress
-        )
 
 
 def load_predictor(

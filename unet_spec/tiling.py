@@ -347,3 +347,38 @@ def _smallest_valid_at_least(plan, size: int) -> int:  # noqa: ANN001 - Plan
     for n in _valid_sizes_from(plan, max(size, _min_tile(spec))):
         return n
     raise ValueError(f"no valid tile size at or above {size}")
+
+
+class TiledPredictor:
+    """Base of the framework predictors: a ``forward`` on tiles plus whole-image :meth:`predict`.
+
+    Subclasses set ``spec`` and implement :meth:`forward` (NCHW float32 numpy in and out); the
+    tiling, stitching and test-time augmentation are shared here.
+    """
+
+    spec: UNetSpec
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """``(N, C, h, w)`` float32 → ``(N, K, oh, ow)`` float32."""
+        raise NotImplementedError
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.forward(x)
+
+    def predict(
+        self,
+        image: np.ndarray,
+        tile: int | None = None,
+        overlap: float = 0.25,
+        batch_size: int = 1,
+        *,
+        tta: bool = False,
+        progress: Callable[[int], object] | None = None,
+    ) -> np.ndarray:
+        """``(C, H, W)`` image of any size → ``(K, H, W)`` output (see :func:`predict_tiled` for
+        the arguments; ``tta`` averages the 8 flips and quarter turns)."""
+        if tta:
+            return predict_tta(image, self.forward, self.spec, tile, overlap, batch_size)
+        return predict_tiled(
+            image, self.forward, self.spec, tile, overlap, batch_size, progress=progress
+        )

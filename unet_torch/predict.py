@@ -12,13 +12,13 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import torch
 
 from unet_spec import UNetSpec
-from unet_spec.tiling import predict_tiled, predict_tta
+from unet_spec.tiling import TiledPredictor
 from unet_torch.model import UNet, load_canonical, probabilities
 
 
@@ -32,7 +32,7 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
-class TorchPredictor:
+class TorchPredictor(TiledPredictor):
     """A :class:`~unet_torch.model.UNet` in eval mode wrapped as the tiling engine's ``forward``.
 
     Args:
@@ -69,27 +69,6 @@ class TorchPredictor:
         if self.head:
             out = probabilities(out, self.spec.head)
         return out.float().cpu().contiguous().numpy()
-
-    __call__ = forward
-
-    def predict(
-        self,
-        image: np.ndarray,
-        tile: int | None = None,
-        overlap: float = 0.25,
-        batch_size: int = 1,
-        *,
-        tta: bool = False,
-        progress: Callable[[int], object] | None = None,
-    ) -> np.ndarray:
-        """``(C, H, W)`` image of any size → ``(K, H, W)`` output (see
-        :func:`unet_spec.tiling.predict_tiled` for the arguments; ``tta`` averages the 8 flips and
-        quarter turns)."""
-        if tta:
-            return predict_tta(image, self.forward, self.spec, tile, overlap, batch_size)
-        return predict_tiled(
-            image, self.forward, self.spec, tile, overlap, batch_size, progress=progress
-        )
 
 
 def load_predictor(
