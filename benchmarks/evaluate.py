@@ -101,7 +101,9 @@ def main() -> None:
     parser.add_argument("--budget-min", type=float, default=30.0, help="wall-clock budget, minutes")
     parser.add_argument("--reserve-min", type=float, default=3.0,
                         help="part of the budget kept for the final validation and export")  # fmt: skip
-    parser.add_argument("--no-tta", action="store_true", help="skip the test-time augmentation score")
+    parser.add_argument(
+        "--no-tta", action="store_true", help="skip the test-time augmentation score"
+    )
     parser.add_argument("--run", type=Path, help="score an existing run folder instead of training")
     parser.add_argument("extra", nargs="*", help="more train.py overrides (after --)")
     args = parser.parse_args()

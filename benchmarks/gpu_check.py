@@ -26,7 +26,9 @@ def run(name: str, epochs: int, precision: str = "32", data: dict | None = None,
     L.seed_everything(0, verbose=False)
     dm_args = {"num_train": 96, "num_val": 16, "image_size": 96, "num_classes": 5, "crop_size": 96,
                "batch_size": 8, "val_batch_size": 8, **(data or {})}  # fmt: skip
-    system = SegmentationSystem(**{"preset": "modern-small", "lr": 0.001, "num_classes": 5, **model})
+    system = SegmentationSystem(
+        **{"preset": "modern-small", "lr": 0.001, "num_classes": 5, **model}
+    )
     artifacts = RunArtifacts(keras_export=False, overlays=0)
     trainer = L.Trainer(
         accelerator="gpu", devices=1, precision=precision, max_epochs=epochs, logger=False,

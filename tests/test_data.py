@@ -26,7 +26,11 @@ RGB = GREY.replace(in_channels=3)
 
 def _save(path: Path, array: np.ndarray, mode: str | None = None, palette: list[int] | None = None):
     path.parent.mkdir(parents=True, exist_ok=True)
-    img = Image.fromarray(array.astype(np.uint8), mode=mode) if mode else Image.fromarray(array.astype(np.uint8))
+    img = (
+        Image.fromarray(array.astype(np.uint8), mode=mode)
+        if mode
+        else Image.fromarray(array.astype(np.uint8))
+    )
     if palette is not None:
         img.putpalette(palette)
     img.save(path)
@@ -83,7 +87,9 @@ def test_rgb_colour_masks_with_palette(tmp_path):
     arr = np.array([[[0, 0, 0], [128, 0, 0]], [[0, 128, 0], [0, 128, 0]]])
     p = _save(tmp_path / "m.png", arr)
     np.testing.assert_array_equal(read_mask(p, 3, palette=colours), [[0, 1], [2, 2]])
-    with pytest.raises(ValueError, match=r"m\.png: colours \[\[0, 128, 0\]\] are not in data\.palette"):
+    with pytest.raises(
+        ValueError, match=r"m\.png: colours \[\[0, 128, 0\]\] are not in data\.palette"
+    ):
         read_mask(p, 2, palette=colours[:2])
 
 
@@ -152,7 +158,9 @@ def test_valid_padding_target_is_center_of_input():
 
 def test_elastic_fills_with_ignore_index():
     torch.manual_seed(0)
-    augment = build_augmentation(1, flips=False, rot90=False, elastic=1.0, elastic_alpha=200.0, jitter=0)
+    augment = build_augmentation(
+        1, flips=False, rot90=False, elastic=1.0, elastic_alpha=200.0, jitter=0
+    )
     mask = torch.zeros(1, 40, 40, dtype=torch.long)
     from torchvision import tv_tensors
 
@@ -183,14 +191,18 @@ def test_image_without_mask_and_mask_without_image(tmp_path):
 def test_mask_size_differs(tmp_path):
     root = _folder(tmp_path / "d")
     _save(root / "masks" / "s00.png", np.zeros((31, 32)))
-    with pytest.raises(ValueError, match=r"masks/s00\.png: mask is 31x32 but image .*s00\.png is 32x32"):
+    with pytest.raises(
+        ValueError, match=r"masks/s00\.png: mask is 31x32 but image .*s00\.png is 32x32"
+    ):
         _module(root)
 
 
 def test_mask_values_neither_class_nor_ignore(tmp_path):
     root = _folder(tmp_path / "d", values=(0, 1, 2))
     _save(root / "masks" / "s04.png", np.full((32, 32), 7))
-    with pytest.raises(ValueError, match=r"s04\.png: mask values \[7\] are neither a class id \(0\.\.2\)"):
+    with pytest.raises(
+        ValueError, match=r"s04\.png: mask values \[7\] are neither a class id \(0\.\.2\)"
+    ):
         _module(root, num_classes=3, ignore_value=255)
 
 
@@ -214,7 +226,9 @@ def test_empty_and_missing_folders(tmp_path):
 
 def test_image_smaller_than_crop(tmp_path):
     root = _folder(tmp_path / "d", size=12)
-    with pytest.raises(ValueError, match=r"s\d\d\.png: image 12x12 is smaller than the training target 16x16"):
+    with pytest.raises(
+        ValueError, match=r"s\d\d\.png: image 12x12 is smaller than the training target 16x16"
+    ):
         _module(root, crop_size=16)
 
 

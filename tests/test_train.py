@@ -23,7 +23,9 @@ FAMILIES = {
 }
 
 
-def _data(crop: int = 32, image: int = 32, channels_follow_model: bool = True, **kw) -> SyntheticDataModule:
+def _data(
+    crop: int = 32, image: int = 32, channels_follow_model: bool = True, **kw
+) -> SyntheticDataModule:
     kw = {"num_train": 4, "num_val": 2, "image_size": image, "num_classes": 3, "crop_size": crop,
           "batch_size": 2, "val_batch_size": 2, **kw}  # fmt: skip
     return SyntheticDataModule(**kw)
@@ -80,7 +82,10 @@ def test_resume_reaches_the_same_epoch_and_step(tmp_path):
     _, straight, _ = _fit(tmp_path / "a", 3)
     _, first, ckpt = _fit(tmp_path / "b", 2)
     _, resumed, _ = _fit(tmp_path / "b", 3, ckpt_path=ckpt.last_model_path)
-    assert (resumed.current_epoch, resumed.global_step) == (straight.current_epoch, straight.global_step)
+    assert (resumed.current_epoch, resumed.global_step) == (
+        straight.current_epoch,
+        straight.global_step,
+    )
     assert resumed.global_step > first.global_step
     # The scheduler continued rather than restarted (warm-up happens once).
     opt_state = resumed.optimizers[0].state_dict()["state"]
@@ -140,11 +145,14 @@ def test_class_count_mismatch_is_named(tmp_path):
 
 
 def test_spec_overrides_and_bad_settings():
-    system = SegmentationSystem(preset="paper-small", spec={"depth": 3}, in_channels=3, num_classes=4)
+    system = SegmentationSystem(
+        preset="paper-small", spec={"depth": 3}, in_channels=3, num_classes=4
+    )
     assert (system.spec.depth, system.spec.in_channels, system.spec.num_classes) == (3, 3, 4)
-    assert system.hparams["spec"] == get_preset("paper-small").replace(
-        depth=3, in_channels=3, num_classes=4
-    ).to_dict()
+    assert (
+        system.hparams["spec"]
+        == get_preset("paper-small").replace(depth=3, in_channels=3, num_classes=4).to_dict()
+    )
     with pytest.raises(ValueError, match="unknown preset 'nope'"):
         SegmentationSystem(preset="nope")
     with pytest.raises(ValueError, match="no field.*'width'"):

@@ -30,7 +30,13 @@ TINY = [
 def _train(cwd: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
     env.pop("PYTEST_XDIST_WORKER", None)
-    cmd = [sys.executable, str(REPO / "train.py"), "fit", "--config", str(REPO / "configs/demo.yaml")]
+    cmd = [
+        sys.executable,
+        str(REPO / "train.py"),
+        "fit",
+        "--config",
+        str(REPO / "configs/demo.yaml"),
+    ]
     return subprocess.run(
         [*cmd, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
@@ -41,8 +47,17 @@ def test_run_writes_every_artifact(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = tmp_path / "runs" / "demo" / "version_0"
     assert f"Results in {Path('runs/demo/version_0')}" in proc.stdout
-    for name in ("model.safetensors", "model.keras", "overlays.png", "curves.png", "metrics.json",
-                 "config.yaml", "metrics.csv", "checkpoints/best.ckpt", "checkpoints/last.ckpt"):
+    for name in (
+        "model.safetensors",
+        "model.keras",
+        "overlays.png",
+        "curves.png",
+        "metrics.json",
+        "config.yaml",
+        "metrics.csv",
+        "checkpoints/best.ckpt",
+        "checkpoints/last.ckpt",
+    ):
         assert (run / name).is_file(), name  # fmt: skip
     assert list(run.glob("events.out.tfevents.*")), "TensorBoard log missing"
     metrics = json.loads((run / "metrics.json").read_text())
@@ -53,13 +68,18 @@ def test_run_writes_every_artifact(tmp_path):
     weights, spec = load_weights(run / "model.safetensors")
     ckpt = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
     assert spec.to_dict() == ckpt["hyper_parameters"]["spec"]
-    np.testing.assert_array_equal(weights["head.weight"], ckpt["state_dict"]["model.head.weight"].numpy())
+    np.testing.assert_array_equal(
+        weights["head.weight"], ckpt["state_dict"]["model.head.weight"].numpy()
+    )
 
 
 def test_print_config(tmp_path):
     proc = _train(tmp_path, "--print_config")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "preset: modern-small" in proc.stdout and "class_path: unet_torch.data.SyntheticDataModule" in proc.stdout
+    assert (
+        "preset: modern-small" in proc.stdout
+        and "class_path: unet_torch.data.SyntheticDataModule" in proc.stdout
+    )
     assert "monitor: val/dice" in proc.stdout and "num_classes" in proc.stdout
 
 

@@ -94,7 +94,9 @@ class RunArtifacts(Callback):
         tolerance_rel: Relative tolerance of the Keras parity check.
     """
 
-    def __init__(self, overlays: int = 4, keras_export: bool = True, tolerance_rel: float = 1e-5) -> None:
+    def __init__(
+        self, overlays: int = 4, keras_export: bool = True, tolerance_rel: float = 1e-5
+    ) -> None:
         self.overlays = overlays
         self.keras_export = keras_export
         self.tolerance = Tolerance(rel=tolerance_rel)
@@ -150,7 +152,9 @@ class RunArtifacts(Callback):
         model.load_state_dict(weights)
         model.eval()
         files = {"best_checkpoint": best}
-        files["weights"] = str(save_weights(canonical_state(model), spec, out / "model.safetensors"))
+        files["weights"] = str(
+            save_weights(canonical_state(model), spec, out / "model.safetensors")
+        )
         datamodule = trainer.datamodule
         val = list(getattr(datamodule, "val_samples", []) or [])
         parity = None
@@ -197,7 +201,9 @@ class RunArtifacts(Callback):
             )
         return {**comparison.to_dict(), "input_size": list(size)}
 
-    def _overlays(self, pl_module: L.LightningModule, model: UNet, samples: list, out: Path) -> Path:
+    def _overlays(
+        self, pl_module: L.LightningModule, model: UNet, samples: list, out: Path
+    ) -> Path:
         import matplotlib
 
         matplotlib.use("Agg")
@@ -230,7 +236,9 @@ class RunArtifacts(Callback):
             panels = ((shown, "image"), (paint(mask), "truth"), (paint(pred), "prediction"))
             for ax, (panel, title) in zip(axes[row], panels, strict=True):
                 ax.imshow(panel, cmap="gray" if panel.ndim == 2 else None, vmin=0, vmax=1)
-                ax.set_title(f"{title}: {Path(name).name}" if title == "image" else title, fontsize=8)
+                ax.set_title(
+                    f"{title}: {Path(name).name}" if title == "image" else title, fontsize=8
+                )
                 ax.axis("off")
         fig.tight_layout()
         path = out / "overlays.png"

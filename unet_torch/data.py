@@ -196,9 +196,12 @@ class RandomRot90(v2.Transform):
     def transform(self, inpt, params: dict):  # noqa: ANN001, ANN201 - v2 transform protocol
         if params["k"] == 0 or not isinstance(inpt, torch.Tensor):
             return inpt
-        return tv_tensors.wrap(torch.rot90(inpt, params["k"], dims=(-2, -1)), like=inpt) if isinstance(
-            inpt, tv_tensors.TVTensor
-        ) else torch.rot90(inpt, params["k"], dims=(-2, -1))
+        rotated = torch.rot90(inpt.as_subclass(torch.Tensor), params["k"], dims=(-2, -1))
+        return (
+            tv_tensors.wrap(rotated, like=inpt)
+            if isinstance(inpt, tv_tensors.TVTensor)
+            else rotated
+        )
 
 
 def build_augmentation(
@@ -220,7 +223,9 @@ def build_augmentation(
         # Pixels pulled in from outside the crop get the ignore label, so they never teach anything.
         fill = {tv_tensors.Image: 0.0, tv_tensors.Mask: IGNORE_INDEX}
         steps.append(
-            v2.RandomApply([v2.ElasticTransform(elastic_alpha, elastic_sigma, fill=fill)], p=elastic)
+            v2.RandomApply(
+                [v2.ElasticTransform(elastic_alpha, elastic_sigma, fill=fill)], p=elastic
+            )
         )
     if jitter > 0:
         colour = {"saturation": jitter, "hue": min(jitter / 4, 0.5)} if in_channels == 3 else {}
@@ -338,7 +343,11 @@ class SegmentationDataModule(L.LightningDataModule):
         self.num_classes = num_classes
         self.crop_size = crop_size
         self.samples_per_epoch = samples_per_epoch
-        self.batch_size, self.val_batch_size, self.num_workers = batch_size, val_batch_size, num_workers
+        self.batch_size, self.val_batch_size, self.num_workers = (
+            batch_size,
+            val_batch_size,
+            num_workers,
+        )
         self.augment_options = {
             "flips": flips, "rot90": rot90, "elastic": elastic, "elastic_alpha": elastic_alpha,
             "elastic_sigma": elastic_sigma, "jitter": jitter,
@@ -361,7 +370,9 @@ class SegmentationDataModule(L.LightningDataModule):
         module = getattr(trainer, "lightning_module", None) if trainer is not None else None
         spec = getattr(module, "spec", None)
         if spec is None:
-            raise ValueError("the data module needs a spec: call attach_spec(spec) or use a Trainer")
+            raise ValueError(
+                "the data module needs a spec: call attach_spec(spec) or use a Trainer"
+            )
         return spec
 
     # -- loading ---------------------------------------------------------------------------------
@@ -552,7 +563,12 @@ class SyntheticDataModule(SegmentationDataModule):
         for name, value in (("num_train", num_train), ("num_val", num_val)):
             if value < 1:
                 raise ValueError(f"data.{name} must be at least 1. Received: {value}")
-        self.num_train, self.num_val, self.image_size, self.seed = num_train, num_val, image_size, seed
+        self.num_train, self.num_val, self.image_size, self.seed = (
+            num_train,
+            num_val,
+            image_size,
+            seed,
+        )
 
     def _load(self, spec: UNetSpec) -> tuple[list[Sample], list[Sample]]:
         def samples(count: int, start: int) -> list[Sample]:
@@ -573,7 +589,9 @@ def class_frequencies(samples: Sequence[Sample], num_classes: int) -> np.ndarray
     return counts / max(counts.sum(), 1.0)
 
 
-def median_frequency_weights(samples: Sequence[Sample], num_classes: int, power: float = 0.5) -> list[float]:
+def median_frequency_weights(
+    samples: Sequence[Sample], num_classes: int, power: float = 0.5
+) -> list[float]:
     """Median-frequency class weights raised to ``power`` (0.5: the square root, gentler)."""
     freq = class_frequencies(samples, num_classes)
     med = float(np.median(freq[freq > 0])) if (freq > 0).any() else 1.0

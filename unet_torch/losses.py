@@ -136,7 +136,11 @@ class SegmentationLoss(nn.Module):
         self.name = name
         self.ignore_index = ignore_index
         self.dice_weight = dice_weight
-        weights = None if class_weights is None else torch.tensor(list(class_weights), dtype=torch.float32)
+        weights = (
+            None
+            if class_weights is None
+            else torch.tensor(list(class_weights), dtype=torch.float32)
+        )
         if weights is not None and (weights < 0).any():
             raise ValueError(f"class_weights must be non-negative. Received: {list(class_weights)}")
         self.register_buffer("class_weights", weights, persistent=False)

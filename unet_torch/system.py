@@ -148,10 +148,18 @@ class SegmentationSystem(L.LightningModule):
                 f"the data has {data_classes} classes but the model has "
                 f"num_classes={self.spec.num_classes}; set model.num_classes (train.py links it)"
             )
-        if weighting != "none" and datamodule is not None and getattr(datamodule, "train_samples", None):
+        if (
+            weighting != "none"
+            and datamodule is not None
+            and getattr(datamodule, "train_samples", None)
+        ):
             power = 1.0 if weighting == "median_frequency" else 0.5
-            weights = median_frequency_weights(datamodule.train_samples, self.spec.num_classes, power)
-            self.loss_fn.class_weights = torch.tensor(weights, dtype=torch.float32, device=self.device)
+            weights = median_frequency_weights(
+                datamodule.train_samples, self.spec.num_classes, power
+            )
+            self.loss_fn.class_weights = torch.tensor(
+                weights, dtype=torch.float32, device=self.device
+            )
             self.print("class weights: " + ", ".join(f"{w:.2f}" for w in weights))
 
     # -- forward ---------------------------------------------------------------------------------
@@ -169,15 +177,22 @@ class SegmentationSystem(L.LightningModule):
         if self.spec.padding == "same":
             vh, vw = plan.nearest_valid_size(h, "up"), plan.nearest_valid_size(w, "up")
             mode = "reflect" if vh - h < h and vw - w < w else "replicate"
-            padded = F.pad(images, (0, vw - w, 0, vh - h), mode=mode) if (vh, vw) != (h, w) else images
+            padded = (
+                F.pad(images, (0, vw - w, 0, vh - h), mode=mode) if (vh, vw) != (h, w) else images
+            )
             return self(padded)[..., :h, :w].float()
+
         def forward(tiles: np.ndarray) -> np.ndarray:
             x = torch.from_numpy(tiles).to(self.device)
             return self(x).float().cpu().numpy()
 
         out = [
             predict_tiled(
-                img.float().cpu().numpy(), forward, self.spec, tile=self.hparams["tile"], batch_size=4
+                img.float().cpu().numpy(),
+                forward,
+                self.spec,
+                tile=self.hparams["tile"],
+                batch_size=4,
             )
             for img in images
         ]
@@ -214,11 +229,15 @@ class SegmentationSystem(L.LightningModule):
         return scores.argmax(1)
 
     # -- steps -----------------------------------------------------------------------------------
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
+    ) -> torch.Tensor:
         images, masks = batch
         logits = self(images)
         loss = self.loss_fn(logits, masks)
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(images))
+        self.log(
+            "train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(images)
+        )
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
