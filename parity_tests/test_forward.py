@@ -136,3 +136,10 @@ def specs_and_sizes(draw):
 def test_random_specs(spec_and_size, seed: int) -> None:
     spec, size = spec_and_size
     _check_forward(spec, size, seed=seed)
+
+
+def test_seed_default_size_with_odd_poolings() -> None:
+    # unet_model's default 256² makes two poolings see odd sizes (floored in both frameworks).
+    spec = PRESETS["seed-small"]
+    assert spec.plan().layout(256).odd_pool_inputs()
+    _check_forward(spec, 256)
