@@ -105,13 +105,15 @@ def main() -> None:
         "--no-tta", action="store_true", help="skip the test-time augmentation score"
     )
     parser.add_argument("--run", type=Path, help="score an existing run folder instead of training")
-    parser.add_argument("extra", nargs="*", help="more train.py overrides (after --)")
-    args = parser.parse_args()
+    parser.add_argument("extra", nargs="*", help="more train.py overrides")
+    args, unknown = parser.parse_known_args()
+    args.extra = [*args.extra, *unknown]  # train.py overrides such as --trainer.max_epochs 8
     start = time.monotonic()
     run = args.run or train(args.config, (args.budget_min - args.reserve_min) * 60, args.extra)
     train_s = time.monotonic() - start
     scores = evaluate(run, tta=not args.no_tta)
-    train_metrics = json.loads((run / "metrics.json").read_text())
+    summary = run / "metrics.json"  # absent when the run stopped before its artifacts
+    train_metrics = json.loads(summary.read_text()) if summary.is_file() else {}
     report = {
         "config": str(args.config),
         "run": str(run),
