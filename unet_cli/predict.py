@@ -17,6 +17,7 @@ import numpy as np
 
 from unet_cli.common import add_spec_arguments, spec_from_args
 from unet_spec import UNetSpec, atomic_write_bytes
+from unet_spec.images import read_image
 
 HELP = "segment images of any size (overlap-tile) and write mask and overlay PNGs"
 
@@ -58,53 +59,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 # -- images ----------------------------------------------------------------------------------------
-def read_image(path: str | Path, in_channels: int, convert: bool = False) -> np.ndarray:
-    """Read ``path`` as ``(C, H, W)`` float32 in [0, 1] (the training data's scaling).
-
-    Raises:
-        FileNotFoundError: No such file.
-        ValueError: Unreadable or truncated image, or a channel count other than ``in_channels``
-            (unless ``convert``, which maps grey, grey+alpha, RGB and RGBA onto each other).
-    """
-    from PIL import Image
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such image")
-    try:
-        img = Image.open(path)
-        img.load()
-    except Exception as err:  # Pillow raises OSError, SyntaxError, ValueError... for bad files
-        raise ValueError(f"{path}: cannot read image ({type(err).__name__}: {err})") from None
-    if img.mode == "P":  # a palette is an encoding, not a channel layout
-        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-    elif img.mode == "1":
-        img = img.convert("L")
-    arr = np.asarray(img)
-    if arr.dtype == np.uint8:
-        scale = 255.0
-    elif arr.dtype in (np.uint16, np.int32) or img.mode.startswith("I"):
-        scale = 65535.0 if arr.max(initial=0) > 255 else 255.0
-    else:
-        scale = 1.0
-    arr = arr.astype(np.float32) / scale
-    arr = arr[None] if arr.ndim == 2 else np.moveaxis(arr, -1, 0)
-    have = arr.shape[0]
-    if have != in_channels:
-        if not convert or have not in (1, 2, 3, 4) or in_channels not in (1, 3):
-            hint = " (pass --convert to convert grey/RGB)" if have in (1, 2, 3, 4) else ""
-            raise ValueError(
-                f"{path}: image has {have} channel(s) ({img.mode}), the model expects "
-                f"in_channels={in_channels}{hint}"
-            )
-        colour = arr[:3] if have >= 3 else np.repeat(arr[:1], 3, axis=0)
-        if in_channels == 1:  # ITU-R 601 luma, as Pillow's "L" conversion
-            arr = np.tensordot(np.array([0.299, 0.587, 0.114], np.float32), colour, axes=1)[None]
-        else:
-            arr = colour
-    return np.ascontiguousarray(arr, dtype=np.float32)
-
-
 def class_ids(probs: np.ndarray, head: str) -> np.ndarray:
     """Class ids ``(H, W)`` from ``(K, H, W)`` probabilities (one channel: thresholded)."""
     if probs.shape[0] == 1:

@@ -30,6 +30,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from unet_spec import UNetSpec
+from unet_spec.images import open_image, read_image
 from unet_torch.synthetic import make_dataset
 
 #: Class id of pixels that the loss and the metrics skip.
@@ -41,44 +42,6 @@ Sample = tuple[str, np.ndarray, np.ndarray]  # (name, image (C,H,W) float32, mas
 
 
 # -- reading files --------------------------------------------------------------------------------
-def _open(path: Path):  # noqa: ANN202 - a PIL image
-    from PIL import Image
-
-    try:
-        img = Image.open(path)
-        img.load()  # decode now: a truncated file fails here, not in a worker later
-    except Exception as err:  # PIL raises OSError, SyntaxError, ValueError... for damaged files
-        raise ValueError(f"{path}: cannot read image ({type(err).__name__}: {err})") from None
-    return img
-
-
-def read_image(path: str | Path, in_channels: int) -> np.ndarray:
-    """Read an image as float32 ``(C, H, W)`` scaled to [0, 1].
-
-    Raises:
-        ValueError: Unreadable or truncated file, or a channel count other than ``in_channels``.
-    """
-    path = Path(path)
-    img = _open(path)
-    if img.mode == "P":
-        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-    arr = np.asarray(img)
-    if arr.dtype == np.uint8:
-        scale = 255.0
-    elif arr.dtype in (np.uint16, np.int32) or img.mode.startswith("I"):
-        scale = 65535.0 if arr.max(initial=0) > 255 else 255.0
-    else:
-        scale = 1.0
-    arr = arr.astype(np.float32) / scale
-    arr = arr[None] if arr.ndim == 2 else np.moveaxis(arr, -1, 0)
-    if arr.shape[0] != in_channels:
-        raise ValueError(
-            f"{path}: image has {arr.shape[0]} channel(s) ({img.mode}), the model expects "
-            f"in_channels={in_channels}"
-        )
-    return np.ascontiguousarray(arr)
-
-
 def read_mask(
     path: str | Path,
     num_classes: int,
@@ -104,7 +67,7 @@ def read_mask(
         ValueError: Unreadable file, or values that are neither a class nor ``ignore_value``.
     """
     path = Path(path)
-    img = _open(path)
+    img = open_image(path)
     if encoding == "auto":
         if palette is not None:
             encoding = "palette"

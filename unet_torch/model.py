@@ -135,7 +135,9 @@ def canonical_state(model: UNet) -> dict[str, np.ndarray]:
     """The model's weights as canonical float32 numpy arrays (names = plan names)."""
     names = model.plan.weight_shapes
     state = model.state_dict()
-    return {n: state[n].detach().to("cpu", torch.float32).contiguous().numpy().copy() for n in names}
+    return {
+        n: state[n].detach().to("cpu", torch.float32).contiguous().numpy().copy() for n in names
+    }
 
 
 @torch.no_grad()
