@@ -49,7 +49,7 @@ def train(config: Path, budget_s: float, extra: list[str]) -> Path:
     return REPO / found.group(1)
 
 
-def evaluate(run: Path, tta: bool) -> dict:
+def evaluate(run: Path, tta: bool | str) -> dict:
     """Score the best checkpoint of ``run`` on its validation images."""
     import torch
     import yaml
@@ -71,7 +71,7 @@ def evaluate(run: Path, tta: bool) -> dict:
     data.setup("validate")
     k = max(system.spec.num_classes, 2)
     results = {}
-    for use_tta in (False, True) if tta else (False,):
+    for use_tta in (False, tta) if tta else (False,):
         metrics = {
             "dice": MulticlassF1Score(k, average="none", ignore_index=IGNORE_INDEX),
             "iou": MulticlassJaccardIndex(k, average="none", ignore_index=IGNORE_INDEX),
@@ -104,6 +104,8 @@ def main() -> None:
     parser.add_argument(
         "--no-tta", action="store_true", help="skip the test-time augmentation score"
     )
+    parser.add_argument("--tta-mode", choices=["d4", "hflip"], default="d4",
+                        help="d4: the 8 flips/rotations; hflip: image and mirror (road scenes)")  # fmt: skip
     parser.add_argument("--run", type=Path, help="score an existing run folder instead of training")
     parser.add_argument("extra", nargs="*", help="more train.py overrides")
     args, unknown = parser.parse_known_args()
@@ -111,7 +113,9 @@ def main() -> None:
     start = time.monotonic()
     run = args.run or train(args.config, (args.budget_min - args.reserve_min) * 60, args.extra)
     train_s = time.monotonic() - start
-    scores = evaluate(run, tta=not args.no_tta)
+    scores = evaluate(
+        run, tta=False if args.no_tta else (True if args.tta_mode == "d4" else "hflip")
+    )
     summary = run / "metrics.json"  # absent when the run stopped before its artifacts
     train_metrics = json.loads(summary.read_text()) if summary.is_file() else {}
     report = {
@@ -122,6 +126,7 @@ def main() -> None:
         "train_wall_s": round(train_s, 1),
         "epochs": train_metrics.get("epochs"),
         "global_step": train_metrics.get("global_step"),
+        "tta_mode": None if args.no_tta else args.tta_mode,
         "scores": scores,
     }
     (run / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -57,7 +57,9 @@ def _inputs(spec: UNetSpec, size: int, batch: int) -> tuple[np.ndarray, np.ndarr
 class TorchBench:
     """Torch inference and training step for one spec, size and batch."""
 
-    def __init__(self, spec: UNetSpec, size: int, batch: int, device: str = "cpu") -> None:
+    def __init__(
+        self, spec: UNetSpec, size: int, batch: int, device: str = "cpu", recompute: tuple = ()
+    ) -> None:
         import torch
 
         from unet_torch import UNet, load_canonical
@@ -68,7 +70,8 @@ class TorchBench:
         x, y = _inputs(spec, size, batch)
         self.x = torch.from_numpy(x).to(self.device)
         self.y = torch.from_numpy(y).to(self.device)
-        self.model = load_canonical(UNet(spec), random_weights(spec)).to(self.device)
+        model = UNet(spec, recompute=recompute)
+        self.model = load_canonical(model, random_weights(spec)).to(self.device)
         self.x_cl = self.x.contiguous(memory_format=torch.channels_last)
         self.opt = None
 
@@ -146,7 +149,13 @@ def _timed(fn, rounds: int, warmup: int) -> list[float]:  # noqa: ANN001
 
 
 def time_one(
-    framework: str, spec_name: str, size: int, batch: int, rounds: int, warmup: int
+    framework: str,
+    spec_name: str,
+    size: int,
+    batch: int,
+    rounds: int,
+    warmup: int,
+    recompute: tuple = (),
 ) -> dict:
     """Median seconds per call of one framework's variants, round-robin within the process."""
     spec = get_preset(spec_name)
@@ -157,6 +166,10 @@ def time_one(
             "torch_channels_last": lambda: tb.infer(True),
             "torch_train": tb.train_step,
         }
+        if recompute:
+            variants["torch_train_recompute"] = TorchBench(
+                spec, size, batch, recompute=recompute
+            ).train_step
     else:
         kb = KerasBench(spec, size, batch)
         variants = {
@@ -173,7 +186,9 @@ def time_one(
     return {"median": {k: statistics.median(v) for k, v in samples.items()}, "samples": samples}
 
 
-def time_pair(spec_name: str, size: int, batch: int, rounds: int, warmup: int) -> dict:
+def time_pair(
+    spec_name: str, size: int, batch: int, rounds: int, warmup: int, recompute: tuple = ()
+) -> dict:
     """Median seconds per call of every variant.
 
     Each framework runs in its own subprocess, one after the other: the full seed model crashes
@@ -183,7 +198,7 @@ def time_pair(spec_name: str, size: int, batch: int, rounds: int, warmup: int) -
     for framework in ("torch", "keras"):
         cmd = [sys.executable, __file__, "--worker", f"time_{framework}", "--presets", spec_name,
                "--size", str(size), "--batch", str(batch), "--rounds", str(rounds),
-               "--warmup", str(warmup)]  # fmt: skip
+               "--warmup", str(warmup), *_recompute_args(recompute)]  # fmt: skip
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(
@@ -206,14 +221,18 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def worker(kind: str, spec_name: str, size: int, batch: int) -> dict:
+def _recompute_args(recompute: tuple) -> list[str]:
+    return ["--recompute", *recompute] if recompute else []
+
+
+def worker(kind: str, spec_name: str, size: int, batch: int, recompute: tuple = ()) -> dict:
     """Run one workload twice in a fresh process and report its peak RSS (and the idle baseline)."""
     spec = get_preset(spec_name)
     if kind.startswith("torch"):
         import torch  # noqa: F401
 
         base = _peak_rss_mb()
-        bench = TorchBench(spec, size, batch)
+        bench = TorchBench(spec, size, batch, recompute=recompute if "recompute" in kind else ())
         fn = (lambda: bench.infer(True)) if kind == "torch_infer" else bench.train_step
     else:
         import unet_keras  # noqa: F401
@@ -226,11 +245,13 @@ def worker(kind: str, spec_name: str, size: int, batch: int) -> dict:
     return {"peak_rss_mb": _peak_rss_mb(), "import_rss_mb": base}
 
 
-def memory(spec_name: str, size: int, batch: int) -> dict:
+def memory(spec_name: str, size: int, batch: int, recompute: tuple = ()) -> dict:
     out = {}
-    for kind in ("torch_infer", "keras_infer", "torch_train", "keras_train"):
+    kinds = ["torch_infer", "keras_infer", "torch_train", "keras_train"]
+    kinds += ["torch_train_recompute"] if recompute else []
+    for kind in kinds:
         cmd = [sys.executable, __file__, "--worker", kind, "--presets", spec_name,
-               "--size", str(size), "--batch", str(batch)]  # fmt: skip
+               "--size", str(size), "--batch", str(batch), *_recompute_args(recompute)]  # fmt: skip
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(f"{kind} worker failed:\n{proc.stderr[-2000:]}")
@@ -248,9 +269,12 @@ def cpu(args: argparse.Namespace) -> dict:
         for batch in args.batch:
             t0 = time.perf_counter()
             row = {"preset": name, "size": size, "batch": batch}
-            row["time_s"] = time_pair(name, size, batch, args.rounds, args.warmup)
+            recompute = tuple(args.recompute)
+            row["time_s"] = time_pair(name, size, batch, args.rounds, args.warmup, recompute)
+            if recompute:
+                row["recompute"] = list(recompute)
             if not args.no_memory:
-                row["memory"] = memory(name, size, batch)
+                row["memory"] = memory(name, size, batch, recompute)
             results.append(row)
             print(f"  measured {name} {size}² batch {batch} in {time.perf_counter() - t0:.0f} s",
                   file=sys.stderr)  # fmt: skip
@@ -302,6 +326,20 @@ def print_cpu(report: dict) -> None:
                   f"{p['keras_infer']:>8.0f} MB | {p['torch_infer'] / p['keras_infer']:.2f} | "
                   f"{p['torch_train']:>8.0f} MB | {p['keras_train']:>8.0f} MB | "
                   f"{p['torch_train'] / p['keras_train']:.2f} |")  # fmt: skip
+    rows = [r for r in report["results"] if "torch_train_recompute" in r["time_s"]]
+    if rows:
+        print(
+            "\n| preset | size | batch | recompute | torch train | train × | torch train peak | ratio |"
+        )
+        print("|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            t, m = r["time_s"], r.get("memory", {})
+            peak = m.get("torch_train_recompute", {}).get("peak_rss_mb")
+            keras_peak = m.get("keras_train", {}).get("peak_rss_mb")
+            mem = f"{peak:.0f} MB | {peak / keras_peak:.2f}" if peak and keras_peak else "- | -"
+            print(f"| {r['preset']} | {r['size']} | {r['batch']} | {' '.join(r['recompute'])} | "
+                  f"{t['torch_train_recompute']:.3f}s | "
+                  f"{t['keras_train'] / t['torch_train_recompute']:.2f}× | {mem} |")  # fmt: skip
     print("\nratios: infer × = fastest Keras / torch channels_last; train × = Keras / torch; "
           "memory ratio = torch / Keras peak RSS")  # fmt: skip
 
@@ -480,14 +518,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--large", type=int, help="tiled inference of one N×N image (torch), e.g. 4096")
     p.add_argument("--tile", type=int, help="tile size for --large (default: the engine's)")
     p.add_argument("--json", type=Path, default=Path("benchmarks/results.json"))
+    p.add_argument("--recompute", nargs="+", default=[], metavar="LEVEL",
+                   help="also time a torch training step that recomputes these plan levels "
+                        "(activation checkpointing), e.g. enc1 enc2 enc3")  # fmt: skip
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
         if args.worker.startswith("time_"):
             res = time_one(args.worker[5:], args.presets[0], args.size, args.batch[0], args.rounds,
-                           args.warmup)  # fmt: skip
+                           args.warmup, tuple(args.recompute))  # fmt: skip
         else:
-            res = worker(args.worker, args.presets[0], args.size, args.batch[0])
+            res = worker(args.worker, args.presets[0], args.size, args.batch[0],
+                         tuple(args.recompute))  # fmt: skip
         print(json.dumps(res))
         return 0
     if args.quick:

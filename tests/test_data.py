@@ -156,6 +156,46 @@ def test_valid_padding_target_is_center_of_input():
         np.testing.assert_array_equal(image[0, top : top + oh, top : top + oh].long(), target)
 
 
+def test_balanced_crops_oversample_a_rare_class():
+    # One 4x4 patch of class 1 in a 64x64 image of class 0: uniform 16x16 crops rarely see it.
+    mask = np.zeros((64, 64), np.int64)
+    mask[40:44, 8:12] = 1
+    mask[0, 0] = IGNORE_INDEX  # never drawn as a class
+    sample = ("x", mask[None].astype(np.float32), mask)
+
+    def share_with_class_1(balance: float) -> float:
+        torch.manual_seed(0)
+        crops = TrainCrops([sample], (16, 16), (16, 16), 200, None, balance_classes=balance)
+        return float(np.mean([(crops[i][1] == 1).any().item() for i in range(len(crops))]))
+
+    uniform, balanced = share_with_class_1(0.0), share_with_class_1(1.0)
+    assert uniform < 0.2
+    # Half the balanced draws pick class 1, and those crops always contain it.
+    assert 0.4 < balanced and balanced > 2 * uniform
+
+
+@pytest.mark.parametrize(("flips", "rows_flip", "cols_flip"), [
+    ("horizontal", False, True), ("vertical", True, False), (True, True, True), (False, False, False),
+])  # fmt: skip
+def test_flip_directions(flips, rows_flip, cols_flip):
+    from torchvision import tv_tensors
+
+    torch.manual_seed(0)
+    augment = build_augmentation(1, flips=flips, rot90=False, jitter=0)
+    image = torch.arange(16.0).reshape(1, 4, 4)
+    seen_rows, seen_cols = set(), set()
+    for _ in range(40):
+        out = augment(tv_tensors.Image(image))[0]
+        seen_rows.add(bool(out[0, 0] > out[-1, 0]))  # top row now below the bottom one
+        seen_cols.add(bool(out[0, 0] > out[0, -1]))
+    assert (True in seen_rows) == rows_flip and (True in seen_cols) == cols_flip
+
+
+def test_balance_classes_out_of_range_is_named():
+    with pytest.raises(ValueError, match="data.balance_classes"):
+        SyntheticDataModule(balance_classes=1.5)
+
+
 def test_elastic_fills_with_ignore_index():
     torch.manual_seed(0)
     augment = build_augmentation(

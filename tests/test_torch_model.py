@@ -88,3 +88,39 @@ def test_probabilities() -> None:
     torch.testing.assert_close(probabilities(logits, "softmax").sum(1), torch.ones(1, 4, 4))
     torch.testing.assert_close(probabilities(logits, "sigmoid"), torch.sigmoid(logits))
     assert probabilities(logits, "none") is logits
+
+
+# -- activation recomputation ---------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["paper-small", "seed-small", "modern-small"])
+def test_recompute_gives_the_same_gradients_and_statistics(name: str) -> None:
+    # Recomputing levels must not change anything a training step produces: not the gradients,
+    # not the dropout masks, and batch norm's running statistics must move once, not twice.
+    spec = get_preset(name)
+    size = 64 if spec.padding == "same" else 188
+    weights = random_weights(spec)
+    plain = load_canonical(UNet(spec), weights).train()
+    lean = load_canonical(UNet(spec, recompute=("enc1", "enc2", "mid", "dec1")), weights).train()
+    x = torch.randn(2, spec.in_channels, size, size)
+    for model in (plain, lean):
+        torch.manual_seed(0)
+        model(x).square().mean().backward()
+    grads = dict(plain.named_parameters())
+    for n, p in lean.named_parameters():
+        torch.testing.assert_close(p.grad, grads[n].grad, rtol=0, atol=0, msg=n)
+    for (n, a), b in zip(plain.state_dict().items(), lean.state_dict().values(), strict=True):
+        torch.testing.assert_close(b, a, rtol=0, atol=0, msg=n)
+
+
+def test_recompute_without_grad_is_the_plain_forward() -> None:
+    spec = get_preset("modern-small")
+    weights = random_weights(spec)
+    plain = load_canonical(UNet(spec), weights).eval()
+    lean = load_canonical(UNet(spec, recompute=("enc1",)), weights).eval()
+    x = torch.randn(1, 3, 32, 32)
+    with torch.inference_mode():
+        torch.testing.assert_close(lean(x), plain(x), rtol=0, atol=0)
+
+
+def test_recompute_unknown_level_is_named() -> None:
+    with pytest.raises(ValueError, match="recompute: unknown plan level.*enc9.*levels: enc1"):
+        UNet(get_preset("modern-small"), recompute=("enc9",))

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import lightning as L
 import numpy as np
@@ -38,6 +38,7 @@ IGNORE_INDEX = 255
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 
 MaskEncoding = Literal["auto", "index", "binary", "palette"]
+Flips = bool | Literal["horizontal", "vertical"]
 Sample = tuple[str, np.ndarray, np.ndarray]  # (name, image (C,H,W) float32, mask (H,W) int64)
 
 
@@ -169,7 +170,7 @@ class RandomRot90(v2.Transform):
 
 def build_augmentation(
     in_channels: int,
-    flips: bool = True,
+    flips: Flips = True,
     rot90: bool = True,
     elastic: float = 0.0,
     elastic_alpha: float = 30.0,
@@ -178,8 +179,10 @@ def build_augmentation(
 ) -> v2.Transform:
     """The joint image/mask augmentation (colour transforms leave masks alone by design of v2)."""
     steps: list[v2.Transform] = []
-    if flips:
-        steps += [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]
+    if flips in (True, "horizontal"):
+        steps.append(v2.RandomHorizontalFlip())
+    if flips in (True, "vertical"):
+        steps.append(v2.RandomVerticalFlip())
     if rot90:
         steps.append(RandomRot90())
     if elastic > 0:
@@ -200,6 +203,9 @@ class TrainCrops(Dataset):
     """Random training crops: input-size windows of mirror-padded images, output-size targets.
 
     One epoch draws ``samples_per_epoch`` crops, cycling through the images so each is seen equally.
+    With ``balance_classes = p``, a share ``p`` of the crops is instead centred on a pixel of a class
+    drawn uniformly from the classes present (in a random image holding it): rare classes such as
+    CamVid's poles and signs then appear in the targets far more often than their pixel share.
     """
 
     def __init__(
@@ -209,11 +215,13 @@ class TrainCrops(Dataset):
         output_size: tuple[int, int],
         samples_per_epoch: int,
         augment: v2.Transform | None,
+        balance_classes: float = 0.0,
     ) -> None:
         self.samples = list(samples)
         self.input_size, self.output_size = input_size, output_size
         self.samples_per_epoch = samples_per_epoch
         self.augment = augment
+        self.balance_classes = balance_classes
         halo = (input_size[0] - output_size[0], input_size[1] - output_size[1])
         # Same split as the plan's center crops: the extra pixel goes to the bottom/right.
         self.pad = ((halo[0] // 2, halo[0] - halo[0] // 2), (halo[1] // 2, halo[1] - halo[1] // 2))
@@ -224,17 +232,39 @@ class TrainCrops(Dataset):
             )
             for _, img, mask in self.samples
         ]
+        # Class id -> indices of the images that hold it (for balanced sampling).
+        self._holders: dict[int, np.ndarray] = {}
+        if balance_classes > 0:
+            present = [set(np.unique(mask).tolist()) - {IGNORE_INDEX} for _, _, mask in samples]
+            for c in sorted(set().union(*present)):
+                self._holders[c] = np.array([i for i, p in enumerate(present) if c in p])
 
     def __len__(self) -> int:
         return self.samples_per_epoch
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        img, mask = self._padded[i % len(self.samples)]
-        (ih, iw), (oh, ow) = self.input_size, self.output_size
-        h, w = self.samples[i % len(self.samples)][2].shape
-        # Choose the output window inside the original image; its input window lies in the padding.
+    def _window(self, i: int) -> tuple[int, int, int]:
+        """Image index and top-left corner of the output window (in the unpadded image)."""
+        (oh, ow), k = self.output_size, i % len(self.samples)
+        if self._holders and torch.rand(()).item() < self.balance_classes:
+            classes = list(self._holders)
+            c = classes[int(torch.randint(len(classes), ()).item())]
+            holders = self._holders[c]
+            k = int(holders[int(torch.randint(len(holders), ()).item())])
+            mask = self.samples[k][2]
+            hits = np.flatnonzero(mask == c)
+            cy, cx = divmod(int(hits[int(torch.randint(len(hits), ()).item())]), mask.shape[1])
+            h, w = mask.shape
+            return k, min(max(cy - oh // 2, 0), h - oh), min(max(cx - ow // 2, 0), w - ow)
+        h, w = self.samples[k][2].shape
         y = int(torch.randint(h - oh + 1, ()).item())
         x = int(torch.randint(w - ow + 1, ()).item())
+        return k, y, x
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        # The output window lies inside the original image; its input window reaches into the padding.
+        k, y, x = self._window(i)
+        img, mask = self._padded[k]
+        (ih, iw), (oh, ow) = self.input_size, self.output_size
         image_t = tv_tensors.Image(torch.from_numpy(img[:, y : y + ih, x : x + iw].copy()))
         mask_t = tv_tensors.Mask(torch.from_numpy(mask[y : y + ih, x : x + iw].copy()))
         if self.augment is not None:
@@ -275,12 +305,15 @@ class SegmentationDataModule(L.LightningDataModule):
         batch_size: Training crops per batch (per device).
         val_batch_size: Whole validation images per batch (images of one size only).
         num_workers: Data-loader worker processes.
-        flips: Random horizontal and vertical flips.
+        flips: Random flips: ``true`` (horizontal and vertical), ``horizontal`` (scenes with an
+            up and a down, such as road scenes), ``vertical`` or ``false``.
         rot90: Random 90° rotations.
         elastic: Probability of an elastic deformation (0 disables it).
         elastic_alpha: Displacement magnitude of the elastic deformation (pixels).
         elastic_sigma: Smoothness of the elastic displacement field (pixels).
         jitter: Brightness/contrast (and, for RGB, saturation) jitter strength.
+        balance_classes: Share of training crops centred on a pixel of a uniformly drawn class
+            (rare-class oversampling; 0 draws every crop uniformly over the image).
     """
 
     def __init__(
@@ -291,19 +324,23 @@ class SegmentationDataModule(L.LightningDataModule):
         batch_size: int = 8,
         val_batch_size: int = 1,
         num_workers: int = 0,
-        flips: bool = True,
+        flips: Flips = True,
         rot90: bool = True,
         elastic: float = 0.0,
         elastic_alpha: float = 30.0,
         elastic_sigma: float = 6.0,
         jitter: float = 0.1,
+        balance_classes: float = 0.0,
     ) -> None:
         super().__init__()
         if not 1 <= num_classes < IGNORE_INDEX:
             raise ValueError(
                 f"data.num_classes must be in [1, {IGNORE_INDEX - 1}]. Received: {num_classes}"
             )
+        if not 0.0 <= balance_classes <= 1.0:
+            raise ValueError(f"data.balance_classes must be in [0, 1]. Received: {balance_classes}")
         self.num_classes = num_classes
+        self.balance_classes = balance_classes
         self.crop_size = crop_size
         self.samples_per_epoch = samples_per_epoch
         self.batch_size, self.val_batch_size, self.num_workers = (
@@ -367,6 +404,7 @@ class SegmentationDataModule(L.LightningDataModule):
             self.layout.output_size,
             self.samples_per_epoch or len(self.train_samples),
             augment,
+            self.balance_classes,
         )
         return DataLoader(
             dataset,
@@ -423,22 +461,9 @@ class FolderDataModule(SegmentationDataModule):
         val_fraction: float = 0.2,
         split: Literal["random", "tail"] = "random",
         seed: int = 0,
-        crop_size: int = 128,
-        samples_per_epoch: int | None = None,
-        batch_size: int = 8,
-        val_batch_size: int = 1,
-        num_workers: int = 0,
-        flips: bool = True,
-        rot90: bool = True,
-        elastic: float = 0.0,
-        elastic_alpha: float = 30.0,
-        elastic_sigma: float = 6.0,
-        jitter: float = 0.1,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            num_classes, crop_size, samples_per_epoch, batch_size, val_batch_size, num_workers,
-            flips, rot90, elastic, elastic_alpha, elastic_sigma, jitter,
-        )  # fmt: skip
+        super().__init__(num_classes=num_classes, **kwargs)
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"data.val_fraction must be in (0, 1). Received: {val_fraction}")
         self.root = Path(root)
@@ -507,22 +532,10 @@ class SyntheticDataModule(SegmentationDataModule):
         image_size: int = 128,
         num_classes: int = 5,
         seed: int = 0,
-        crop_size: int = 128,
-        samples_per_epoch: int | None = None,
-        batch_size: int = 8,
-        val_batch_size: int = 4,
-        num_workers: int = 0,
-        flips: bool = True,
-        rot90: bool = True,
-        elastic: float = 0.0,
-        elastic_alpha: float = 30.0,
-        elastic_sigma: float = 6.0,
-        jitter: float = 0.1,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            num_classes, crop_size, samples_per_epoch, batch_size, val_batch_size, num_workers,
-            flips, rot90, elastic, elastic_alpha, elastic_sigma, jitter,
-        )  # fmt: skip
+        kwargs.setdefault("val_batch_size", 4)
+        super().__init__(num_classes=num_classes, **kwargs)
         for name, value in (("num_train", num_train), ("num_val", num_val)):
             if value < 1:
                 raise ValueError(f"data.{name} must be at least 1. Received: {value}")

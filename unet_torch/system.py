@@ -81,9 +81,13 @@ class SegmentationSystem(L.LightningModule):
         warmup_fraction: Share of the steps spent warming up.
         tile: Tile input size for overlap-tile validation of valid-padding models (``None``: the
             tiling engine chooses).
-        tta: Average the 8 flips/rotations at validation (slower, usually a little better).
+        tta: Test-time augmentation at validation: ``true`` averages the 8 flips/rotations,
+            ``hflip`` the image and its mirror image (for scenes with an up and a down).
         channels_last: Run convolutions in channels-last memory format (faster on recent GPUs).
         compile: ``torch.compile`` the forward pass (the stored weights keep their names).
+        recompute: Plan levels to recompute in the backward pass instead of storing their
+            activations (e.g. ``[enc1, enc2]``: less memory for about 1 % more arithmetic; see
+            :class:`unet_torch.UNet`).
 
     Example:
         >>> system = SegmentationSystem(preset="modern-small", num_classes=3)
@@ -108,9 +112,10 @@ class SegmentationSystem(L.LightningModule):
         scheduler: Literal["cosine", "none"] = "cosine",
         warmup_fraction: float = 0.05,
         tile: int | None = None,
-        tta: bool = False,
+        tta: bool | Literal["hflip"] = False,
         channels_last: bool = False,
         compile: bool = False,
+        recompute: list[str] | None = None,
     ) -> None:
         super().__init__()
         self.spec = resolve_spec(preset, spec, in_channels, num_classes)
@@ -121,7 +126,7 @@ class SegmentationSystem(L.LightningModule):
         self.save_hyperparameters()
         # The resolved spec, so the checkpoint alone rebuilds the model (``unet port`` reads it).
         self.hparams["spec"] = self.spec.to_dict()
-        self.model = UNet(self.spec)
+        self.model = UNet(self.spec, recompute=recompute or ())
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.loss_fn = SegmentationLoss(loss, class_weights, IGNORE_INDEX, dice_weight)
@@ -199,12 +204,15 @@ class SegmentationSystem(L.LightningModule):
         return torch.from_numpy(np.stack(out)).to(images.device)
 
     @torch.no_grad()
-    def predict_probs(self, images: torch.Tensor, tta: bool = False) -> torch.Tensor:
-        """Class probabilities ``(N, K, H, W)``; with ``tta``, averaged over the 8 flips/rotations."""
+    def predict_probs(
+        self, images: torch.Tensor, tta: bool | Literal["hflip"] = False
+    ) -> torch.Tensor:
+        """Class probabilities ``(N, K, H, W)``; with ``tta``, averaged over the 8 flips/rotations
+        (``True``) or over the image and its horizontal mirror (``"hflip"``)."""
         if not tta:
             return probabilities(self.predict_logits(images), self._head)
         total = None
-        for k in range(4):
+        for k in range(1 if tta == "hflip" else 4):
             for flip in (False, True):
                 x = torch.rot90(images, k, (-2, -1))
                 x = x.flip(-1) if flip else x
@@ -212,7 +220,7 @@ class SegmentationSystem(L.LightningModule):
                 p = p.flip(-1) if flip else p
                 p = torch.rot90(p, -k, (-2, -1))
                 total = p if total is None else total + p
-        return total / 8
+        return total / (2 if tta == "hflip" else 8)
 
     @property
     def _head(self) -> str:
@@ -243,7 +251,7 @@ class SegmentationSystem(L.LightningModule):
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         images, masks = batch
         if self.hparams["tta"]:
-            probs = self.predict_probs(images, tta=True)
+            probs = self.predict_probs(images, tta=self.hparams["tta"])
             labels = probs.argmax(1) if probs.shape[1] > 1 else (probs[:, 0] > 0.5).long()
             logits = torch.log(probs.clamp_min(1e-7))
             if probs.shape[1] == 1:

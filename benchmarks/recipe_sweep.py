@@ -1,0 +1,124 @@
+"""Compare training recipes at a fixed number of steps on a GPU (in-process, no CLI).
+
+    python benchmarks/recipe_sweep.py --data-root ../shared/data --json sweep.json [--only isbi]
+
+On a CPU the evaluation budget (``evaluate.py``) allows a few hundred steps; on a GPU each of those
+runs takes a minute, so recipes can be ranked by validation score per step before one of them is
+spent on the CPU budget. Every variant runs with two seeds; the table gives the best validation
+score of each run and the step it was reached at. Needs torch, lightning, torchmetrics and
+torchvision (no Keras: no export).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import lightning as L  # noqa: E402
+import torch  # noqa: E402
+
+from unet_torch.callbacks import FiniteLossGuard  # noqa: E402
+from unet_torch.data import FolderDataModule  # noqa: E402
+from unet_torch.system import SegmentationSystem  # noqa: E402
+
+STEPS_PER_EPOCH = 25
+
+ISBI_MODEL = {"preset": "paper-small", "spec": {"norm": "batch", "dropout": 0.0}, "in_channels": 1,
+              "lr": 2e-3, "warmup_fraction": 0.03}  # fmt: skip
+ISBI_DATA = {"num_classes": 2, "mask_encoding": "binary", "split": "tail", "val_fraction": 0.1667,
+             "crop_size": 380, "batch_size": 4, "elastic": 0.7, "elastic_alpha": 40.0,
+             "elastic_sigma": 6.0, "jitter": 0.1}  # fmt: skip
+CAMVID_MODEL = {"preset": "modern-small", "in_channels": 3, "num_classes": 11, "class_weighting": "sqrt_median_frequency",
+                "lr": 1e-3, "warmup_fraction": 0.03}  # fmt: skip
+CAMVID_DATA = {"num_classes": 11, "mask_encoding": "index", "ignore_value": 11, "crop_size": 176,
+               "batch_size": 8, "val_batch_size": 8, "flips": True, "rot90": False, "jitter": 0.2}  # fmt: skip
+
+# name: (dataset, steps, model overrides, data overrides)
+VARIANTS = {
+    "isbi/ce_dice": ("isbi2012", 500, {"loss": "ce_dice"}, {}),
+    "isbi/ce": ("isbi2012", 500, {"loss": "ce"}, {}),
+    "isbi/ce_572b2": ("isbi2012", 500, {"loss": "ce"}, {"crop_size": 572, "batch_size": 2}),
+    "isbi/ce_w32": ("isbi2012", 500, {"loss": "ce", "spec": {"norm": "batch", "dropout": 0.0, "base_filters": 32}}, {}),
+    "isbi/ce_same256": ("isbi2012", 500, {"loss": "ce", "preset": "modern-small", "spec": None},
+                        {"crop_size": 256, "batch_size": 8}),
+    "camvid/base": ("camvid", 1200, {"loss": "ce_dice"}, {}),
+    "camvid/hflip_bal": ("camvid", 1200, {"loss": "ce_dice"}, {"flips": "horizontal", "balance_classes": 0.5}),
+    "camvid/hflip_bal_lr2e-3": ("camvid", 1200, {"loss": "ce_dice", "lr": 2e-3}, {"flips": "horizontal", "balance_classes": 0.5}),
+    "camvid/hflip_bal0.8_lr2e-3": ("camvid", 1200, {"loss": "ce_dice", "lr": 2e-3}, {"flips": "horizontal", "balance_classes": 0.8}),
+    "camvid/hflip_bal_mf_lr2e-3": ("camvid", 1200, {"loss": "ce_dice", "lr": 2e-3, "class_weighting": "median_frequency"}, {"flips": "horizontal", "balance_classes": 0.5}),
+    "isbi/ce_2000": ("isbi2012", 2000, {"loss": "ce"}, {}),
+    "camvid/hflip_bal_w24": ("camvid", 1200, {"loss": "ce_dice", "spec": {"base_filters": 24}}, {"flips": "horizontal", "balance_classes": 0.5}),
+}  # fmt: skip
+
+
+class History(L.Callback):
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: SegmentationSystem) -> None:
+        if not trainer.sanity_checking:
+            self.rows.append({"step": trainer.global_step, **pl_module.last_val})
+
+
+def run(name: str, root: Path, seed: int, workers: int, max_steps: int | None) -> dict:
+    dataset, steps, model_over, data_over = VARIANTS[name]
+    steps = min(steps, max_steps or steps)
+    epochs = max(1, steps // STEPS_PER_EPOCH)
+    base_model, base_data = (
+        (ISBI_MODEL, ISBI_DATA) if dataset == "isbi2012" else (CAMVID_MODEL, CAMVID_DATA)
+    )
+    model = {**base_model, **model_over}
+    data = {**base_data, **data_over, "root": str(root / dataset), "num_workers": workers}
+    data["samples_per_epoch"] = STEPS_PER_EPOCH * data["batch_size"]
+    L.seed_everything(seed, verbose=False)
+    history = History()
+    trainer = L.Trainer(
+        accelerator="auto", devices=1, max_epochs=epochs, logger=False,
+        check_val_every_n_epoch=min(4, epochs), enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, callbacks=[FiniteLossGuard(), history],
+        default_root_dir=f"/tmp/sweep/{name}",
+    )  # fmt: skip
+    start = time.monotonic()
+    trainer.fit(SegmentationSystem(**model), datamodule=FolderDataModule(**data))
+    key, better = ("val/pixel_error", min) if dataset == "isbi2012" else ("val/miou", max)
+    best = better(history.rows, key=lambda r: r[key])
+    k = 2 if dataset == "isbi2012" else 11
+    result = {"variant": name, "seed": seed, "steps": steps, "seconds": round(time.monotonic() - start, 1),
+              "metric": key, "best": round(best[key], 4), "best_step": best["step"],
+              "final": round(history.rows[-1][key], 4),
+              "best_iou": [round(best.get(f"val/iou_{c}", 0.0), 3) for c in range(k)],
+              "curve": [(r["step"], round(r[key], 4)) for r in history.rows]}  # fmt: skip
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-root", type=Path, required=True)
+    p.add_argument("--json", type=Path, default=Path("sweep.json"))
+    p.add_argument("--only", nargs="+", default=[""], help="run the variants named (substrings)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--workers", type=int, default=6)
+    p.add_argument("--max-steps", type=int, help="cap every variant's steps (a smoke test)")
+    args = p.parse_args()
+    torch.backends.cudnn.benchmark = True
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    print(device, torch.__version__, L.__version__, flush=True)
+    results = []
+    for name in VARIANTS:
+        if any(part in name for part in args.only):
+            for seed in args.seeds:
+                try:
+                    results.append(run(name, args.data_root, seed, args.workers, args.max_steps))
+                except Exception as exc:  # one broken variant must not cost the rest of the sweep
+                    print(f"{name} seed {seed}: {type(exc).__name__}: {exc}", flush=True)
+                args.json.write_text(json.dumps({"device": device, "results": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
