@@ -113,6 +113,9 @@ def main() -> None:
     start = time.monotonic()
     run = args.run or train(args.config, (args.budget_min - args.reserve_min) * 60, args.extra)
     train_s = time.monotonic() - start
+    earlier = run / "evaluation.json"
+    if args.run and earlier.is_file():  # rescoring a run: keep the training time it reported
+        train_s = json.loads(earlier.read_text()).get("train_wall_s", train_s)
     scores = evaluate(
         run, tta=False if args.no_tta else (True if args.tta_mode == "d4" else "hflip")
     )

@@ -534,7 +534,6 @@ class SyntheticDataModule(SegmentationDataModule):
         seed: int = 0,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("val_batch_size", 4)
         super().__init__(num_classes=num_classes, **kwargs)
         for name, value in (("num_train", num_train), ("num_val", num_val)):
             if value < 1:

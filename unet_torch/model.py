@@ -125,6 +125,7 @@ class UNet(nn.Module):
             self._attach(block.name, module)
             done = tuple(n for n in dict.fromkeys(block.inputs) if last_use[n] == i)
             steps.append((block, module, done))
+        self._steps = steps
         # Consecutive steps of one level form a segment; checkpointed segments run as one unit.
         self._segments: list[_Segment] = []
         for block, module, done in steps:
