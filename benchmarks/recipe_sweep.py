@@ -4,9 +4,10 @@
 
 On a CPU the evaluation budget (``evaluate.py``) allows a few hundred steps; on a GPU each of those
 runs takes a minute, so recipes can be ranked by validation score per step before one of them is
-spent on the CPU budget. Every variant runs with two seeds; the table gives the best validation
-score of each run and the step it was reached at. Needs torch, lightning, torchmetrics and
-torchvision (no Keras: no export).
+spent on the CPU budget. A variant is a committed config (``configs/isbi2012.yaml``,
+``configs/camvid.yaml``) with some model and data fields changed. Each run prints one JSON line
+(best validation score, its step, the curve) and the whole list goes to ``--json``. Needs torch,
+lightning, torchmetrics, torchvision and PyYAML (no Keras: no export).
 """
 
 from __future__ import annotations
@@ -17,42 +18,36 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
 import lightning as L  # noqa: E402
 import torch  # noqa: E402
+import yaml  # noqa: E402
 
 from unet_torch.callbacks import FiniteLossGuard  # noqa: E402
 from unet_torch.data import FolderDataModule  # noqa: E402
 from unet_torch.system import SegmentationSystem  # noqa: E402
 
 STEPS_PER_EPOCH = 25
+NO_DROPOUT_BN = {"norm": "batch", "dropout": 0.0}  # the ISBI config's spec override
+BALANCED = {"flips": "horizontal", "balance_classes": 0.5}  # the CamVid config's crops
 
-ISBI_MODEL = {"preset": "paper-small", "spec": {"norm": "batch", "dropout": 0.0}, "in_channels": 1,
-              "lr": 2e-3, "warmup_fraction": 0.03}  # fmt: skip
-ISBI_DATA = {"num_classes": 2, "mask_encoding": "binary", "split": "tail", "val_fraction": 0.1667,
-             "crop_size": 380, "batch_size": 4, "elastic": 0.7, "elastic_alpha": 40.0,
-             "elastic_sigma": 6.0, "jitter": 0.1}  # fmt: skip
-CAMVID_MODEL = {"preset": "modern-small", "in_channels": 3, "num_classes": 11, "class_weighting": "sqrt_median_frequency",
-                "lr": 1e-3, "warmup_fraction": 0.03}  # fmt: skip
-CAMVID_DATA = {"num_classes": 11, "mask_encoding": "index", "ignore_value": 11, "crop_size": 176,
-               "batch_size": 8, "val_batch_size": 8, "flips": True, "rot90": False, "jitter": 0.2}  # fmt: skip
-
-# name: (dataset, steps, model overrides, data overrides)
+# name: (config, steps, model fields changed, data fields changed)
 VARIANTS = {
-    "isbi/ce_dice": ("isbi2012", 500, {"loss": "ce_dice"}, {}),
+    "isbi/ce_dice": ("isbi2012", 500, {}, {}),
     "isbi/ce": ("isbi2012", 500, {"loss": "ce"}, {}),
     "isbi/ce_572b2": ("isbi2012", 500, {"loss": "ce"}, {"crop_size": 572, "batch_size": 2}),
-    "isbi/ce_w32": ("isbi2012", 500, {"loss": "ce", "spec": {"norm": "batch", "dropout": 0.0, "base_filters": 32}}, {}),
+    "isbi/ce_w32": ("isbi2012", 500, {"loss": "ce", "spec": {**NO_DROPOUT_BN, "base_filters": 32}}, {}),
     "isbi/ce_same256": ("isbi2012", 500, {"loss": "ce", "preset": "modern-small", "spec": None},
                         {"crop_size": 256, "batch_size": 8}),
-    "camvid/base": ("camvid", 1200, {"loss": "ce_dice"}, {}),
-    "camvid/hflip_bal": ("camvid", 1200, {"loss": "ce_dice"}, {"flips": "horizontal", "balance_classes": 0.5}),
-    "camvid/hflip_bal_lr2e-3": ("camvid", 1200, {"loss": "ce_dice", "lr": 2e-3}, {"flips": "horizontal", "balance_classes": 0.5}),
-    "camvid/hflip_bal0.8_lr2e-3": ("camvid", 1200, {"loss": "ce_dice", "lr": 2e-3}, {"flips": "horizontal", "balance_classes": 0.8}),
-    "camvid/hflip_bal_mf_lr2e-3": ("camvid", 1200, {"loss": "ce_dice", "lr": 2e-3, "class_weighting": "median_frequency"}, {"flips": "horizontal", "balance_classes": 0.5}),
     "isbi/ce_2000": ("isbi2012", 2000, {"loss": "ce"}, {}),
-    "camvid/hflip_bal_w24": ("camvid", 1200, {"loss": "ce_dice", "spec": {"base_filters": 24}}, {"flips": "horizontal", "balance_classes": 0.5}),
+    "camvid/base": ("camvid", 1200, {}, {"flips": True, "balance_classes": 0.0}),
+    "camvid/hflip_bal": ("camvid", 1200, {}, BALANCED),
+    "camvid/hflip_bal_lr2e-3": ("camvid", 1200, {"lr": 2e-3}, BALANCED),
+    "camvid/hflip_bal0.8_lr2e-3": ("camvid", 1200, {"lr": 2e-3}, {**BALANCED, "balance_classes": 0.8}),
+    "camvid/hflip_bal_mf_lr2e-3": ("camvid", 1200, {"lr": 2e-3, "class_weighting": "median_frequency"}, BALANCED),
+    "camvid/hflip_bal_w24": ("camvid", 1200, {"spec": {"base_filters": 24}}, BALANCED),
 }  # fmt: skip
 
 
@@ -69,12 +64,11 @@ def run(name: str, root: Path, seed: int, workers: int, max_steps: int | None) -
     dataset, steps, model_over, data_over = VARIANTS[name]
     steps = min(steps, max_steps or steps)
     epochs = max(1, steps // STEPS_PER_EPOCH)
-    base_model, base_data = (
-        (ISBI_MODEL, ISBI_DATA) if dataset == "isbi2012" else (CAMVID_MODEL, CAMVID_DATA)
-    )
-    model = {**base_model, **model_over}
-    data = {**base_data, **data_over, "root": str(root / dataset), "num_workers": workers}
-    data["samples_per_epoch"] = STEPS_PER_EPOCH * data["batch_size"]
+    config = yaml.safe_load((REPO / "configs" / f"{dataset}.yaml").read_text())
+    data = {**config["data"]["init_args"], **data_over}
+    data.update(root=str(root / dataset), num_workers=workers,
+                samples_per_epoch=STEPS_PER_EPOCH * data["batch_size"])  # fmt: skip
+    model = {**config["model"], "num_classes": data["num_classes"], **model_over}
     L.seed_everything(seed, verbose=False)
     history = History()
     trainer = L.Trainer(

@@ -196,6 +196,11 @@ def test_balance_classes_out_of_range_is_named():
         SyntheticDataModule(balance_classes=1.5)
 
 
+def test_unknown_flip_direction_is_named():
+    with pytest.raises(ValueError, match="data.flips must be"):
+        SyntheticDataModule(flips="both")
+
+
 def test_elastic_fills_with_ignore_index():
     torch.manual_seed(0)
     augment = build_augmentation(

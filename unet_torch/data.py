@@ -337,6 +337,10 @@ class SegmentationDataModule(L.LightningDataModule):
             raise ValueError(
                 f"data.num_classes must be in [1, {IGNORE_INDEX - 1}]. Received: {num_classes}"
             )
+        if flips not in (True, False, "horizontal", "vertical"):
+            raise ValueError(
+                f"data.flips must be true, false, horizontal or vertical. Received: {flips!r}"
+            )
         if not 0.0 <= balance_classes <= 1.0:
             raise ValueError(f"data.balance_classes must be in [0, 1]. Received: {balance_classes}")
         self.num_classes = num_classes
