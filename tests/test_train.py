@@ -167,3 +167,18 @@ def test_tta_matches_plain_prediction_shape_and_is_a_distribution():
     probs = system.predict_probs(x, tta=True)
     assert probs.shape == (1, 3, 20, 28)
     torch.testing.assert_close(probs.sum(1), torch.ones(1, 20, 28))
+
+
+def test_hflip_tta_averages_the_image_and_its_mirror():
+    system = SegmentationSystem(preset="modern-small", spec={"depth": 2}, num_classes=3).eval()
+    x = torch.rand(1, 3, 20, 28)
+    plain = system.predict_probs(x)
+    mirrored = system.predict_probs(x.flip(-1)).flip(-1)
+    torch.testing.assert_close(system.predict_probs(x, tta="hflip"), (plain + mirrored) / 2)
+
+
+def test_recompute_reaches_the_model():
+    system = SegmentationSystem(preset="modern-small", num_classes=3, recompute=["enc1", "dec1"])
+    assert system.model.recompute == ("enc1", "dec1")
+    with pytest.raises(ValueError, match="recompute: unknown plan level"):
+        SegmentationSystem(preset="modern-small", recompute=["encoder"])
