@@ -140,6 +140,7 @@ class UNet(nn.Module):
             seg.inputs = tuple(n for n in dict.fromkeys(reads) if n not in made)
             freed = {n for _, _, done in seg.steps for n in done}
             seg.outputs = tuple(n for n in made if n not in freed)
+            seg.last_read = tuple(n for n in seg.inputs if n in freed)
 
     def _attach(self, name: str, module: nn.Module) -> None:
         # "enc1.conv1" becomes self.enc1["conv1"]: nested containers keep the dotted path.
@@ -161,9 +162,8 @@ class UNet(nn.Module):
                     use_reentrant=False,
                     context_fn=_recompute_context(seg),
                 )
-                for name in seg.inputs:  # the segment read them; drop those it read last
-                    if any(name in done for _, _, done in seg.steps):
-                        del outputs[name]
+                for name in seg.last_read:  # inputs nobody reads after this segment
+                    del outputs[name]
                 outputs.update(zip(seg.outputs, results, strict=True))
             else:
                 seg.run_into(outputs)
@@ -178,6 +178,7 @@ class _Segment:
         self.steps: list[tuple[Block, nn.Module, tuple[str, ...]]] = []
         self.inputs: tuple[str, ...] = ()
         self.outputs: tuple[str, ...] = ()
+        self.last_read: tuple[str, ...] = ()  # inputs whose last reader is in this segment
 
     def run_into(self, outputs: dict[str, torch.Tensor]) -> None:
         for block, module, done in self.steps:
