@@ -42,12 +42,17 @@ VARIANTS = {
     "isbi/ce_same256": ("isbi2012", 500, {"loss": "ce", "preset": "modern-small", "spec": None},
                         {"crop_size": 256, "batch_size": 8}),
     "isbi/ce_2000": ("isbi2012", 2000, {"loss": "ce"}, {}),
+    "isbi/ce_border10": ("isbi2012", 500, {"loss": "ce"}, {"border_weight": 10.0}),
+    "isbi/ce_border3": ("isbi2012", 500, {"loss": "ce"}, {"border_weight": 3.0}),
     "camvid/base": ("camvid", 1200, {}, {"flips": True, "balance_classes": 0.0}),
     "camvid/hflip_bal": ("camvid", 1200, {}, BALANCED),
     "camvid/hflip_bal_lr2e-3": ("camvid", 1200, {"lr": 2e-3}, BALANCED),
     "camvid/hflip_bal0.8_lr2e-3": ("camvid", 1200, {"lr": 2e-3}, {**BALANCED, "balance_classes": 0.8}),
     "camvid/hflip_bal_mf_lr2e-3": ("camvid", 1200, {"lr": 2e-3, "class_weighting": "median_frequency"}, BALANCED),
     "camvid/hflip_bal_w24": ("camvid", 1200, {"spec": {"base_filters": 24}}, BALANCED),
+    "camvid/config": ("camvid", 1200, {}, {}),
+    "camvid/config_dice2": ("camvid", 1200, {"dice_weight": 2.0}, {}),
+    "camvid/config_bal0.8": ("camvid", 1200, {}, {"balance_classes": 0.8}),
 }  # fmt: skip
 
 

@@ -32,6 +32,7 @@ from torchvision.transforms import v2
 from unet_spec import UNetSpec
 from unet_spec.images import open_image, read_image
 from unet_torch.synthetic import make_dataset
+from unet_torch.weight_map import border_weights
 
 #: Class id of pixels that the loss and the metrics skip.
 IGNORE_INDEX = 255
@@ -206,6 +207,9 @@ class TrainCrops(Dataset):
     With ``balance_classes = p``, a share ``p`` of the crops is instead centred on a pixel of a class
     drawn uniformly from the classes present (in a random image holding it): rare classes such as
     CamVid's poles and signs then appear in the targets far more often than their pixel share.
+
+    With ``weights`` (one ``(H, W)`` float map per image, e.g. :func:`border_weights`), each item
+    is ``(image, target, pixel_weights)``: the map is padded, cropped and augmented with the mask.
     """
 
     def __init__(
@@ -216,8 +220,11 @@ class TrainCrops(Dataset):
         samples_per_epoch: int,
         augment: v2.Transform | None,
         balance_classes: float = 0.0,
+        weights: Sequence[np.ndarray] | None = None,
     ) -> None:
         self.samples = list(samples)
+        if weights is not None and len(weights) != len(self.samples):
+            raise ValueError(f"{len(weights)} weight maps for {len(self.samples)} images")
         self.input_size, self.output_size = input_size, output_size
         self.samples_per_epoch = samples_per_epoch
         self.augment = augment
@@ -232,6 +239,11 @@ class TrainCrops(Dataset):
             )
             for _, img, mask in self.samples
         ]
+        self._weights = (
+            None
+            if weights is None
+            else [np.pad(w, self.pad, mode="reflect") if any(halo) else w for w in weights]
+        )
         # Class id -> indices of the images that hold it (for balanced sampling).
         self._holders: dict[int, np.ndarray] = {}
         if balance_classes > 0:
@@ -260,20 +272,29 @@ class TrainCrops(Dataset):
         x = int(torch.randint(w - ow + 1, ()).item())
         return k, y, x
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
         # The output window lies inside the original image; its input window reaches into the padding.
         k, y, x = self._window(i)
         img, mask = self._padded[k]
         (ih, iw), (oh, ow) = self.input_size, self.output_size
-        image_t = tv_tensors.Image(torch.from_numpy(img[:, y : y + ih, x : x + iw].copy()))
-        mask_t = tv_tensors.Mask(torch.from_numpy(mask[y : y + ih, x : x + iw].copy()))
+        window = (slice(y, y + ih), slice(x, x + iw))
+        items = [
+            tv_tensors.Image(torch.from_numpy(img[(slice(None), *window)].copy())),
+            tv_tensors.Mask(torch.from_numpy(mask[window].copy())),
+        ]
+        if self._weights is not None:
+            # A mask to v2: moved by the same geometry, nearest-neighbour under elastic warps (its
+            # fill lands where the target is ignored, so it never counts).
+            items.append(tv_tensors.Mask(torch.from_numpy(self._weights[k][window].copy())))
         if self.augment is not None:
-            image_t, mask_t = self.augment(image_t, mask_t)
+            items = list(self.augment(*items))
         top, left = self.pad[0][0], self.pad[1][0]
-        target = mask_t[top : top + oh, left : left + ow]
-        return image_t.as_subclass(torch.Tensor).contiguous(), target.as_subclass(
-            torch.Tensor
-        ).long().contiguous()
+        center = (slice(top, top + oh), slice(left, left + ow))
+        out = [items[0].as_subclass(torch.Tensor).contiguous()]
+        out.append(items[1][center].as_subclass(torch.Tensor).long().contiguous())
+        if self._weights is not None:
+            out.append(items[2][center].as_subclass(torch.Tensor).float().contiguous())
+        return tuple(out)
 
 
 class WholeImages(Dataset):
@@ -314,6 +335,9 @@ class SegmentationDataModule(L.LightningDataModule):
         jitter: Brightness/contrast (and, for RGB, saturation) jitter strength.
         balance_classes: Share of training crops centred on a pixel of a uniformly drawn class
             (rare-class oversampling; 0 draws every crop uniformly over the image).
+        border_weight: ``w0`` of the U-Net paper's weight map (:func:`border_weights`): background
+            pixels between two nearby objects weigh up to ``1 + w0`` in the loss (0 disables it).
+        border_sigma: Width ``σ`` of that weight map, in pixels.
     """
 
     def __init__(
@@ -331,6 +355,8 @@ class SegmentationDataModule(L.LightningDataModule):
         elastic_sigma: float = 6.0,
         jitter: float = 0.1,
         balance_classes: float = 0.0,
+        border_weight: float = 0.0,
+        border_sigma: float = 5.0,
     ) -> None:
         super().__init__()
         if not 1 <= num_classes < IGNORE_INDEX:
@@ -343,6 +369,13 @@ class SegmentationDataModule(L.LightningDataModule):
             )
         if not 0.0 <= balance_classes <= 1.0:
             raise ValueError(f"data.balance_classes must be in [0, 1]. Received: {balance_classes}")
+        if border_weight < 0 or border_sigma <= 0:
+            raise ValueError(
+                "data.border_weight must be >= 0 and data.border_sigma > 0. "
+                f"Received: {border_weight}, {border_sigma}"
+            )
+        self.border_weight, self.border_sigma = border_weight, border_sigma
+        self._border_maps: list[np.ndarray] | None = None
         self.num_classes = num_classes
         self.balance_classes = balance_classes
         self.crop_size = crop_size
@@ -388,6 +421,7 @@ class SegmentationDataModule(L.LightningDataModule):
         if self._loaded_for != spec:
             self.train_samples, self.val_samples = self._load(spec)
             self._loaded_for = spec
+            self._border_maps = None
         self.layout = spec.plan().check_size(self.crop_size)
         oh, ow = self.layout.output_size
         for name, _, mask in self.train_samples:
@@ -409,6 +443,7 @@ class SegmentationDataModule(L.LightningDataModule):
             self.samples_per_epoch or len(self.train_samples),
             augment,
             self.balance_classes,
+            self.border_maps(),
         )
         return DataLoader(
             dataset,
@@ -418,6 +453,19 @@ class SegmentationDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
+
+    def border_maps(self) -> list[np.ndarray] | None:
+        """The training images' border weight maps (computed once), or ``None`` when disabled."""
+        if self.border_weight <= 0:
+            return None
+        if self._border_maps is None:
+            self._border_maps = [
+                border_weights(
+                    mask, self.border_weight, self.border_sigma, ignore_index=IGNORE_INDEX
+                )
+                for _, _, mask in self.train_samples
+            ]
+        return self._border_maps
 
     def val_dataloader(self) -> DataLoader:
         if not self.val_samples:

@@ -2,7 +2,8 @@
 
 Every loss takes logits ``(N, K, H, W)`` and a target of class ids ``(N, H, W)`` in which
 ``ignore_index`` marks pixels that count for nothing (neither in the sum nor in the mean), and
-optional per-class weights.
+optional per-class weights. The cross-entropy terms also take per-pixel weights ``(N, H, W)`` (the
+U-Net paper's border weight map, :mod:`unet_torch.weight_map`); the loss is then the weighted mean.
 """
 
 from __future__ import annotations
@@ -36,16 +37,26 @@ def cross_entropy(
     target: torch.Tensor,
     class_weights: torch.Tensor | None = None,
     ignore_index: int | None = IGNORE_INDEX,
+    pixel_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Softmax cross-entropy, the weighted mean over labelled pixels (PyTorch's convention)."""
+    """Softmax cross-entropy, the weighted mean over labelled pixels (PyTorch's convention).
+
+    Pixel weights multiply the class weights: ``Σ w_pixel w_class ℓ / Σ w_pixel w_class``.
+    """
     if logits.shape[1] == 1:
         raise ValueError("cross_entropy needs at least 2 output channels; use 'bce' for one")
-    return F.cross_entropy(
-        logits.float(),
-        target,
-        weight=class_weights,
-        ignore_index=-100 if ignore_index is None else ignore_index,
+    ignore = -100 if ignore_index is None else ignore_index
+    if pixel_weights is None:
+        return F.cross_entropy(logits.float(), target, weight=class_weights, ignore_index=ignore)
+    per_pixel = F.cross_entropy(
+        logits.float(), target, weight=class_weights, ignore_index=ignore, reduction="none"
     )
+    weight = pixel_weights * _valid(target, ignore_index)
+    if class_weights is not None:
+        safe = torch.where(_valid(target, ignore_index), target, torch.zeros_like(target))
+        weight = weight * class_weights.to(weight.device)[safe]
+    # ``per_pixel`` already carries the class weight; the denominator carries it once too.
+    return (per_pixel * pixel_weights).sum() / weight.sum().clamp_min(1e-8)
 
 
 def binary_cross_entropy(
@@ -53,11 +64,12 @@ def binary_cross_entropy(
     target: torch.Tensor,
     class_weights: torch.Tensor | None = None,
     ignore_index: int | None = IGNORE_INDEX,
+    pixel_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Sigmoid cross-entropy of every channel against the one-hot target.
 
     With one channel the target's class 1 is the positive class. Class weights scale the pixels of
-    each true class.
+    each true class; pixel weights multiply them.
     """
     valid = _valid(target, ignore_index)
     k = logits.shape[1]
@@ -66,7 +78,7 @@ def binary_cross_entropy(
     else:
         onehot = _one_hot(target, k, valid)
     loss = F.binary_cross_entropy_with_logits(logits.float(), onehot, reduction="none").sum(1)
-    weight = valid.float()
+    weight = valid.float() if pixel_weights is None else valid * pixel_weights.float()
     if class_weights is not None:
         safe = torch.where(valid, target, torch.zeros_like(target))
         weight = weight * class_weights.to(loss.device)[safe]
@@ -152,17 +164,30 @@ class SegmentationLoss(nn.Module):
                 f"class_weights has {w.numel()} entries but the model has {logits.shape[1]} classes"
             )
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        logits: torch.Tensor,
+        target: torch.Tensor,
+        pixel_weights: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The loss; ``pixel_weights`` ``(N, H, W)`` weight the cross-entropy terms, not Dice."""
         self._check(logits)
+        if pixel_weights is not None and pixel_weights.shape != target.shape:
+            raise ValueError(
+                f"pixel_weights has shape {tuple(pixel_weights.shape)} but the target "
+                f"{tuple(target.shape)}"
+            )
         if not _valid(target, self.ignore_index).any():
             # An all-ignored crop teaches nothing; 0/0 would read as a diverged run.
             return logits.sum() * 0.0
         w = self.class_weights
         total = logits.new_zeros((), dtype=torch.float32)
         if self.name in ("ce", "ce_dice"):
-            total = total + cross_entropy(logits, target, w, self.ignore_index)
+            total = total + cross_entropy(logits, target, w, self.ignore_index, pixel_weights)
         if self.name in ("bce", "bce_dice"):
-            total = total + binary_cross_entropy(logits, target, w, self.ignore_index)
+            total = total + binary_cross_entropy(
+                logits, target, w, self.ignore_index, pixel_weights
+            )
         if self.name in ("dice", "ce_dice", "bce_dice"):
             dice = soft_dice(logits, target, w, self.ignore_index, sigmoid=self.name == "bce_dice")
             total = total + (dice if self.name == "dice" else self.dice_weight * dice)

@@ -237,12 +237,11 @@ class SegmentationSystem(L.LightningModule):
         return scores.argmax(1)
 
     # -- steps -----------------------------------------------------------------------------------
-    def training_step(
-        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
-    ) -> torch.Tensor:
-        images, masks = batch
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        # (images, masks) or, with the data's border weight map, (images, masks, pixel weights).
+        images, masks, *pixel_weights = batch
         logits = self(images)
-        loss = self.loss_fn(logits, masks)
+        loss = self.loss_fn(logits, masks, *pixel_weights)
         self.log(
             "train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(images)
         )
