@@ -389,7 +389,7 @@ def gpu(args: argparse.Namespace) -> dict:
                 "batch": batch,
                 "gflop_per_image": 2 * macs / 1e9,
             }
-            for compiled in (False, True):
+            for compiled in (mode == "compiled" for mode in args.modes):
                 net = torch.compile(model) if compiled else model
                 tag = "compiled" if compiled else "eager"
 
@@ -422,6 +422,9 @@ def gpu(args: argparse.Namespace) -> dict:
                     }
                     print(f"  {preset} b{batch} {tag} {label}: {ips:.1f} img/s, "
                           f"{flops * ips / 1e12:.0f} TFLOP/s", file=sys.stderr)  # fmt: skip
+                if args.profile and not compiled:
+                    model.train()
+                    row["eager_train_kernels"] = _gpu_kernels(train)
             results.append(row)
     return {
         "mode": "gpu",
@@ -447,6 +450,55 @@ def _gpu_time(fn, rounds: int, warmup: int) -> float:  # noqa: ANN001
     end.record()
     torch.cuda.synchronize()
     return start.elapsed_time(end) / 1000 / rounds
+
+
+# Kernel-name fragments (cuDNN, CUTLASS, ATen) → what the kernel does; the first match wins.
+_KERNEL_KINDS = (
+    ("conv dgrad", ("dgrad",)),
+    ("conv wgrad", ("wgrad",)),
+    ("conv fprop", ("fprop", "implicit_convolve", "conv2d", "convolution", "xmma", "cudnn")),
+    ("gemm", ("gemm", "cutlass")),
+    ("layout change", ("nchwtonhwc", "nhwctonchw", "transpose", "permute")),
+    ("resize", ("upsample", "interp")),
+    ("pool", ("pool",)),
+    ("cat / copy", ("cat", "copy")),
+    ("reduce", ("reduce",)),
+    ("optimizer", ("adam", "foreach", "multi_tensor")),
+    ("elementwise", ("elementwise", "vectorized", "threshold", "relu")),
+)
+
+
+def _gpu_kernels(fn, steps: int = 3) -> dict:  # noqa: ANN001
+    """Where one training step's GPU time goes: self time per kernel kind, and the top kernels."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            fn()
+        torch.cuda.synchronize()
+    times: dict[str, float] = {}
+    for e in prof.key_averages():
+        t = getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0)
+        if t > 0 and e.device_type == torch.autograd.DeviceType.CUDA:
+            times[e.key] = times.get(e.key, 0.0) + t / 1e3 / steps  # ms per step
+    kinds: dict[str, float] = {}
+    for name, ms in times.items():
+        low = name.lower()
+        kind = next((k for k, keys in _KERNEL_KINDS if any(f in low for f in keys)), "other")
+        kinds[kind] = kinds.get(kind, 0.0) + ms
+    total = sum(times.values())
+    top = sorted(times.items(), key=lambda kv: -kv[1])[:12]
+    print(f"    kernel time per step {total:.1f} ms: "
+          + ", ".join(f"{k} {100 * v / total:.0f} %" for k, v in
+                      sorted(kinds.items(), key=lambda kv: -kv[1])), file=sys.stderr)  # fmt: skip
+    return {
+        "ms_per_step": total,
+        "by_kind_ms": dict(sorted(kinds.items(), key=lambda kv: -kv[1])),
+        "top_kernels_ms": [[name[:120], ms] for name, ms in top],
+    }
 
 
 def _percent(v: float | None) -> str:
@@ -495,6 +547,8 @@ def print_gpu(report: dict) -> None:
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in report["results"]:
         for tag in ("eager", "compiled"):
+            if f"{tag}_train" not in r:
+                continue
             i, t = r[f"{tag}_infer"], r[f"{tag}_train"]
             mfu = _percent
             print(f"| {r['preset']} | {r['size']} | {r['batch']} | {tag} | {i['img_per_s']:.1f} | "
@@ -515,6 +569,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     p.add_argument("--gpu", action="store_true", help="torch on CUDA: img/s and MFU (bf16)")
     p.add_argument("--peak-tflops", type=float, help="dense bf16 peak of the card, for MFU")
+    p.add_argument(
+        "--modes",
+        nargs="+",
+        choices=["eager", "compiled"],
+        default=["eager", "compiled"],
+        help="with --gpu: eager and/or torch.compile",
+    )
+    p.add_argument("--profile", action="store_true",
+                   help="with --gpu: break the eager training step's GPU time down by kernel kind")  # fmt: skip
     p.add_argument("--large", type=int, help="tiled inference of one N×N image (torch), e.g. 4096")
     p.add_argument("--tile", type=int, help="tile size for --large (default: the engine's)")
     p.add_argument("--json", type=Path, default=Path("benchmarks/results.json"))

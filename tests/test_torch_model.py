@@ -50,6 +50,32 @@ def test_channels_last_gives_the_same_output(name: str) -> None:
     assert result.within(Tolerance()), result
 
 
+@pytest.mark.parametrize(
+    ("name", "kind"), [("seed-small", "Resize"), ("modern-bilinear-small", "Upsample")]
+)
+def test_bilinear_layers_keep_the_autocast_dtype(name: str, kind: str) -> None:
+    # Autocast would run them in float32 and turn the decoder's concat into float32 (casts around
+    # every neighbouring op); they must stay in bf16 and match a bf16 interpolation.
+    spec = PRESETS[name]
+    size = 252 if spec.padding == "valid" else 64
+    model = UNet(spec)
+    seen: dict[str, tuple] = {}
+
+    def record(module, inputs, output) -> None:  # noqa: ANN001
+        seen.setdefault(type(module).__name__, (inputs[0], output))
+
+    for module in model.modules():
+        if type(module).__name__ in (kind, "Concat"):
+            module.register_forward_hook(record)
+    with torch.autocast("cpu", torch.bfloat16), torch.no_grad():
+        model(torch.rand(1, spec.in_channels, size, size))
+    x, out = seen[kind]
+    assert x.dtype == out.dtype == seen["Concat"][1].dtype == torch.bfloat16
+    size_arg = {"scale_factor": 2} if kind == "Upsample" else {"size": out.shape[-2:]}
+    ref = torch.nn.functional.interpolate(x, mode="bilinear", align_corners=False, **size_arg)
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)
+
+
 def test_inplace_relu_does_not_corrupt_pre_pool_skips() -> None:
     # enc1.relu2 feeds both the pooling and the skip: it must not be applied in place twice.
     spec = get_preset("paper-small").replace(dropout=0.0)
@@ -124,3 +150,21 @@ def test_recompute_without_grad_is_the_plain_forward() -> None:
 def test_recompute_unknown_level_is_named() -> None:
     with pytest.raises(ValueError, match="recompute: unknown plan level.*enc9.*levels: enc1"):
         UNet(get_preset("modern-small"), recompute=("enc9",))
+
+
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
+def test_center_crop_gradient_keeps_the_memory_format(fmt: torch.memory_format) -> None:
+    from unet_torch.model import CenterCrop
+
+    x = torch.randn(2, 3, 10, 9).to(memory_format=fmt).requires_grad_()
+    mid = x * 2  # not a leaf: its gradient is what autograd hands on
+    seen: dict[str, torch.Tensor] = {}
+    mid.register_hook(lambda g: seen.setdefault("grad", g))
+    out = CenterCrop()(mid, torch.empty(1, 1, 5, 4))
+    torch.testing.assert_close(out, mid[..., 2:7, 2:6], rtol=0, atol=0)
+    grad = torch.randn(2, 3, 5, 4).to(memory_format=fmt)
+    out.backward(grad)
+    expected = torch.zeros(2, 3, 10, 9)
+    expected[..., 2:7, 2:6] = grad
+    torch.testing.assert_close(seen["grad"], expected, rtol=0, atol=0)
+    assert seen["grad"].is_contiguous(memory_format=fmt)
