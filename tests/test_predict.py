@@ -67,6 +67,15 @@ def test_tta_and_grey_conversion(files):
     assert np.asarray(Image.open(files / "out" / "grey_mask.png")).shape == (20, 13)
 
 
+def test_mirror_only_tta(files):
+    argv = ("--tta", "--tta-mode", "hflip", "--convert", "--tile", "32")
+    assert _predict(files, *argv, images=("grey.png",)) == 0
+    assert np.asarray(Image.open(files / "out" / "grey_mask.png")).shape == (20, 13)
+    with pytest.raises(SystemExit) as exc:
+        _predict(files, "--tta", "--tta-mode", "rot", images=("grey.png",))
+    assert exc.value.code == 2
+
+
 def test_image_smaller_than_the_tile(files):
     # A 20×13 grey image with the paper model's 572 tile: mirrored into one tile.
     assert _predict(files, "--tile", "252", images=("grey.png",), weights="paper.safetensors") == 0

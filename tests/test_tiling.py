@@ -118,7 +118,7 @@ def test_progress_reports_every_tile():
     assert seen[-1] == len(tile_grid(spec, (100, 100), 32)) and seen == sorted(seen)
 
 
-@pytest.mark.parametrize("transforms", ["d4", "flips"])
+@pytest.mark.parametrize("transforms", ["d4", "flips", "hflip"])
 def test_tta_of_an_equivariant_model_is_the_plain_prediction(transforms):
     spec = get_preset("paper-small")
     image = np.random.default_rng(1).normal(size=(1, 23, 41)).astype(np.float32)

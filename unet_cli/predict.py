@@ -18,6 +18,7 @@ import numpy as np
 from unet_cli.common import add_spec_arguments, spec_from_args
 from unet_spec import UNetSpec, atomic_write_bytes
 from unet_spec.images import read_image
+from unet_spec.tiling import TTA_MODES
 
 HELP = "segment images of any size (overlap-tile) and write mask and overlay PNGs"
 
@@ -48,7 +49,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--overlap", type=float, default=0.25, help="same padding: share of a tile blended"
     )
     parser.add_argument("--batch-size", type=int, default=1, help="tiles per forward pass")
-    parser.add_argument("--tta", action="store_true", help="average over flips and quarter turns")
+    parser.add_argument("--tta", action="store_true", help="test-time augmentation (--tta-mode)")
+    parser.add_argument(
+        "--tta-mode",
+        choices=TTA_MODES,
+        default="d4",
+        help="d4: the 8 flips and quarter turns; flips: the 4 flips; hflip: the image and its "
+        "mirror image (scenes with an up and a down)",
+    )
     parser.add_argument("--save-probs", action="store_true", help="also write NAME_probs.npy")
     parser.add_argument(
         "--convert",
@@ -169,7 +177,9 @@ def run(args: argparse.Namespace) -> int:
         bar.set_postfix_str(path.name)
         try:
             image = read_image(path, spec.in_channels, args.convert)
-            probs = predictor.predict(image, args.tile, args.overlap, args.batch_size, tta=args.tta)
+            probs = predictor.predict(
+                image, args.tile, args.overlap, args.batch_size, tta=args.tta and args.tta_mode
+            )
             ids = class_ids(probs, spec.head)
             mask = encode_mask(ids, spec.num_classes)
             atomic_write_bytes(args.out / f"{path.stem}_mask.png", _png_bytes(mask))

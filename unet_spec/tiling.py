@@ -271,6 +271,8 @@ def predict_tiled(
 # The eight symmetries of the square: (number of 90° rotations, horizontal flip).
 _D4 = tuple((r, f) for f in (False, True) for r in range(4))
 _FLIPS = ((0, False), (0, True), (2, True), (2, False))  # identity, h-flip, v-flip, both
+_HFLIP = ((0, False), (0, True))  # identity and its mirror image: scenes with an up and a down
+TTA_MODES = ("d4", "flips", "hflip")
 
 
 def _transform(x: np.ndarray, rot: int, flip: bool) -> np.ndarray:
@@ -300,17 +302,20 @@ def predict_tta(
     work: a quarter turn swaps height and width, and the tiling follows.
 
     Args:
-        transforms: ``"d4"`` (the 8 flips and rotations of the square) or ``"flips"`` (identity,
-            horizontal, vertical and both flips).
+        transforms: ``"d4"`` (the 8 flips and rotations of the square), ``"flips"`` (identity,
+            horizontal, vertical and both flips) or ``"hflip"`` (the image and its mirror image,
+            for scenes with an up and a down).
         Other arguments as :func:`predict_tiled`. Average probabilities rather than logits when
         the head is nonlinear: give a ``forward`` that applies it.
 
     Returns:
         ``(K, H, W)`` float32 mean over the transforms.
     """
-    choices = {"d4": _D4, "flips": _FLIPS}
+    choices = dict(zip(TTA_MODES, (_D4, _FLIPS, _HFLIP), strict=True))
     if transforms not in choices:
-        raise ValueError(f"transforms must be 'd4' or 'flips'. Received: transforms={transforms!r}")
+        raise ValueError(
+            f"transforms must be one of {', '.join(TTA_MODES)}. Received: transforms={transforms!r}"
+        )
     total: np.ndarray | None = None
     for rot, flip in choices[transforms]:
         view = np.ascontiguousarray(_transform(image, rot, flip))
@@ -372,13 +377,17 @@ class TiledPredictor:
         overlap: float = 0.25,
         batch_size: int = 1,
         *,
-        tta: bool = False,
+        tta: bool | str = False,
         progress: Callable[[int], object] | None = None,
     ) -> np.ndarray:
         """``(C, H, W)`` image of any size → ``(K, H, W)`` output (see :func:`predict_tiled` for
-        the arguments; ``tta`` averages the 8 flips and quarter turns)."""
+        the arguments; ``tta``: ``True`` or ``"d4"`` averages the 8 flips and quarter turns,
+        ``"flips"`` or ``"hflip"`` fewer, see :func:`predict_tta`)."""
         if tta:
-            return predict_tta(image, self.forward, self.spec, tile, overlap, batch_size)
+            mode = "d4" if tta is True else str(tta)
+            return predict_tta(
+                image, self.forward, self.spec, tile, overlap, batch_size, transforms=mode
+            )
         return predict_tiled(
             image, self.forward, self.spec, tile, overlap, batch_size, progress=progress
         )
