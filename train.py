@@ -17,12 +17,15 @@ the file or field and exit status 2.
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 # The torch stack first: TensorFlow (loaded lazily for the Keras export) must come after triton.
+from lightning.fabric.utilities.exceptions import MisconfigurationException  # noqa: E402
 from lightning.pytorch.cli import LightningCLI  # noqa: E402
 
 from unet_torch.callbacks import (  # noqa: E402
@@ -55,6 +58,17 @@ class TrainCLI(LightningCLI):
         # The classes are a property of the data; the model follows.
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
 
+    def before_instantiate_classes(self) -> None:
+        # Without a logger, Lightning writes the checkpoints and the config straight into
+        # ``default_root_dir`` (and so would the artifacts): the next run would overwrite them.
+        # Give such a run its own ``version_<n>`` folder, as the loggers do.
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        trainer = config["trainer"]
+        if trainer.get("logger") is False:
+            root = Path(trainer.get("default_root_dir") or "runs")
+            n = next(i for i in itertools.count() if not (root / f"version_{i}").exists())
+            trainer["default_root_dir"] = str(root / f"version_{n}")
+
     def before_fit(self) -> None:
         # CSV and TensorBoard loggers pick their version independently; share one run folder.
         loggers = self.trainer.loggers
@@ -75,7 +89,13 @@ def main(argv: list[str] | None = None) -> int:
             save_config_kwargs={"overwrite": True},
             trainer_defaults={"default_root_dir": "runs"},
         )
-    except (ValueError, FileNotFoundError, NonFiniteLossError, ParityError) as err:
+    except (
+        ValueError,
+        FileNotFoundError,
+        NonFiniteLossError,
+        ParityError,
+        MisconfigurationException,
+    ) as err:
         message = " ".join(str(err).split("\n")).strip()
         print(f"error: {message}", file=sys.stderr)
         return 2

@@ -73,6 +73,23 @@ def test_run_writes_every_artifact(tmp_path):
     )
 
 
+def test_runs_without_a_logger_get_their_own_folders(tmp_path):
+    args = (*TINY, "--trainer.logger", "false", "--artifacts.keras_export", "false")
+    for version in (0, 1):
+        # The demo config's learning-rate monitor needs a logger: drop the callbacks.
+        proc = _train(tmp_path, *args, "--trainer.callbacks", "[]")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        run = tmp_path / "runs" / f"version_{version}"
+        assert (run / "checkpoints" / "last.ckpt").is_file() and (run / "metrics.json").is_file()
+    assert not (tmp_path / "runs" / "checkpoints").exists()
+    # Keeping it is a configuration error: one line, no traceback.
+    proc = _train(tmp_path, *args)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert (
+        proc.stderr.strip().splitlines()[-1].startswith("error: Cannot use `LearningRateMonitor`")
+    )
+
+
 def test_print_config(tmp_path):
     proc = _train(tmp_path, "--print_config")
     assert proc.returncode == 0, proc.stderr[-2000:]
