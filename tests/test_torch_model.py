@@ -168,3 +168,22 @@ def test_center_crop_gradient_keeps_the_memory_format(fmt: torch.memory_format) 
     expected[..., 2:7, 2:6] = grad
     torch.testing.assert_close(seen["grad"], expected, rtol=0, atol=0)
     assert seen["grad"].is_contiguous(memory_format=fmt)
+
+
+def test_center_crop_traces_whole_under_torch_compile() -> None:
+    # The crop is a custom autograd.Function: dynamo and AOTAutograd must take it into one graph
+    # (aot_eager: the same tracing as inductor, without code generation).
+    spec = get_preset("paper-small").replace(depth=2, dropout=0.0)
+    model = UNet(spec).to(memory_format=torch.channels_last)
+    x = torch.randn(2, 1, 92, 92, generator=torch.Generator().manual_seed(0))
+    x = x.to(memory_format=torch.channels_last)
+    ref = model(x)
+    grad = torch.randn_like(ref)
+    ref.backward(grad)
+    expected = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad(set_to_none=True)
+    out = torch.compile(model, backend="aot_eager", fullgraph=True)(x)
+    out.backward(grad)
+    torch.testing.assert_close(out, ref)
+    for p, g in zip(model.parameters(), expected, strict=True):
+        torch.testing.assert_close(p.grad, g)

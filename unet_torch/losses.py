@@ -51,9 +51,10 @@ def cross_entropy(
     per_pixel = F.cross_entropy(
         logits.float(), target, weight=class_weights, ignore_index=ignore, reduction="none"
     )
-    weight = pixel_weights * _valid(target, ignore_index)
+    valid = _valid(target, ignore_index)
+    weight = pixel_weights * valid
     if class_weights is not None:
-        safe = torch.where(_valid(target, ignore_index), target, torch.zeros_like(target))
+        safe = torch.where(valid, target, torch.zeros_like(target))
         weight = weight * class_weights.to(weight.device)[safe]
     # ``per_pixel`` already carries the class weight; the denominator carries it once too.
     return (per_pixel * pixel_weights).sum() / weight.sum().clamp_min(1e-8)

@@ -24,8 +24,8 @@ def _bilinear(x: torch.Tensor, **size_or_scale: object) -> torch.Tensor:
 
     Autocast runs upsampling in float32. Under bf16 autocast that turns every resized skip into a
     float32 tensor, the concat then promotes the decoder's input to float32, and every neighbouring
-    op pays a cast; on an H100/H200 the resize, the casts and the float32 concat took about a
-    quarter of a ``seed`` training step. The kernels accumulate in float32 either way.
+    op pays a cast: on an H200 the resize and the copies took a quarter of a ``seed`` bf16 training
+    step (12.7 of 53 ms), 2 ms less in bf16. The kernels accumulate in float32 either way.
     """
     device = x.device.type
     if device in ("cpu", "cuda") and torch.is_autocast_enabled(device):
@@ -60,8 +60,8 @@ class _Crop(torch.autograd.Function):
     """A spatial crop whose gradient keeps the input's memory format.
 
     Autograd's own slice backward scatters into a fresh NCHW tensor. For a channels-last model that
-    makes the scatter and the sum with the skip's other gradient (from the max-pool) strided copies;
-    on an H200 they took a fifth of a ``paper`` training step.
+    makes the scatter and the sum with the skip's other gradient (from the max-pool) strided
+    kernels: on an H200, keeping the format took a ``paper`` bf16 training step from 59 to 53 ms.
     """
 
     @staticmethod
