@@ -177,6 +177,18 @@ def test_hflip_tta_averages_the_image_and_its_mirror():
     torch.testing.assert_close(system.predict_probs(x, tta="hflip"), (plain + mirrored) / 2)
 
 
+def test_d4_tta_is_the_mean_over_the_eight_views():
+    system = SegmentationSystem(preset="modern-small", spec={"depth": 2}, num_classes=3).eval()
+    x = torch.rand(1, 3, 20, 28)
+    views = []
+    for k in range(4):  # rotate then mirror; undo in reverse order
+        for flip in (False, True):
+            v = torch.rot90(x, k, (-2, -1))
+            p = system.predict_probs(v.flip(-1) if flip else v)
+            views.append(torch.rot90(p.flip(-1) if flip else p, -k, (-2, -1)))
+    torch.testing.assert_close(system.predict_probs(x, tta=True), torch.stack(views).mean(0))
+
+
 def test_recompute_reaches_the_model():
     system = SegmentationSystem(preset="modern-small", num_classes=3, recompute=["enc1", "dec1"])
     assert system.model.recompute == ("enc1", "dec1")

@@ -272,7 +272,9 @@ def predict_tiled(
 _D4 = tuple((r, f) for f in (False, True) for r in range(4))
 _FLIPS = ((0, False), (0, True), (2, True), (2, False))  # identity, h-flip, v-flip, both
 _HFLIP = ((0, False), (0, True))  # identity and its mirror image: scenes with an up and a down
-TTA_MODES = ("d4", "flips", "hflip")
+#: Test-time augmentation modes → their (quarter turns, horizontal flip) transforms.
+TTA_TRANSFORMS = {"d4": _D4, "flips": _FLIPS, "hflip": _HFLIP}
+TTA_MODES = tuple(TTA_TRANSFORMS)
 
 
 def _transform(x: np.ndarray, rot: int, flip: bool) -> np.ndarray:
@@ -311,7 +313,7 @@ def predict_tta(
     Returns:
         ``(K, H, W)`` float32 mean over the transforms.
     """
-    choices = dict(zip(TTA_MODES, (_D4, _FLIPS, _HFLIP), strict=True))
+    choices = TTA_TRANSFORMS
     if transforms not in choices:
         raise ValueError(
             f"transforms must be one of {', '.join(TTA_MODES)}. Received: transforms={transforms!r}"

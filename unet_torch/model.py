@@ -74,8 +74,8 @@ class _Crop(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor) -> tuple:  # noqa: ANN001
         shape, channels_last, top, left, h, w = ctx.meta
         fmt = torch.channels_last if channels_last else torch.contiguous_format
-        full = torch.zeros(shape, dtype=grad.dtype, device=grad.device).to(memory_format=fmt)
-        full[..., top : top + h, left : left + w] = grad
+        full = torch.empty(shape, dtype=grad.dtype, device=grad.device, memory_format=fmt)
+        full.zero_()[..., top : top + h, left : left + w] = grad
         return full, None, None, None, None
 
 

@@ -28,7 +28,7 @@ from torchmetrics.classification import (
 )
 
 from unet_spec import UNetSpec, get_preset
-from unet_spec.tiling import predict_tiled
+from unet_spec.tiling import TTA_TRANSFORMS, predict_tiled
 from unet_torch.data import IGNORE_INDEX, median_frequency_weights
 from unet_torch.losses import LossName, SegmentationLoss
 from unet_torch.model import UNet, probabilities
@@ -211,16 +211,14 @@ class SegmentationSystem(L.LightningModule):
         (``True``) or over the image and its horizontal mirror (``"hflip"``)."""
         if not tta:
             return probabilities(self.predict_logits(images), self._head)
+        transforms = TTA_TRANSFORMS["d4" if tta is True else tta]
         total = None
-        for k in range(1 if tta == "hflip" else 4):
-            for flip in (False, True):
-                x = torch.rot90(images, k, (-2, -1))
-                x = x.flip(-1) if flip else x
-                p = probabilities(self.predict_logits(x), self._head)
-                p = p.flip(-1) if flip else p
-                p = torch.rot90(p, -k, (-2, -1))
-                total = p if total is None else total + p
-        return total / (2 if tta == "hflip" else 8)
+        for k, flip in transforms:  # the same transforms as the tiling engine's TTA
+            x = torch.rot90(images.flip(-1) if flip else images, k, (-2, -1))
+            p = torch.rot90(probabilities(self.predict_logits(x), self._head), -k, (-2, -1))
+            p = p.flip(-1) if flip else p
+            total = p if total is None else total + p
+        return total / len(transforms)
 
     @property
     def _head(self) -> str:
