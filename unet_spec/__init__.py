@@ -5,6 +5,7 @@ architectures stay light; ``unet_torch`` and ``unet_keras`` build models from wh
 """
 
 from unet_spec.compare import Comparison, Tolerance, compare
+from unet_spec.machine import machine_info, machine_line
 from unet_spec.plan import Block, LayerInfo, Layout, Plan, build_plan, keras_name, plan_name
 from unet_spec.presets import DEFAULT_SIZES, PRESETS, get_preset
 from unet_spec.spec import UNetSpec
@@ -37,6 +38,8 @@ __all__ = [
     "get_preset",
     "keras_name",
     "load_weights",
+    "machine_info",
+    "machine_line",
     "plan_name",
     "random_weights",
     "read_weights",
