@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass
 
 import numpy as np
-import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
@@ -39,6 +39,12 @@ class Twins:
         with torch.inference_mode():
             return self.torch_model(torch.from_numpy(x)).numpy()
 
+    def reference_logits(self, x: np.ndarray) -> np.ndarray:
+        """The float64 reference: the PyTorch twin in double precision."""
+        model = copy.deepcopy(self.torch_model).double()
+        with torch.inference_mode():
+            return model(torch.from_numpy(x).double()).numpy()
+
     def keras_logits(self, x: np.ndarray) -> np.ndarray:
         y = self.keras_model(unet_keras.to_nhwc(x), training=False)
         return unet_keras.to_nchw(np.asarray(y))
@@ -50,8 +56,3 @@ def make_twins(spec: UNetSpec, size: int | tuple[int, int], seed: int = 0) -> Tw
     torch_model = load_canonical(UNet(spec), weights).eval()
     keras_model = unet_keras.from_canonical(unet_keras.build_unet(spec, hw), weights, spec)
     return Twins(spec, hw, weights, torch_model, keras_model)
-
-
-@pytest.fixture(scope="session")
-def twins_factory():
-    return make_twins

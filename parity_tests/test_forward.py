@@ -1,8 +1,9 @@
 """Forward parity: the same canonical weights give the same function in Keras and PyTorch.
 
-Tolerances (fp32, CPU) come from measurement: the full seed model at 572² differs by about
-1.6e-6 (Keras' default init) to 3.3e-6 (He init) relative, max |Δ| ≈ 3e-5, accumulated through the
-encoder convolutions (oneDNN and PyTorch sum in different orders) and the bilinear skip resize.
+Every check is noise-aware (:func:`unet_spec.check_against_noise`): the PyTorch twin also runs in
+float64, its fp32 distance from that run is the noise floor of this machine, model and input, and
+the Keras logits and final outputs must stay within ``NoiseTolerance.margin`` times it, with no
+label flip at a pixel whose float64 margin is clear.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from hypothesis import strategies as st
 
 import unet_keras
 from parity_tests.conftest import make_twins
-from unet_spec import DEFAULT_SIZES, PRESETS, Tolerance, UNetSpec, compare
+from unet_cli import crossframework as cf
+from unet_spec import DEFAULT_SIZES, PRESETS, UNetSpec, check_against_noise
 from unet_torch import UNet, canonical_state, load_canonical, probabilities
 
-TOL = Tolerance()  # rel ≤ 1e-5, max |Δ| ≤ 1e-4, argmax ≥ 99.99 %
 SMALL = sorted(n for n in PRESETS if PRESETS[n].base_filters <= 16)
 FULL = sorted(n for n in PRESETS if PRESETS[n].base_filters > 16)
 
@@ -31,17 +32,20 @@ def _check_forward(spec: UNetSpec, size, batch: int = 1, seed: int = 0):
     twins = make_twins(spec, size, seed=seed)
     x = twins.inputs(batch, seed)
     logits_t, logits_k = twins.torch_logits(x), twins.keras_logits(x)
+    logits_64 = twins.reference_logits(x)
     assert logits_t.shape[1:] == spec.plan().layout(size).output_shape
-    result = compare(logits_k, logits_t)
-    assert result.within(TOL), f"{spec.to_json()} @ {size}: logits {result}"
+    result, _ = cf.check_outputs(spec, logits_k, logits_t, logits_64)
+    assert result.passed, f"{spec.to_json()} @ {size}: logits {result}"
     # The final output: the head activation, applied in torch and folded into the Keras model.
     keras_head = unet_keras.from_canonical(
         unet_keras.build_unet(spec, twins.size, head_activation=True), twins.weights, spec
     )
     probs_k = unet_keras.to_nchw(np.asarray(keras_head(unet_keras.to_nhwc(x), training=False)))
     probs_t = probabilities(torch.from_numpy(logits_t), spec.head).numpy()
-    final = compare(probs_k, probs_t)
-    assert final.within(TOL), f"{spec.to_json()} @ {size}: outputs {final}"
+    probs_64 = probabilities(torch.from_numpy(logits_64), spec.head).numpy()
+    labels = cf.parity_labels(spec, probabilities=spec.head != "none")
+    final = check_against_noise(probs_k, probs_t, probs_64, labels=labels)
+    assert final.passed, f"{spec.to_json()} @ {size}: outputs {final}"
     return result
 
 
@@ -61,7 +65,7 @@ def test_full_width_presets_at_their_smallest_size(name: str, record_property) -
 def test_full_seed_model_at_572(record_property) -> None:
     result = _check_forward(PRESETS["seed"], 572)
     record_property("parity", str(result))
-    assert result.rel < 1e-5
+    assert result.decisive > 0.9 * result.shape[0] * 388 * 388  # the label check saw the image
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))

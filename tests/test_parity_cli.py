@@ -32,12 +32,18 @@ def test_report_json_and_plot(weights_file, tmp_path, capsys) -> None:
         "passed",
         "max_abs",
         "rel",
-        "argmax_agreement",
+        "noise_rel",
+        "rel_limit",
+        "logits",
         "tolerance",
         "versions",
         "layers",
     } <= set(report)
-    assert report["passed"] is True and report["rel"] <= 1e-5
+    assert report["passed"] is True and report["rel"] <= report["rel_limit"]
+    assert all(0 < row["noise_rel"] < 1e-4 for row in report["layers"] if row["kind"] == "conv")
+    assert {"cpu", "cpu_capability", "onednn_max_cpu_isa", "torch_threads"} <= set(
+        report["versions"]
+    )
     names = [b.name for b in SPEC.plan().blocks[1:]]
     assert [row["name"] for row in report["layers"]] == names
     assert report["layers"][-1]["shape"] == [2, 2, 4, 4]
@@ -45,14 +51,37 @@ def test_report_json_and_plot(weights_file, tmp_path, capsys) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_out_of_tolerance_exits_1(weights_file, tmp_path, capsys) -> None:
+def test_a_perturbed_keras_weight_exits_1(weights_file, tmp_path, capsys, monkeypatch) -> None:
+    """A Keras twin whose ``dec2.conv1`` bias is off by 1e-3 fails, and the report names it."""
+    from unet_cli import crossframework as cf
+
+    build = cf.keras_model
+
+    def perturbed(spec, weights, size):  # noqa: ANN001, ANN202
+        weights = dict(weights)
+        weights["dec2.conv1.bias"] = weights["dec2.conv1.bias"] + np.float32(1e-3)
+        return build(spec, weights, size)
+
+    monkeypatch.setattr(cf, "keras_model", perturbed)
     out = tmp_path / "r.json"
-    code = main(["parity", str(weights_file), "--size", "188", "--rel", "1e-12", "--max-abs",
-                 "1e-12", "--json", str(out)])  # fmt: skip
+    code = main(["parity", str(weights_file), "--size", "188", "--json", str(out)])
     assert code == 1
-    assert "verdict: FAIL" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "verdict: FAIL" in text and "first block out of tolerance: dec2.conv1" in text
     report = json.loads(out.read_text())
-    assert report["passed"] is False and report["first_failure"] == "enc1.conv1"
+    assert report["passed"] is False and report["first_failure"] == "dec2.conv1"
+    rows = {row["name"]: row for row in report["layers"]}
+    assert all(rows[n]["passed"] for n in list(rows)[: list(rows).index("dec2.conv1")])
+
+
+def test_non_finite_weights_exit_2(tmp_path, capsys) -> None:
+    weights = random_weights(SPEC, seed=1)
+    weights["enc2.conv1.bias"][3] = np.inf
+    path = tmp_path / "w.safetensors"
+    save_weights(weights, SPEC, path)
+    assert main(["parity", str(path), "--size", "188"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "enc2.conv1.bias holds 1 non-finite value" in err[0]
 
 
 def test_image_input(weights_file, tmp_path, capsys) -> None:
@@ -70,6 +99,7 @@ def test_image_input(weights_file, tmp_path, capsys) -> None:
     [
         (["--size", "190"], "Nearest valid sizes"),
         (["--batch", "0"], "--batch must be at least 1"),
+        (["--margin", "0.5"], "--margin must be at least 1"),
         (["--json", "/nonexistent/r.json"], "does not exist"),
         (["--preset", "seed-small"], "does not match"),
     ],

@@ -50,6 +50,37 @@ def test_port_verifies(sources, tmp_path, capsys, src, dst) -> None:
     assert "verified: reload bit-exact; PyTorch vs Keras" in capsys.readouterr().out
 
 
+def test_non_finite_weights_exit_2_and_write_nothing(tmp_path, capsys) -> None:
+    weights = random_weights(SPEC, seed=9)
+    weights["enc1.bn1.running_var"][0] = np.nan
+    src = tmp_path / "nan.safetensors"
+    cf.save_any_weights(weights, SPEC, src)
+    dst = tmp_path / "out.keras"
+    assert main(["port", str(src), str(dst)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "enc1.bn1.running_var holds 1 non-finite value" in err[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [src.name]
+
+
+def test_a_port_out_of_tolerance_exits_1_and_writes_nothing(
+    sources, tmp_path, capsys, monkeypatch
+) -> None:
+    """A Keras twin that computes something else (a shifted bias) fails the verification."""
+    folder, _ = sources
+    build = cf.keras_model
+
+    def shifted(spec, weights, size):  # noqa: ANN001, ANN202
+        weights = dict(weights)
+        weights["head.bias"] = weights["head.bias"] + np.float32(1e-3)
+        return build(spec, weights, size)
+
+    monkeypatch.setattr(cf, "keras_model", shifted)
+    dst = tmp_path / "out.keras"
+    assert main(["port", str(folder / "src.safetensors"), str(dst)]) == 1
+    assert "verification failed, nothing written" in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_checkpoint_loads_into_the_training_system(sources) -> None:
     from unet_torch.system import SegmentationSystem
 

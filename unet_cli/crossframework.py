@@ -7,8 +7,9 @@
 - :func:`environment_guard` turns TF32 off on both sides (on a GPU both would otherwise round
   matmul and convolution inputs to 10-bit mantissas) and records what the numbers depend on:
   framework versions, oneDNN settings, devices, threads;
-- :func:`run_parity` runs both models with a tap on every plan block and compares them block by
-  block (:class:`ParityReport`);
+- :func:`run_parity` runs both models with a tap on every plan block, measures PyTorch's fp32
+  noise against a float64 run of the same weights and input, and judges Keras block by block by
+  that noise (:class:`ParityReport`, :func:`unet_spec.check_against_noise`);
 - :func:`load_any_weights` / :func:`save_any_weights` read and write every weight format by suffix.
 
 Framework imports happen inside functions, so importing this module stays cheap.
@@ -29,7 +30,16 @@ from typing import Any
 
 import numpy as np
 
-from unet_spec import PRESETS, Comparison, Tolerance, UNetSpec, build_plan, compare, keras_name
+from unet_spec import (
+    PRESETS,
+    NoiseCheck,
+    NoiseTolerance,
+    UNetSpec,
+    build_plan,
+    check_against_noise,
+    keras_name,
+)
+from unet_spec.machine import machine_info
 
 #: Suffixes ``unet port`` and ``unet parity`` read and write.
 SUFFIXES = (".ckpt", ".pt", ".safetensors", ".keras", ".weights.h5")
@@ -61,6 +71,7 @@ def environment_guard() -> dict[str, Any]:
     torch.backends.cudnn.allow_tf32 = False
     torch.set_float32_matmul_precision("highest")
     info: dict[str, Any] = {
+        **machine_info(),
         "python": platform.python_version(),
         "numpy": np.__version__,
         "torch": torch.__version__,
@@ -235,26 +246,35 @@ def tapped_blocks(spec: UNetSpec) -> list[str]:
 def torch_taps(
     model: Any, x: np.ndarray, names: Sequence[str], device: str = "cpu"
 ) -> dict[str, np.ndarray]:
-    """Outputs of the blocks ``names`` of a :class:`~unet_torch.UNet` on NCHW ``x``."""
+    """Outputs of the blocks ``names`` of a :class:`~unet_torch.UNet` on NCHW ``x``, in the
+    model's own precision (float64 for a model in ``double()``)."""
     import torch
 
+    dtype = next(model.parameters()).dtype
     taps: dict[str, np.ndarray] = {}
 
     def hook(name: str):  # noqa: ANN202
         # Copy now: the next block may be an in-place ReLU that overwrites this output.
         def save(_module, _inputs, output) -> None:  # noqa: ANN001
-            taps[name] = output.detach().to("cpu", torch.float32).numpy().copy()
+            taps[name] = output.detach().to("cpu").numpy().copy()
 
         return save
 
     handles = [model.get_submodule(n).register_forward_hook(hook(n)) for n in names]
     try:
         with torch.no_grad():
-            model(torch.from_numpy(x).to(device))
+            model(torch.from_numpy(x).to(device, dtype))
     finally:
         for handle in handles:
             handle.remove()
     return taps
+
+
+def reference_taps(
+    spec: UNetSpec, weights: Mapping[str, np.ndarray], x: np.ndarray, names: Sequence[str]
+) -> dict[str, np.ndarray]:
+    """The float64 reference: the PyTorch model run in double precision on the CPU."""
+    return torch_taps(torch_model(spec, weights).double(), x, names)
 
 
 def keras_taps(model: Any, x: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
@@ -282,17 +302,59 @@ def head(logits: np.ndarray, activation: str) -> np.ndarray:
     return z
 
 
+def parity_labels(spec: UNetSpec, probabilities: bool) -> str:
+    """How the parity check turns ``spec``'s outputs into labels: the argmax over several
+    channels; one channel is thresholded at 0.5 as a sigmoid probability, else at 0 as a logit."""
+    if spec.num_classes > 1:
+        return "argmax"
+    return "half" if probabilities and spec.head == "sigmoid" else "sign"
+
+
+def check_finite(
+    weights: Mapping[str, np.ndarray] | None = None, x: np.ndarray | None = None, what: str = ""
+) -> None:
+    """Raise ``ValueError`` naming the first non-finite weight tensor or the input.
+
+    A parity check on NaN or infinite values has no answer (every comparison fails), so it is bad
+    input, not a result out of tolerance.
+    """
+    prefix = f"{what}: " if what else ""
+    for name, value in (weights or {}).items():
+        bad = int(np.size(value) - np.isfinite(np.asarray(value, dtype=np.float64)).sum())
+        if bad:
+            raise ValueError(
+                f"{prefix}weight {name} holds {bad} non-finite value(s) (NaN or inf); "
+                "parity needs finite weights"
+            )
+    if x is not None and not np.isfinite(x).all():
+        bad = int(x.size - np.isfinite(x).sum())
+        raise ValueError(f"{prefix}the input holds {bad} non-finite value(s) (NaN or inf)")
+
+
 # -- parity ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class LayerRow:
-    """One block's comparison (Keras against the PyTorch reference)."""
+    """One block's comparison (Keras against the PyTorch reference and its fp32 noise)."""
 
     name: str
     kind: str
-    shape: tuple[int, ...]
-    max_abs: float
-    rel: float
-    passed: bool
+    check: NoiseCheck
+
+    @property
+    def passed(self) -> bool:
+        return self.check.passed
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.check.shape
+
+    @property
+    def max_abs(self) -> float:
+        return self.check.max_abs
+
+    @property
+    def rel(self) -> float:
+        return self.check.rel
 
 
 @dataclass
@@ -301,10 +363,10 @@ class ParityReport:
 
     spec: UNetSpec
     input_shape: tuple[int, ...]
-    tolerance: Tolerance
+    tolerance: NoiseTolerance
     layers: list[LayerRow]
-    logits: Comparison
-    output: Comparison
+    logits: NoiseCheck
+    output: NoiseCheck
     versions: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -314,11 +376,7 @@ class ParityReport:
 
     @property
     def passed(self) -> bool:
-        return (
-            self.first_failure is None
-            and self.logits.within(self.tolerance)
-            and self.output.within(self.tolerance)
-        )
+        return self.first_failure is None and self.logits.passed and self.output.passed
 
     def to_json_dict(self) -> dict[str, Any]:
         """The ``--json`` document of ``unet parity``."""
@@ -326,7 +384,9 @@ class ParityReport:
             "passed": self.passed,
             "max_abs": self.logits.max_abs,
             "rel": self.logits.rel,
-            "argmax_agreement": self.logits.argmax_agreement,
+            "noise_rel": self.logits.noise_rel,
+            "rel_limit": self.logits.rel_limit,
+            "logits": self.logits.to_dict(),
             "output": self.output.to_dict(),
             "first_failure": self.first_failure,
             "tolerance": asdict(self.tolerance),
@@ -334,58 +394,73 @@ class ParityReport:
             "input_shape": list(self.input_shape),
             "spec": self.spec.to_dict(),
             "seconds": self.seconds,
-            "layers": [
-                {"name": r.name, "kind": r.kind, "shape": list(r.shape), "max_abs": r.max_abs,
-                 "rel": r.rel, "passed": r.passed}
-                for r in self.layers
-            ],
-        }  # fmt: skip
-
-
-def layer_passes(comparison: Comparison, reference: np.ndarray, tol: Tolerance) -> bool:
-    """A block is within tolerance when its relative error is at most ``tol.rel`` and its max |Δ|
-    at most ``tol.max_abs`` times the block's own scale (max |reference|, at least 1): inner
-    activations grow far beyond the logits' range, and float error grows with them."""
-    scale = max(1.0, float(np.abs(reference).max()) if reference.size else 1.0)
-    return comparison.rel <= tol.rel and comparison.max_abs <= tol.max_abs * scale
+            "layers": [{"name": r.name, "kind": r.kind, **r.check.to_dict()} for r in self.layers],
+        }
 
 
 def compare_taps(
     spec: UNetSpec,
     reference: Mapping[str, np.ndarray],
+    reference64: Mapping[str, np.ndarray],
     candidate: Mapping[str, np.ndarray],
-    tol: Tolerance,
+    tolerance: NoiseTolerance | None = None,
 ) -> list[LayerRow]:
-    """Rows for the blocks both tap sets hold, in plan order."""
+    """Rows for the blocks all three tap sets hold, in plan order."""
     rows = []
     for block in build_plan(spec).blocks[1:]:
-        if block.name not in reference or block.name not in candidate:
+        if not all(block.name in taps for taps in (reference, reference64, candidate)):
             continue
-        ref, got = reference[block.name], candidate[block.name]
-        c = compare(got, ref)
-        rows.append(LayerRow(block.name, block.kind, c.shape, c.max_abs, c.rel,
-                             layer_passes(c, ref, tol)))  # fmt: skip
+        check = check_against_noise(
+            candidate[block.name], reference[block.name], reference64[block.name], tolerance
+        )
+        rows.append(LayerRow(block.name, block.kind, check))
     return rows
+
+
+def check_outputs(
+    spec: UNetSpec,
+    candidate: np.ndarray,
+    reference: np.ndarray,
+    reference64: np.ndarray,
+    tolerance: NoiseTolerance | None = None,
+) -> tuple[NoiseCheck, NoiseCheck]:
+    """Logits and final outputs (through ``spec.head``) of a candidate, with the label check."""
+    logits = check_against_noise(
+        candidate, reference, reference64, tolerance, labels=parity_labels(spec, False)
+    )
+    output = check_against_noise(
+        head(candidate, spec.head), head(reference, spec.head), head(reference64, spec.head),
+        tolerance, labels=parity_labels(spec, spec.head != "none"),
+    )  # fmt: skip
+    return logits, output
 
 
 def run_parity(
     spec: UNetSpec,
     weights: Mapping[str, np.ndarray],
     x: np.ndarray,
-    tolerance: Tolerance | None = None,
+    tolerance: NoiseTolerance | None = None,
     device: str = "cpu",
     per_layer: bool = True,
+    loaded_keras: Any = None,
 ) -> ParityReport:
     """Build both twins from ``weights``, run them on NCHW ``x`` and compare every block.
 
-    The PyTorch model is the reference; Keras is compared against it. Models are built for ``x``'s
-    size and freed before returning.
+    PyTorch in fp32 is the reference, PyTorch in float64 (on the CPU) measures its fp32 noise, and
+    Keras is judged against both (see :func:`unet_spec.check_against_noise`). Models are built for
+    ``x``'s size and freed before returning; ``loaded_keras`` replaces the Keras twin built from
+    ``weights`` (a model loaded from a file).
+
+    Raises:
+        ValueError: Non-finite weights or input, or a size the spec does not take.
     """
-    tolerance = tolerance or Tolerance()
+    tolerance = tolerance or NoiseTolerance()
+    check_finite(weights, x)
     versions = environment_guard()
     size = x.shape[-1] if x.shape[-1] == x.shape[-2] else tuple(x.shape[-2:])
     build_plan(spec).check_size(size)
-    names = tapped_blocks(spec) if per_layer else [build_plan(spec).output.name]
+    out_name = build_plan(spec).output.name
+    names = tapped_blocks(spec) if per_layer else [out_name]
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     model = torch_model(spec, weights, device)
@@ -393,14 +468,15 @@ def run_parity(
     del model
     seconds["torch"] = time.perf_counter() - start
     start = time.perf_counter()
-    kmodel = keras_model(spec, weights, size)
+    ref64 = reference_taps(spec, weights, x, names)
+    seconds["float64"] = time.perf_counter() - start
+    start = time.perf_counter()
+    kmodel = loaded_keras if loaded_keras is not None else keras_model(spec, weights, size)
     got = keras_taps(kmodel, x, names)
     del kmodel
     seconds["keras"] = time.perf_counter() - start
-    out_name = build_plan(spec).output.name
-    logits = compare(got[out_name], ref[out_name])
-    output = compare(head(got[out_name], spec.head), head(ref[out_name], spec.head))
-    rows = compare_taps(spec, ref, got, tolerance)
+    logits, output = check_outputs(spec, got[out_name], ref[out_name], ref64[out_name], tolerance)
+    rows = compare_taps(spec, ref, ref64, got, tolerance)
     return ParityReport(spec, tuple(x.shape), tolerance, rows, logits, output, versions, seconds)
 
 

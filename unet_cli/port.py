@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from unet_cli.common import add_spec_arguments, spec_from_args
-from unet_spec import Comparison, UNetSpec, compare
+from unet_spec import NoiseCheck, UNetSpec, check_against_noise
 
 HELP = "port weights between .ckpt, .pt, .safetensors, .keras and .weights.h5 (verified)"
 
@@ -74,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     size: int | None = args.size
 
     weights, spec, source_model = cf.load_any_weights(src, given)
+    cf.check_finite(weights, what=str(src))
     if size is not None:
         cf.check_size(spec, size)
     if dst_suffix == ".keras" and size is None:
@@ -140,22 +141,25 @@ def verify(
     parts = [f"reload bit-exact; PyTorch vs Keras at {size}²: {report.logits}"]
     ok = report.passed
     if source_model is not None:
-        comparison, what = compare_with_model(source_model, spec, reloaded, seed)
-        parts.append(f"source model vs PyTorch ({what}): {comparison}")
-        ok = ok and comparison.within(report.tolerance)
+        check, what = compare_with_model(source_model, spec, reloaded, seed)
+        parts.append(f"source model vs PyTorch ({what}): {check}")
+        ok = ok and check.passed
     return ok, "; ".join(parts)
 
 
 def compare_with_model(
     model: Any, spec: UNetSpec, weights: Mapping[str, np.ndarray], seed: int = 0
-) -> tuple[Comparison, str]:
+) -> tuple[NoiseCheck, str]:
     """Run a Keras ``model`` and the PyTorch twin with ``weights`` on the same random input.
 
     The model's last layer decides what is compared: logits when it has no activation, else the
     twin's logits through that activation (the starting model ends in a sigmoid).
 
+    The check is noise-aware like ``unet parity``: the twin also runs in float64 to measure its
+    fp32 noise.
+
     Returns:
-        The :class:`~unet_spec.Comparison` and what was compared (``"logits"`` or an activation).
+        The :class:`~unet_spec.NoiseCheck` and what was compared (``"logits"`` or an activation).
     """
     from unet_cli import crossframework as cf
     from unet_keras import to_nchw, to_nhwc
@@ -164,6 +168,7 @@ def compare_with_model(
     x = cf.random_input(spec, size, 1, seed)
     head_name = spec.plan().output.name
     logits = cf.torch_taps(cf.torch_model(spec, weights), x, [head_name])[head_name]
+    logits64 = cf.reference_taps(spec, weights, x, [head_name])[head_name]
     last = model.layers[-1].get_config()
     activation = last.get("activation", "linear")
     activation = activation if isinstance(activation, str) else "linear"
@@ -173,5 +178,10 @@ def compare_with_model(
             "linear, sigmoid and softmax heads (use --no-verify)"
         )
     out = to_nchw(np.asarray(model(to_nhwc(x), training=False), dtype=np.float32))
-    reference = logits if activation == "linear" else cf.head(logits, activation)
-    return compare(out, reference), "logits" if activation == "linear" else activation
+    probabilities = activation != "linear"
+    act = activation if probabilities else "none"
+    check = check_against_noise(
+        out, cf.head(logits, act), cf.head(logits64, act),
+        labels=cf.parity_labels(spec, probabilities),
+    )  # fmt: skip
+    return check, activation if probabilities else "logits"

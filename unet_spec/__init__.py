@@ -4,7 +4,13 @@ Importing this package loads no deep-learning framework (only numpy), so tools t
 architectures stay light; ``unet_torch`` and ``unet_keras`` build models from what is defined here.
 """
 
-from unet_spec.compare import Comparison, Tolerance, compare
+from unet_spec.compare import (
+    Comparison,
+    NoiseCheck,
+    NoiseTolerance,
+    check_against_noise,
+    compare,
+)
 from unet_spec.machine import machine_info, machine_line
 from unet_spec.plan import Block, LayerInfo, Layout, Plan, build_plan, keras_name, plan_name
 from unet_spec.presets import DEFAULT_SIZES, PRESETS, get_preset
@@ -26,13 +32,15 @@ __all__ = [
     "Block",
     "Comparison",
     "LayerInfo",
+    "NoiseCheck",
+    "NoiseTolerance",
     "Layout",
     "Plan",
-    "Tolerance",
     "UNetSpec",
     "atomic_write_bytes",
     "build_plan",
     "canonical_shapes",
+    "check_against_noise",
     "check_weights",
     "compare",
     "get_preset",
