@@ -1,4 +1,5 @@
-"""The framework-free overlap-tile engine: stitching, blending, exactness against whole-image runs."""
+"""The framework-free tiling engine: the padding and tiling policy, stitching, blending, labels and
+exactness against whole-image runs."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import pytest
 
 from unet_spec import get_preset
 from unet_spec.tiling import (
-    blend_window,
+    axis_weights,
     check_tile,
     default_tile,
+    labels_from_probs,
     mirror_indices,
+    predict_images,
     predict_tiled,
     predict_tta,
     tile_grid,
@@ -22,14 +25,17 @@ from unet_spec.tiling import (
 def _center_crop_forward(spec, tile):
     """A stand-in model with the plan's geometry: output = the input's center, K copies of channel 0.
 
-    Stitching it must give back the image itself, pixel for pixel.
+    Stitching it must give back the image itself, pixel for pixel. Same-padding tiles may be
+    narrower than ``tile`` along an axis that fits in one (they are padded to a valid size only).
     """
-    out = spec.plan().layout(tile).output_size[0]
-    off = (tile - out) // 2
+    layout = spec.plan()
 
     def forward(x):
-        assert x.shape[-2:] == (tile, tile)
-        center = x[:, :1, off : off + out, off : off + out]
+        th, tw = x.shape[-2:]
+        assert th <= tile and tw <= tile and layout.is_valid_size((th, tw))
+        oh, ow = layout.layout((th, tw)).output_size
+        oy, ox = (th - oh) // 2, (tw - ow) // 2
+        center = x[:, :1, oy : oy + oh, ox : ox + ow]
         return np.repeat(center, spec.num_classes, axis=1) * np.arange(1, spec.num_classes + 1)[
             None, :, None, None
         ].astype(np.float32)
@@ -59,23 +65,115 @@ def test_mirror_indices_match_numpy_reflect():
     np.testing.assert_array_equal(mirror_indices(-4, 9, 1), np.zeros(9))
 
 
-def test_blend_window_ramps_sum_to_one():
-    tile, margin = 64, 16
-    w = blend_window(tile, margin)
-    step = tile - margin
-    np.testing.assert_allclose(w[step:] + w[:margin], 1.0)
-    assert w.min() > 0 and w.max() == 1.0
+def test_blend_weights_of_two_overlapping_tiles_sum_to_one():
+    # Regular neighbours: the rising ramp of one is the complement of the falling ramp of the other.
+    size, origins = 64, (0, 48, 96)
+    w = axis_weights(origins, size)
+    total = np.zeros(origins[-1] + size)
+    for o, wt in zip(origins, w, strict=True):
+        total[o : o + size] += wt
+    np.testing.assert_allclose(total, 1.0)
+    assert all(wt.min() > 0 and wt.max() == 1.0 for wt in w)
+    # Flat where no neighbour overlaps: the image border keeps full weight.
+    assert w[0][0] == 1.0 and w[-1][-1] == 1.0
 
 
 def test_valid_tiles_start_on_the_pooling_grid():
     spec = get_preset("paper")
     grid = tile_grid(spec, (1000, 389), 572)
-    assert grid.out == 388
+    assert grid.out == (388, 388) and grid.tile == (572, 572) and not grid.blend
     for origins in (grid.origins_y, grid.origins_x):
         assert all((o - origins[0]) % 2**spec.depth == 0 for o in origins)
         assert origins[0] == -92  # mirrored by half the halo
     # The last tile's output reaches the image's last row.
-    assert grid.origins_y[-1] + grid.offset + grid.out >= 1000
+    assert grid.origins_y[-1] + grid.offset + grid.out[0] >= 1000
+
+
+def _coordinate_image(spec, h, w):
+    """An image whose channel 0 holds each pixel's flat index, so a tile tells where it came from."""
+    index = np.arange(h * w, dtype=np.float32).reshape(h, w)
+    return np.repeat(index[None], spec.in_channels, axis=0)
+
+
+@pytest.mark.parametrize("overlap", [0.0, 0.25, 0.5])
+@pytest.mark.parametrize("hw", [(64, 64), (65, 64), (113, 200), (180, 240), (64, 1000)])
+def test_same_padding_tiles_lie_inside_an_image_at_least_a_tile_large(hw, overlap):
+    spec = get_preset("modern-small")  # 16-pixel pooling cells
+    tile, (h, w) = 64, hw
+    grid = tile_grid(spec, hw, tile, overlap)
+    assert grid.tile == (tile, tile) and grid.blend
+    for n, origins in ((h, grid.origins_y), (w, grid.origins_x)):
+        assert origins[0] == 0 and origins[-1] == n - tile  # flush with both edges
+        assert all(0 <= o <= n - tile for o in origins)
+        assert all(o % 16 == 0 for o in origins[:-1])  # on the pooling grid but the last
+        gaps = np.diff(origins)
+        # Neighbours overlap by at least the requested share (the step is rounded down to cells).
+        assert (gaps > 0).all() and (gaps <= round(tile * (1 - overlap))).all()
+    # What the model sees: every tile is a crop of the image, no mirrored or padded pixel.
+    seen = []
+
+    def forward(x):
+        for t in x[:, 0]:
+            y, x0 = divmod(int(t[0, 0]), w)
+            np.testing.assert_array_equal(
+                t, _coordinate_image(spec, h, w)[0, y : y + tile, x0 : x0 + tile]
+            )
+            seen.append((y, x0))
+        return np.repeat(x[:, :1], spec.num_classes, axis=1)
+
+    got = predict_tiled(_coordinate_image(spec, h, w), forward, spec, tile, overlap, batch_size=3)
+    assert sorted(seen) == sorted(grid)
+    np.testing.assert_allclose(got[0], _coordinate_image(spec, h, w)[0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("hw", [(1, 1), (5, 3), (16, 16), (17, 64), (180, 240), (240, 17)])
+def test_same_padding_pads_an_image_within_a_tile_to_the_nearest_valid_size_only(hw):
+    spec = get_preset("modern-small")
+    plan = spec.plan()
+    h, w = hw
+    want = (plan.nearest_valid_size(h, "up"), plan.nearest_valid_size(w, "up"))
+    grid = tile_grid(spec, hw, 256)
+    assert grid.tile == want and len(grid) == 1 and (grid.origins_y, grid.origins_x) == ((0,), (0,))
+    image = np.random.default_rng(0).normal(size=(3, h, w)).astype(np.float32)
+    calls = []
+
+    def forward(x):
+        calls.append(x.copy())
+        return x[:, :2] * 2
+
+    got = predict_tiled(image, forward, spec, tile=256)
+    # One pass over the image mirrored at its far ends only (numpy's reflect, folded when the
+    # image is shorter than the pad), and the output is that pass, unblended.
+    (tile_in,) = calls
+    assert tile_in.shape == (1, 3, *want)
+    np.testing.assert_array_equal(tile_in[0, :, :h, :w], image)
+    rows, cols = mirror_indices(0, want[0], h), mirror_indices(0, want[1], w)
+    np.testing.assert_array_equal(tile_in[0], image[:, rows[:, None], cols[None, :]])
+    np.testing.assert_array_equal(got, image[:2] * 2)
+
+
+def test_tiles_of_several_images_share_forward_passes():
+    spec = get_preset("modern-small")
+    rng = np.random.default_rng(4)
+    images = rng.normal(size=(3, 3, 70, 100)).astype(np.float32)
+    fwd = _center_crop_forward(spec, 64)
+    batched = predict_images(images, fwd, spec, tile=64, batch_size=5)
+    for image, got in zip(images, batched, strict=True):
+        np.testing.assert_array_equal(got, predict_tiled(image, fwd, spec, tile=64))
+
+
+def test_label_rule():
+    probs = np.array([[[0.2, 0.5]], [[0.7, 0.5]], [[0.1, 0.0]]], np.float32)  # (3, 1, 2)
+    np.testing.assert_array_equal(labels_from_probs(probs, "softmax"), [[1, 0]])  # tie: lower id
+    np.testing.assert_array_equal(labels_from_probs(probs[None], "none"), [[[1, 0]]])
+    one = np.array([[[0.4, 0.5, 0.6]]], np.float32)
+    np.testing.assert_array_equal(labels_from_probs(one, "sigmoid"), [[0, 0, 1]])
+    logit = np.array([[[-0.1, 0.0, 0.1]]], np.float32)
+    np.testing.assert_array_equal(labels_from_probs(logit, "none"), [[0, 0, 1]])
+    with pytest.raises(ValueError, match="head must be"):
+        labels_from_probs(one, "relu")
+    with pytest.raises(ValueError, match=r"\(K, H, W\)"):
+        labels_from_probs(one[0], "sigmoid")
 
 
 def test_invalid_tile_names_the_nearest_valid_sizes():
@@ -183,13 +281,26 @@ def test_valid_padding_tiles_equal_the_whole_image(hw, dtype):
     image = np.random.default_rng(2).normal(size=(1, *hw)).astype(np.float32)
     tile = 220  # output 36: steps of 32 pixels, 4 of them recomputed by the neighbour
     grid = tile_grid(spec, hw, tile)
-    assert len(grid) > 1 or max(hw) < grid.out
+    assert len(grid) > 1 or max(hw) < grid.out[0]
     tiled = predict_tiled(image, _torch_forward(model), spec, tile=tile, batch_size=2)
     whole = _whole_image(model, spec, image, grid.offset)
     if dtype == "float64":  # the same arithmetic: only the final float32 rounding remains
         assert np.abs(tiled - whole).max() <= 1e-5
     else:  # fp32 convolutions sum in a size-dependent order: float noise relative to logits ~20
         assert np.abs(tiled - whole).max() <= 1e-5 * np.abs(whole).max()
+
+
+def test_same_padding_image_within_a_tile_is_the_whole_image_pass():
+    from unet_spec import random_weights
+    from unet_torch import UNet, load_canonical
+
+    spec = get_preset("modern-small")
+    model = load_canonical(UNet(spec), random_weights(spec, seed=4)).eval()
+    image = np.random.default_rng(5).normal(size=(3, 96, 80)).astype(np.float32)
+    tiled = predict_tiled(image, _torch_forward(model), spec, tile=128)
+    with torch.inference_mode():
+        whole = model(torch.from_numpy(image[None])).numpy()[0]
+    np.testing.assert_array_equal(tiled, whole)  # the very same single pass
 
 
 def test_same_padding_blend_is_close_to_the_whole_image_inside():

@@ -4,6 +4,9 @@ For every image ``NAME.ext`` the output folder receives ``NAME_mask.png`` (class
 binary task), ``NAME_overlay.png`` (the image with the classes tinted) and, with ``--save-probs``,
 ``NAME_probs.npy`` (``(K, H, W)`` float32). An image that cannot be read or does not fit the model
 is reported by name and skipped; the others are still processed, and the exit code is 2.
+
+Images go through the tiling engine and the label rule of validation (:mod:`unet_spec.tiling`), so
+for the same weights and images the masks score what validation reports.
 """
 
 from __future__ import annotations
@@ -18,9 +21,9 @@ import numpy as np
 from unet_cli.common import add_spec_arguments, spec_from_args
 from unet_spec import UNetSpec, atomic_write_bytes
 from unet_spec.images import read_image
-from unet_spec.tiling import TTA_MODES
+from unet_spec.tiling import TTA_MODES, labels_from_probs
 
-HELP = "segment images of any size (overlap-tile) and write mask and overlay PNGs"
+HELP = "segment images of any size (tiled as in validation) and write mask and overlay PNGs"
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
 
@@ -67,19 +70,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 # -- images ----------------------------------------------------------------------------------------
-def class_ids(probs: np.ndarray, head: str) -> np.ndarray:
-    """Class ids ``(H, W)`` from ``(K, H, W)`` probabilities (one channel: thresholded)."""
-    if probs.shape[0] == 1:
-        threshold = 0.5 if head in ("sigmoid", "softmax") else 0.0
-        return (probs[0] > threshold).astype(np.int64)
-    return probs.argmax(0)
-
-
 def encode_mask(ids: np.ndarray, num_classes: int) -> np.ndarray:
     """The mask as written: 0/255 for a binary task, class ids otherwise (8 or 16 bit)."""
     if num_classes <= 2:
         return (ids * 255).astype(np.uint8)
     return ids.astype(np.uint8 if num_classes <= 256 else np.uint16)
+
+
+def decode_mask(mask: np.ndarray, num_classes: int) -> np.ndarray:
+    """Class ids ``(H, W)`` int64 from a mask as :func:`encode_mask` writes it.
+
+    Raises:
+        ValueError: Values that :func:`encode_mask` never writes for ``num_classes``.
+    """
+    mask = np.asarray(mask)
+    if num_classes <= 2:
+        if not np.isin(mask, (0, 255)).all():
+            raise ValueError(f"a binary mask holds only 0 and 255. Received: {np.unique(mask)[:8]}")
+        return (mask // 255).astype(np.int64)
+    if mask.max(initial=0) >= num_classes:
+        raise ValueError(
+            f"mask values must be class ids below {num_classes}. Received: max={mask.max()}"
+        )
+    return mask.astype(np.int64)
 
 
 def overlay(image: np.ndarray, ids: np.ndarray, alpha: float = 0.45) -> np.ndarray:
@@ -166,6 +179,8 @@ def run(args: argparse.Namespace) -> int:
     spec = predictor.spec
     if args.tile is not None:
         check_tile(spec, args.tile)
+    if not 0 <= args.overlap < 1:
+        raise ValueError(f"--overlap must be in [0, 1). Received: {args.overlap}")
     _check_output_folder(args.out)
     images = expand_images(args.images)
     if not images:
@@ -180,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
             probs = predictor.predict(
                 image, args.tile, args.overlap, args.batch_size, tta=args.tta and args.tta_mode
             )
-            ids = class_ids(probs, spec.head)
+            ids = labels_from_probs(probs, spec.head)
             mask = encode_mask(ids, spec.num_classes)
             atomic_write_bytes(args.out / f"{path.stem}_mask.png", _png_bytes(mask))
             atomic_write_bytes(

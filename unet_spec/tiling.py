@@ -1,9 +1,10 @@
-"""Overlap-tile inference for images of any size, shared by the PyTorch and the Keras backends.
+"""Tiled inference for images of any size: the one padding, tiling and label policy of validation,
+``benchmarks/evaluate.py`` and ``unet predict`` (PyTorch and Keras alike).
 
-The engine is framework-free: it cuts an image into tiles of a valid input size, hands batches of
-tiles to a ``forward`` callable (NCHW numpy in, NCHW numpy out) and stitches the outputs into one
-array as large as the image. Only one batch of tiles and the output array are held at a time, so
-memory grows with the image, never with the number of tiles.
+The engine is framework-free: it cuts images into tiles of a valid input size, hands batches of
+tiles to a ``forward`` callable (NCHW numpy in, NCHW numpy out) and stitches the outputs into arrays
+as large as the images. Only one batch of tiles and the output arrays are held at a time, so memory
+grows with the images, never with the number of tiles.
 
 Valid padding (Ronneberger et al.'s overlap-tile strategy): a tile of size ``t`` yields an output of
 ``t - halo``; the image is mirrored by the halo at its borders, output tiles are laid side by side,
@@ -12,9 +13,22 @@ what the model computes on the whole mirrored image (up to float noise) for mode
 cropped. Models that *resize* their skips (the ``seed`` preset) are not translation-equivariant: each
 tile is then exactly what the model computes on a tile of that size, and seams can differ slightly.
 
-Same padding: tiles overlap by ``overlap`` of their size and are blended with a raised-cosine window
-whose overlapping ramps sum to one; the image is mirrored by the overlap at its borders so that edge
-pixels get context too.
+Same padding: a pixel is best predicted with real image around it; mirrored borders and a tile's
+zero padding are made-up context. Each axis is planned on its own:
+
+- an axis no longer than the tile is one tile, the image padded (mirrored) at its far end only up to
+  the nearest valid size: a 240×180 image with 16-pixel pooling cells is run once as 240×192, with no
+  blending;
+- a longer axis is covered by tiles lying inside the image, stepping by ``tile * (1 - overlap)``
+  (rounded down to whole pooling cells, so they stay on the pooling grid) from the near edge, the
+  last one flush with the far edge. Each tile's output is weighted by a window that ramps (raised
+  cosine) across its overlaps with its neighbours and is flat elsewhere, so a pixel near a tile's
+  inner edge is taken mostly from the neighbour in which it sits deeper; the weights are normalised
+  by their sum.
+
+Mirroring thus only happens where the image itself is smaller than a valid size.
+
+Labels: :func:`labels_from_probs` is the one rule that turns the head's outputs into class ids.
 
 Example:
     >>> import numpy as np
@@ -47,19 +61,23 @@ class TileGrid:
     """Where the tiles of one image go.
 
     Attributes:
-        tile: Input tile size (square).
-        out: Output size of one tile.
+        tile: Input size ``(H, W)`` of every tile (square for valid padding; for same padding an
+            axis shorter than the requested tile gets its nearest valid size instead).
+        out: Output size ``(H, W)`` of one tile.
         origins_y: Top input row of each tile row, in image coordinates (negative = mirrored).
         origins_x: Left input column of each tile column, in image coordinates.
         offset: Image row/column of a tile's first output pixel, relative to its input origin
             (half the halo for valid padding, 0 for same padding).
+        blend: Whether overlapping outputs are blended (same padding) or computed identically and
+            overwritten (valid padding).
     """
 
-    tile: int
-    out: int
+    tile: tuple[int, int]
+    out: tuple[int, int]
     origins_y: tuple[int, ...]
     origins_x: tuple[int, ...]
     offset: int
+    blend: bool
 
     def __len__(self) -> int:
         return len(self.origins_y) * len(self.origins_x)
@@ -113,7 +131,11 @@ def check_tile(spec: UNetSpec, tile: int) -> int:
 def tile_grid(
     spec: UNetSpec, image_size: tuple[int, int], tile: int, overlap: float = 0.25
 ) -> TileGrid:
-    """Plan the tiles covering an image of ``image_size`` (H, W); see the module docstring."""
+    """Plan the tiles covering an image of ``image_size`` (H, W); see the module docstring.
+
+    Raises:
+        ValueError: Invalid ``tile`` (the nearest valid sizes are listed) or ``overlap``.
+    """
     out = check_tile(spec, tile)
     cell = 2**spec.depth
     if spec.padding == "valid":
@@ -121,34 +143,68 @@ def tile_grid(
         # (< cell pixels), which they compute identically, so the later one simply overwrites.
         step = out // cell * cell
         offset = (tile - out) // 2
-        start = -offset
-        extent = 0  # the first output pixel is image pixel 0
-    else:
-        if not 0.0 <= overlap < 1.0:
-            raise ValueError(f"overlap must be in [0, 1). Received: overlap={overlap!r}")
-        step = max(cell, int(round(tile * (1.0 - overlap))) // cell * cell)
-        step = min(step, tile)
-        margin = tile - step
-        offset = 0
-        start = -margin  # mirrored margin so border pixels sit inside a tile, not on its ramp
-        extent = margin
-    origins = []
+        origins = []
+        for n in image_size:
+            count = -(-(n - out) // step) + 1 if n > out else 1
+            origins.append(tuple(-offset + k * step for k in range(count)))
+        return TileGrid((tile, tile), (out, out), origins[0], origins[1], offset, blend=False)
+
+    if isinstance(overlap, bool) or not isinstance(overlap, (int, float)) or not 0 <= overlap < 1:
+        raise ValueError(f"overlap must be in [0, 1). Received: overlap={overlap!r}")
+    plan = spec.plan()
+    step = min(tile, max(cell, int(round(tile * (1.0 - overlap))) // cell * cell))
+    sizes, origins = [], []
     for n in image_size:
-        count = max(1, -(-(n + 2 * extent - out) // step) + 1) if n + 2 * extent > out else 1
-        origins.append(tuple(start + k * step for k in range(count)))
-    return TileGrid(tile, out, origins[0], origins[1], offset)
+        if n <= tile:
+            # Pooling only needs each axis to be a multiple of the cell: pad the far end up to it.
+            sizes.append(plan.nearest_valid_size(n, "up"))
+            origins.append((0,))
+        else:
+            sizes.append(tile)
+            origins.append(_inside_origins(n, tile, step, cell))
+    size = (sizes[0], sizes[1])
+    return TileGrid(size, plan.check_size(size).output_size, origins[0], origins[1], 0, blend=True)
 
 
-def blend_window(tile: int, margin: int) -> np.ndarray:
-    """1-D weights for same-padding tiles: flat in the middle, raised-cosine ramps of ``margin``
-    pixels at both ends. Ramps of neighbours stepping by ``tile - margin`` sum to one."""
-    w = np.ones(tile, dtype=np.float64)
-    if margin > 0:
-        t = (np.arange(margin) + 0.5) / margin
-        ramp = np.sin(0.5 * np.pi * t) ** 2
-        w[:margin] = ramp
-        w[tile - margin :] = ramp[::-1]
-    return w
+def _inside_origins(n: int, tile: int, step: int, cell: int) -> tuple[int, ...]:
+    """Tile origins along an axis of ``n > tile`` pixels: the first flush with the near edge, the
+    last flush with the far edge, as few tiles as steps of at most ``step`` allow, the ones between
+    spread evenly and rounded up to the pooling grid (so they see the pooling phases of a
+    whole-image pass). Rounding up keeps every gap at most ``step``: a gap between rounded origins
+    is at most the even spacing rounded up to whole cells, and ``step`` is whole cells."""
+    span = n - tile
+    gaps = -(-span // step)
+    inner = (min(span, -(-k * span // (gaps * cell)) * cell) for k in range(1, gaps))
+    return tuple(sorted({0, *inner, span}))
+
+
+def axis_weights(origins: tuple[int, ...], size: int) -> list[np.ndarray]:
+    """1-D blending weights of the tiles along one axis (same padding), one array per tile.
+
+    A tile's weight rises over its overlap with the previous tile and falls over its overlap with
+    the next one (raised-cosine ramps, ``sin²`` against ``cos²``, so two overlapping ramps sum to
+    one) and is 1 elsewhere, including at the image border, where no other tile can help. Weights
+    are strictly positive, so where ramps of three tiles meet (the flush last tile) normalising by
+    the sum still gives a convex combination.
+    """
+    weights = []
+    for i, origin in enumerate(origins):
+        w = np.ones(size, dtype=np.float64)
+        if i > 0:
+            shared = origins[i - 1] + size - origin
+            if shared > 0:
+                w[:shared] *= _ramp(shared)
+        if i + 1 < len(origins):
+            shared = origin + size - origins[i + 1]
+            if shared > 0:
+                w[size - shared :] *= _ramp(shared)[::-1]
+        weights.append(w)
+    return weights
+
+
+def _ramp(n: int) -> np.ndarray:
+    # Sampled at pixel centres: never exactly 0 or 1, and ramp + ramp[::-1] == 1.
+    return np.sin(0.5 * np.pi * (np.arange(n) + 0.5) / n) ** 2
 
 
 def mirror_indices(start: int, length: int, size: int) -> np.ndarray:
@@ -162,6 +218,67 @@ def mirror_indices(start: int, length: int, size: int) -> np.ndarray:
     return np.where(idx < size, idx, period - idx).astype(np.intp)
 
 
+def predict_images(
+    images: np.ndarray,
+    forward: Forward,
+    spec: UNetSpec,
+    tile: int | None = None,
+    overlap: float = 0.25,
+    batch_size: int = 1,
+    *,
+    tta: str | None = None,
+    progress: Callable[[int], object] | None = None,
+) -> np.ndarray:
+    """Run ``forward`` over a batch of equally sized images, tile by tile, and stitch the outputs.
+
+    Tiles of all the images share the ``forward`` batches, so a batch of small images (one tile
+    each) costs one pass, as it would whole.
+
+    Args:
+        images: ``(N, C, H, W)`` float32 array, any ``H, W >= 1``.
+        forward: Maps a ``(B, C, th, tw)`` float32 batch to ``(B, K, oh, ow)`` (logits,
+            probabilities, or any stack of per-pixel outputs: every channel is stitched alike);
+            ``(oh, ow)`` is the plan's output size for the tile.
+        spec: The architecture ``forward`` computes.
+        tile: Input tile size; ``None`` picks :func:`default_tile`. Invalid sizes raise
+            ``ValueError`` listing the nearest valid ones.
+        overlap: Same padding only: share of the tile overlapped with its neighbours and blended.
+        batch_size: Tiles per ``forward`` call.
+        tta: ``None``, or a test-time augmentation mode of :data:`TTA_TRANSFORMS`: the outputs are
+            averaged over the transformed images (give a ``forward`` that applies the head to
+            average probabilities).
+        progress: Called with the number of tiles done after every batch (without ``tta``).
+
+    Returns:
+        ``(N, K, H, W)`` float32: the output for every input pixel.
+
+    Raises:
+        ValueError: Wrong image rank or channel count, invalid tile or overlap, unknown ``tta``,
+            or a ``forward`` whose output shape does not match the plan.
+    """
+    images = np.asarray(images)
+    if images.ndim != 4:
+        raise ValueError(f"images must be (N, C, H, W). Received: shape={images.shape}")
+    _check_image(images[0] if len(images) else images, spec)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer. Received: {batch_size!r}")
+    images = images.astype(np.float32, copy=False)
+    if tta is None:
+        return _predict_plain(images, forward, spec, tile, overlap, batch_size, progress)
+    if tta not in TTA_TRANSFORMS:
+        raise ValueError(f"tta must be one of {', '.join(TTA_MODES)}. Received: tta={tta!r}")
+    total: np.ndarray | None = None
+    for rot, flip in TTA_TRANSFORMS[tta]:
+        # A quarter turn swaps height and width; the tiling follows the transformed image.
+        view = np.ascontiguousarray(_transform(images, rot, flip))
+        pred = _untransform(
+            _predict_plain(view, forward, spec, tile, overlap, batch_size, None), rot, flip
+        )
+        total = pred.copy() if total is None else total + pred
+    assert total is not None
+    return (total / len(TTA_TRANSFORMS[tta])).astype(np.float32, copy=False)
+
+
 def predict_tiled(
     image: np.ndarray,
     forward: Forward,
@@ -172,120 +289,12 @@ def predict_tiled(
     *,
     progress: Callable[[int], object] | None = None,
 ) -> np.ndarray:
-    """Run ``forward`` over an image of any size, tile by tile, and stitch the outputs.
-
-    Args:
-        image: ``(C, H, W)`` float32 array, any ``H, W >= 1``.
-        forward: Maps a ``(N, C, tile, tile)`` float32 batch to ``(N, K, out, out)`` (logits or
-            probabilities); ``out`` is the plan's output size for ``tile``.
-        spec: The architecture ``forward`` computes.
-        tile: Input tile size; ``None`` picks :func:`default_tile`. Invalid sizes raise
-            ``ValueError`` listing the nearest valid ones.
-        overlap: Same padding only: share of the tile overlapped with its neighbours and blended.
-        batch_size: Tiles per ``forward`` call.
-        progress: Called with the number of tiles done after every batch (for progress bars).
-
-    Returns:
-        ``(K, H, W)`` float32: the output for every input pixel.
-
-    Raises:
-        ValueError: Wrong image rank or channel count, invalid tile, or a ``forward`` whose output
-            shape does not match the plan.
-    """
+    """:func:`predict_images` for one ``(C, H, W)`` image; returns ``(K, H, W)`` float32."""
     image = np.asarray(image)
     if image.ndim != 3:
         raise ValueError(f"image must be (C, H, W). Received: shape={image.shape}")
-    c, h, w = image.shape
-    if c != spec.in_channels:
-        raise ValueError(
-            f"image has {c} channel(s) but the model expects {spec.in_channels}. "
-            f"Received: shape={image.shape}"
-        )
-    if min(h, w) < 1:
-        raise ValueError(f"image is empty. Received: shape={image.shape}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer. Received: {batch_size!r}")
-    if tile is None:
-        tile = default_tile(spec, (h, w))
-    grid = tile_grid(spec, (h, w), tile, overlap)
-    k = spec.num_classes
-    valid = spec.padding == "valid"
-
-    result = np.zeros((k, h, w), dtype=np.float32)
-    if not valid:
-        margin = -grid.origins_y[0]  # tiles start one margin before the image
-        win = blend_window(grid.tile, margin).astype(np.float32)
-        window = np.outer(win, win)
-        weight = np.zeros((h, w), dtype=np.float32)
-    image = image.astype(np.float32, copy=False)
-
-    def run(batch: list[tuple[int, int]]) -> None:
-        tiles = np.stack(
-            [
-                image[:, mirror_indices(y, tile, h)[:, None], mirror_indices(x, tile, w)[None, :]]
-                for y, x in batch
-            ]
-        )
-        out = np.asarray(forward(tiles))
-        expected = (len(batch), k, grid.out, grid.out)
-        if out.shape != expected:
-            raise ValueError(
-                f"forward returned shape {out.shape} for tiles {tiles.shape}; the plan expects {expected}"
-            )
-        for (y, x), pred in zip(batch, out, strict=True):
-            # The tile's output covers image rows y+offset .. y+offset+out-1; keep the part inside.
-            y0, x0 = y + grid.offset, x + grid.offset
-            ty, tx = max(0, -y0), max(0, -x0)
-            y1, x1 = min(h, y0 + grid.out), min(w, x0 + grid.out)
-            if y1 <= max(y0, 0) or x1 <= max(x0, 0):
-                continue
-            sy, sx = slice(max(y0, 0), y1), slice(max(x0, 0), x1)
-            part = pred[:, ty : ty + (y1 - max(y0, 0)), tx : tx + (x1 - max(x0, 0))]
-            if valid:
-                result[:, sy, sx] = part
-            else:
-                wpart = window[ty : ty + part.shape[1], tx : tx + part.shape[2]]
-                result[:, sy, sx] += part * wpart
-                weight[sy, sx] += wpart
-
-    batch: list[tuple[int, int]] = []
-    done = 0
-    for origin in grid:
-        batch.append(origin)
-        if len(batch) == batch_size:
-            run(batch)
-            done += len(batch)
-            batch = []
-            if progress is not None:
-                progress(done)
-    if batch:
-        run(batch)
-        done += len(batch)
-        if progress is not None:
-            progress(done)
-    if not valid:
-        result /= weight[None]
-    return result
-
-
-# The eight symmetries of the square: (number of 90° rotations, horizontal flip).
-_D4 = tuple((r, f) for f in (False, True) for r in range(4))
-_FLIPS = ((0, False), (0, True), (2, True), (2, False))  # identity, h-flip, v-flip, both
-_HFLIP = ((0, False), (0, True))  # identity and its mirror image: scenes with an up and a down
-#: Test-time augmentation modes → their (quarter turns, horizontal flip) transforms.
-TTA_TRANSFORMS = {"d4": _D4, "flips": _FLIPS, "hflip": _HFLIP}
-TTA_MODES = tuple(TTA_TRANSFORMS)
-
-
-def _transform(x: np.ndarray, rot: int, flip: bool) -> np.ndarray:
-    if flip:
-        x = x[..., ::-1]
-    return np.rot90(x, rot, axes=(-2, -1))
-
-
-def _untransform(x: np.ndarray, rot: int, flip: bool) -> np.ndarray:
-    x = np.rot90(x, -rot, axes=(-2, -1))
-    return x[..., ::-1] if flip else x
+    out = predict_images(image[None], forward, spec, tile, overlap, batch_size, progress=progress)
+    return out[0]
 
 
 def predict_tta(
@@ -313,20 +322,149 @@ def predict_tta(
     Returns:
         ``(K, H, W)`` float32 mean over the transforms.
     """
-    choices = TTA_TRANSFORMS
-    if transforms not in choices:
+    if transforms not in TTA_TRANSFORMS:
         raise ValueError(
             f"transforms must be one of {', '.join(TTA_MODES)}. Received: transforms={transforms!r}"
         )
-    total: np.ndarray | None = None
-    for rot, flip in choices[transforms]:
-        view = np.ascontiguousarray(_transform(image, rot, flip))
-        pred = _untransform(
-            predict_tiled(view, forward, spec, tile, overlap, batch_size), rot, flip
+    image = np.asarray(image)
+    if image.ndim != 3:
+        raise ValueError(f"image must be (C, H, W). Received: shape={image.shape}")
+    return predict_images(image[None], forward, spec, tile, overlap, batch_size, tta=transforms)[0]
+
+
+def labels_from_probs(probs: np.ndarray, head: str) -> np.ndarray:
+    """Class ids from the head's outputs, channels on axis -3: ``(K, H, W)`` → ``(H, W)``,
+    ``(N, K, H, W)`` → ``(N, H, W)`` (int64).
+
+    The one label rule of validation, evaluation and ``unet predict``:
+
+    - two or more channels: the highest output (ties go to the lower class id). Softmax and sigmoid
+      are monotonic, so this is the same class for probabilities and for logits, whatever the head.
+    - one channel, ``sigmoid`` head: class 1 where the probability exceeds 1/2.
+    - one channel, ``none`` head: the output is a logit (every loss of this project trains the raw
+      outputs as logits), so class 1 where it exceeds 0, the sigmoid's 1/2.
+
+    Raises:
+        ValueError: Fewer than 3 dimensions, or an unknown head.
+    """
+    probs = np.asarray(probs)
+    if probs.ndim < 3:
+        raise ValueError(f"scores must be (K, H, W) or (N, K, H, W). Received: shape={probs.shape}")
+    if head not in ("softmax", "sigmoid", "none"):
+        raise ValueError(f"head must be softmax, sigmoid or none. Received: head={head!r}")
+    if probs.shape[-3] == 1:
+        threshold = 0.0 if head == "none" else 0.5
+        return (probs[..., 0, :, :] > threshold).astype(np.int64)
+    return probs.argmax(-3).astype(np.int64, copy=False)
+
+
+# -- the engine ----------------------------------------------------------------------------------
+def _check_image(image: np.ndarray, spec: UNetSpec) -> None:
+    c, h, w = image.shape[-3:]
+    if c != spec.in_channels:
+        raise ValueError(
+            f"image has {c} channel(s) but the model expects {spec.in_channels}. "
+            f"Received: shape={image.shape}"
         )
-        total = pred.copy() if total is None else total + pred
-    assert total is not None
-    return (total / len(choices[transforms])).astype(np.float32, copy=False)
+    if min(h, w) < 1 or image.size == 0:
+        raise ValueError(f"image is empty. Received: shape={image.shape}")
+
+
+def _predict_plain(
+    images: np.ndarray,
+    forward: Forward,
+    spec: UNetSpec,
+    tile: int | None,
+    overlap: float,
+    batch_size: int,
+    progress: Callable[[int], object] | None,
+) -> np.ndarray:
+    n_images, _, h, w = images.shape
+    if tile is None:
+        tile = default_tile(spec, (h, w))
+    grid = tile_grid(spec, (h, w), tile, overlap)
+    (th, tw), (oh, ow) = grid.tile, grid.out
+    rows = [mirror_indices(y, th, h) for y in grid.origins_y]
+    cols = [mirror_indices(x, tw, w) for x in grid.origins_x]
+    if grid.blend:
+        wy = [w_.astype(np.float32) for w_ in axis_weights(grid.origins_y, oh)]
+        wx = [w_.astype(np.float32) for w_ in axis_weights(grid.origins_x, ow)]
+        # Weights are outer products of per-axis weights, so their sum over the grid is the outer
+        # product of the per-axis sums.
+        total_y, total_x = np.zeros(h, np.float32), np.zeros(w, np.float32)
+        for y, wt in zip(grid.origins_y, wy, strict=True):
+            total_y[y : y + oh] += wt[: h - y]
+        for x, wt in zip(grid.origins_x, wx, strict=True):
+            total_x[x : x + ow] += wt[: w - x]
+
+    jobs = [
+        (n, iy, ix)
+        for n in range(n_images)
+        for iy in range(len(grid.origins_y))
+        for ix in range(len(grid.origins_x))
+    ]
+    result: np.ndarray | None = None
+    for start in range(0, len(jobs), batch_size):
+        batch = jobs[start : start + batch_size]
+        # ``take`` along one axis at a time keeps C order; a combined fancy index would hand the
+        # framework channels-last strides, which some convolution back ends compute differently.
+        tiles = np.stack([images[n].take(rows[iy], 1).take(cols[ix], 2) for n, iy, ix in batch])
+        out = np.asarray(forward(tiles))
+        k = out.shape[1] if out.ndim == 4 else -1
+        if (
+            out.ndim != 4
+            or out.shape[0] != len(batch)
+            or out.shape[2:] != (oh, ow)
+            or (result is not None and k != result.shape[1])
+        ):
+            expected = (len(batch), "K" if result is None else result.shape[1], oh, ow)
+            raise ValueError(
+                f"forward returned shape {out.shape} for tiles {tiles.shape}; the plan expects "
+                f"{expected}"
+            )
+        if result is None:
+            result = np.zeros((n_images, k, h, w), dtype=np.float32)
+        for (n, iy, ix), pred in zip(batch, out, strict=True):
+            # The tile's output covers image rows y0 .. y0+oh-1; keep the part inside the image.
+            y0 = grid.origins_y[iy] + grid.offset
+            x0 = grid.origins_x[ix] + grid.offset
+            ty, tx = max(0, -y0), max(0, -x0)
+            y1, x1 = min(h, y0 + oh), min(w, x0 + ow)
+            if y1 <= max(y0, 0) or x1 <= max(x0, 0):
+                continue
+            sy, sx = slice(max(y0, 0), y1), slice(max(x0, 0), x1)
+            part = pred[:, ty : ty + (sy.stop - sy.start), tx : tx + (sx.stop - sx.start)]
+            if grid.blend:
+                window = np.outer(wy[iy][ty : ty + part.shape[1]], wx[ix][tx : tx + part.shape[2]])
+                result[n, :, sy, sx] += part * window
+            else:
+                result[n, :, sy, sx] = part
+        if progress is not None:
+            progress(start + len(batch))
+    assert result is not None
+    if grid.blend:
+        result /= np.outer(total_y, total_x)[None, None]
+    return result
+
+
+# The eight symmetries of the square: (number of 90° rotations, horizontal flip).
+_D4 = tuple((r, f) for f in (False, True) for r in range(4))
+_FLIPS = ((0, False), (0, True), (2, True), (2, False))  # identity, h-flip, v-flip, both
+_HFLIP = ((0, False), (0, True))  # identity and its mirror image: scenes with an up and a down
+#: Test-time augmentation modes → their (quarter turns, horizontal flip) transforms.
+TTA_TRANSFORMS = {"d4": _D4, "flips": _FLIPS, "hflip": _HFLIP}
+TTA_MODES = tuple(TTA_TRANSFORMS)
+
+
+def _transform(x: np.ndarray, rot: int, flip: bool) -> np.ndarray:
+    if flip:
+        x = x[..., ::-1]
+    return np.rot90(x, rot, axes=(-2, -1))
+
+
+def _untransform(x: np.ndarray, rot: int, flip: bool) -> np.ndarray:
+    x = np.rot90(x, -rot, axes=(-2, -1))
+    return x[..., ::-1] if flip else x
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -382,14 +520,14 @@ class TiledPredictor:
         tta: bool | str = False,
         progress: Callable[[int], object] | None = None,
     ) -> np.ndarray:
-        """``(C, H, W)`` image of any size → ``(K, H, W)`` output (see :func:`predict_tiled` for
+        """``(C, H, W)`` image of any size → ``(K, H, W)`` output (see :func:`predict_images` for
         the arguments; ``tta``: ``True`` or ``"d4"`` averages the 8 flips and quarter turns,
-        ``"flips"`` or ``"hflip"`` fewer, see :func:`predict_tta`)."""
-        if tta:
-            mode = "d4" if tta is True else str(tta)
-            return predict_tta(
-                image, self.forward, self.spec, tile, overlap, batch_size, transforms=mode
-            )
-        return predict_tiled(
-            image, self.forward, self.spec, tile, overlap, batch_size, progress=progress
-        )
+        ``"flips"`` or ``"hflip"`` fewer)."""
+        image = np.asarray(image)
+        if image.ndim != 3:
+            raise ValueError(f"image must be (C, H, W). Received: shape={image.shape}")
+        mode = ("d4" if tta is True else str(tta)) if tta else None
+        return predict_images(
+            image[None], self.forward, self.spec, tile, overlap, batch_size,
+            tta=mode, progress=None if mode else progress,
+        )[0]  # fmt: skip

@@ -6,9 +6,10 @@ types only), so a checkpoint rebuilds its model alone, also with
 ``torch.load(path, weights_only=True)``. The model sits at ``self.model``, so checkpoint weights are
 named ``model.<canonical name>``.
 
-Validation runs whole images: ``same``-padding models see the image mirror-padded to the nearest
-valid size, ``valid``-padding models go through overlap-tile inference (:mod:`unet_spec.tiling`),
-which gives the same result as one pass over an infinitely large canvas.
+Validation runs whole images through the tiling engine that ``unet predict`` uses
+(:mod:`unet_spec.tiling`: one padding and tiling policy for both paddings), with the spec's head and
+the engine's one label rule, so the validation metrics are those of the masks ``unet predict``
+writes for the same images and weights.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from typing import Any, Literal
 import lightning as L
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torchmetrics import MetricCollection
 from torchmetrics.classification import (
     MulticlassAccuracy,
@@ -28,7 +28,7 @@ from torchmetrics.classification import (
 )
 
 from unet_spec import UNetSpec, get_preset
-from unet_spec.tiling import TTA_TRANSFORMS, predict_tiled
+from unet_spec.tiling import default_tile, labels_from_probs, predict_images, tile_grid
 from unet_torch.data import IGNORE_INDEX, median_frequency_weights
 from unet_torch.losses import LossName, SegmentationLoss
 from unet_torch.model import UNet, probabilities
@@ -79,8 +79,8 @@ class SegmentationSystem(L.LightningModule):
         scheduler: ``cosine`` (linear warm-up, then cosine decay to zero, stepped per batch) or
             ``none``.
         warmup_fraction: Share of the steps spent warming up.
-        tile: Tile input size for overlap-tile validation of valid-padding models (``None``: the
-            tiling engine chooses).
+        tile: Tile input size for validation (``None``: the tiling engine chooses, as
+            ``unet predict`` does without ``--tile``).
         tta: Test-time augmentation at validation: ``true`` averages the 8 flips/rotations,
             ``hflip`` the image and its mirror image (for scenes with an up and a down).
         channels_last: Run convolutions in channels-last memory format (faster on recent GPUs).
@@ -176,63 +176,72 @@ class SegmentationSystem(L.LightningModule):
 
     @torch.no_grad()
     def predict_logits(self, images: torch.Tensor) -> torch.Tensor:
-        """Logits for whole images ``(N, C, H, W)`` of any size, ``(N, K, H, W)``."""
-        plan = self.spec.plan()
-        n, _, h, w = images.shape
-        if self.spec.padding == "same":
-            vh, vw = plan.nearest_valid_size(h, "up"), plan.nearest_valid_size(w, "up")
-            mode = "reflect" if vh - h < h and vw - w < w else "replicate"
-            padded = (
-                F.pad(images, (0, vw - w, 0, vh - h), mode=mode) if (vh, vw) != (h, w) else images
-            )
-            return self(padded)[..., :h, :w].float()
-
-        def forward(tiles: np.ndarray) -> np.ndarray:
-            x = torch.from_numpy(tiles).to(self.device)
-            return self(x).float().cpu().numpy()
-
-        out = [
-            predict_tiled(
-                img.float().cpu().numpy(),
-                forward,
-                self.spec,
-                tile=self.hparams["tile"],
-                batch_size=4,
-            )
-            for img in images
-        ]
-        return torch.from_numpy(np.stack(out)).to(images.device)
+        """Logits ``(N, K, H, W)`` for whole images ``(N, C, H, W)`` of any size (the stitched
+        logits of the tiling engine; probabilities and labels come from :meth:`predict_probs`)."""
+        return self._infer(images, ("logits",), None)[0]
 
     @torch.no_grad()
     def predict_probs(
         self, images: torch.Tensor, tta: bool | Literal["hflip"] = False
     ) -> torch.Tensor:
-        """Class probabilities ``(N, K, H, W)``; with ``tta``, averaged over the 8 flips/rotations
-        (``True``) or over the image and its horizontal mirror (``"hflip"``)."""
-        if not tta:
-            return probabilities(self.predict_logits(images), self._head)
-        transforms = TTA_TRANSFORMS["d4" if tta is True else tta]
-        total = None
-        for k, flip in transforms:  # the same transforms as the tiling engine's TTA
-            x = torch.rot90(images.flip(-1) if flip else images, k, (-2, -1))
-            p = torch.rot90(probabilities(self.predict_logits(x), self._head), -k, (-2, -1))
-            p = p.flip(-1) if flip else p
-            total = p if total is None else total + p
-        return total / len(transforms)
+        """Probabilities ``(N, K, H, W)`` under the spec's head, exactly as ``unet predict``
+        computes them; with ``tta``, averaged over the 8 flips/rotations (``True``) or over the
+        image and its horizontal mirror (``"hflip"``)."""
+        return self._infer(images, ("probs",), tta)[0]
 
-    @property
-    def _head(self) -> str:
-        # Labels are the argmax of the logits; probabilities follow the loss's view of them.
-        if self.hparams["loss"] in ("bce", "bce_dice") or self.spec.num_classes == 1:
-            return "sigmoid"
-        return "softmax"
+    @torch.no_grad()
+    def predict_labels(
+        self, images: torch.Tensor, tta: bool | Literal["hflip"] = False
+    ) -> torch.Tensor:
+        """Class ids ``(N, H, W)``: :meth:`predict_probs` under the one label rule
+        (:func:`unet_spec.tiling.labels_from_probs`)."""
+        probs = self.predict_probs(images, tta)
+        return self._labels(probs)
 
-    def labels_from(self, scores: torch.Tensor) -> torch.Tensor:
-        """Class ids from logits or probabilities (one channel: positive above the midpoint)."""
-        if scores.shape[1] == 1:
-            threshold = 0.0 if scores.min() < 0 else 0.5
-            return (scores[:, 0] > threshold).long()
-        return scores.argmax(1)
+    def labels_from(self, logits: torch.Tensor) -> torch.Tensor:
+        """Class ids from logits such as :meth:`predict_logits` returns (the head, then the one
+        label rule); :meth:`predict_labels` gives the labels of ``unet predict`` directly."""
+        return self._labels(probabilities(logits, self.spec.head))
+
+    def _labels(self, probs: torch.Tensor) -> torch.Tensor:
+        ids = labels_from_probs(probs.detach().float().cpu().numpy(), self.spec.head)
+        return torch.from_numpy(ids).to(probs.device)
+
+    def _infer(
+        self,
+        images: torch.Tensor,
+        outputs: tuple[Literal["logits", "probs"], ...],
+        tta: bool | str | None,
+    ) -> list[torch.Tensor]:
+        """The requested outputs for whole images through the shared tiling engine, one pass.
+
+        Every tile's logits and head probabilities travel stacked along the channels, so both are
+        stitched (and TTA-averaged) from the same forward passes: the probabilities are blended
+        after the head, as ``unet predict`` blends them.
+        """
+        k = self.spec.num_classes
+        head = self.spec.head
+
+        def forward(tiles: np.ndarray) -> np.ndarray:
+            logits = self(torch.from_numpy(tiles).to(self.device)).float()
+            parts = [
+                logits if name == "logits" else probabilities(logits, head) for name in outputs
+            ]
+            return torch.cat(parts, 1).cpu().numpy()
+
+        n, _, h, w = images.shape
+        tile = self.hparams["tile"]
+        # About as many pixels per forward pass as the loader's batch of whole images, the memory
+        # that val_batch_size budgets; tiles of several images share a pass.
+        grid = tile_grid(self.spec, (h, w), tile or default_tile(self.spec, (h, w)))
+        per_pass = max(1, -(-n * h * w // (grid.tile[0] * grid.tile[1])))
+        mode = ("d4" if tta is True else str(tta)) if tta else None
+        out = predict_images(
+            images.detach().float().cpu().numpy(), forward, self.spec, tile, batch_size=per_pass,
+            tta=mode,
+        )  # fmt: skip
+        stacked = torch.from_numpy(out).to(images.device)
+        return list(stacked.split(k, dim=1))
 
     # -- steps -----------------------------------------------------------------------------------
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
@@ -247,15 +256,10 @@ class SegmentationSystem(L.LightningModule):
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         images, masks = batch
-        if self.hparams["tta"]:
-            probs = self.predict_probs(images, tta=self.hparams["tta"])
-            labels = probs.argmax(1) if probs.shape[1] > 1 else (probs[:, 0] > 0.5).long()
-            logits = torch.log(probs.clamp_min(1e-7))
-            if probs.shape[1] == 1:
-                logits = torch.logit(probs.clamp(1e-7, 1 - 1e-7))
-        else:
-            logits = self.predict_logits(images)
-            labels = self.labels_from(logits)
+        # One pass gives the loss its logits and the metrics the labels of ``unet predict``
+        # (with TTA, both averaged over the same views).
+        logits, probs = self._infer(images, ("logits", "probs"), self.hparams["tta"])
+        labels = self._labels(probs)
         loss = self.loss_fn(logits, masks)
         self.log("val/loss", loss, prog_bar=True, sync_dist=True, batch_size=len(images))
         self.val_metrics.update(labels, masks)
