@@ -109,6 +109,25 @@ def test_missing_weights_and_invalid_tile(files, capsys):
     assert "nope.safetensors" in capsys.readouterr().err
     assert _predict(files, "--tile", "60") == 2
     assert "48, 64" in capsys.readouterr().err
+    assert _predict(files, "--overlap", "1") == 2
+    assert "--overlap must be in [0, 1). Received: 1.0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("num_classes", [1, 2, 3, 300])
+def test_written_masks_decode_to_the_class_ids(num_classes):
+    from unet_cli.predict import decode_mask, encode_mask
+
+    ids = np.random.default_rng(0).integers(0, max(num_classes, 2), size=(5, 7))
+    np.testing.assert_array_equal(decode_mask(encode_mask(ids, num_classes), num_classes), ids)
+
+
+def test_masks_that_encode_mask_never_writes_are_refused():
+    from unet_cli.predict import decode_mask
+
+    with pytest.raises(ValueError, match="class ids below"):
+        decode_mask(np.full((2, 2), 3, np.uint8), 3)
+    with pytest.raises(ValueError, match="only 0 and 255"):
+        decode_mask(np.full((2, 2), 1, np.uint8), 2)
 
 
 def test_unwritable_output_folder(files, capsys):

@@ -132,3 +132,20 @@ def test_unet_predict_writes_the_validation_labels(trained, backend):
         np.testing.assert_array_equal(system.predict_labels(image[None])[0].numpy(), val_labels)
         classes_seen |= set(np.unique(val_labels).tolist())
     assert len(classes_seen) >= 2, "the model predicts one class only: nothing was compared"
+
+
+def test_tta_of_unet_predict_is_the_systems_tta(trained):
+    out = trained["root"] / "masks-tta"
+    argv = ["predict", *map(str, trained["images"]), "--weights", str(trained["ckpt"]),
+            "--out", str(out), "--tile", str(trained["tile"]), "--tta", "--tta-mode", "hflip",
+            "--save-probs"]  # fmt: skip
+    assert main(argv) == 0
+    system = trained["system"]
+    for path in trained["images"]:
+        image = torch.from_numpy(read_image(path, system.spec.in_channels))[None]
+        val_probs = system.predict_probs(image, tta="hflip")[0].numpy()
+        noise = float(np.abs(np.load(out / f"{path.stem}_probs.npy") - val_probs).max())
+        assert noise < 1e-3, f"{path.name}: probabilities differ by {noise}"  # as above
+        mask = decode_mask(np.asarray(Image.open(out / f"{path.stem}_mask.png")), NUM_CLASSES)
+        differ = mask != system.predict_labels(image, tta="hflip")[0].numpy()
+        assert (_label_margin(val_probs)[differ] <= 2 * noise).all()

@@ -19,12 +19,12 @@ zero padding are made-up context. Each axis is planned on its own:
 - an axis no longer than the tile is one tile, the image padded (mirrored) at its far end only up to
   the nearest valid size: a 240×180 image with 16-pixel pooling cells is run once as 240×192, with no
   blending;
-- a longer axis is covered by tiles lying inside the image, stepping by ``tile * (1 - overlap)``
-  (rounded down to whole pooling cells, so they stay on the pooling grid) from the near edge, the
-  last one flush with the far edge. Each tile's output is weighted by a window that ramps (raised
-  cosine) across its overlaps with its neighbours and is flat elsewhere, so a pixel near a tile's
-  inner edge is taken mostly from the neighbour in which it sits deeper; the weights are normalised
-  by their sum.
+- a longer axis is covered by tiles lying inside the image: the first at the near edge, the last
+  flush with the far edge, as few between them as steps of at most ``tile * (1 - overlap)``
+  (rounded down to whole pooling cells) allow, spread evenly and placed on the pooling grid. Each
+  tile's output is weighted by a window that ramps (raised cosine) across its overlaps with its
+  neighbours and is flat elsewhere, so a pixel near a tile's inner edge is taken mostly from the
+  neighbour in which it sits deeper; the weights are normalised by their sum.
 
 Mirroring thus only happens where the image itself is smaller than a valid size.
 
