@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from unet_cli import crossframework as cf
-from unet_spec import UNetSpec, build_plan
+from unet_spec import UNetSpec, build_plan, keras_name
 
 cf.import_frameworks()
 
@@ -39,11 +39,13 @@ def torch_gradients(
     x: np.ndarray,
     target: np.ndarray,
     train: bool,
+    dtype: torch.dtype = torch.float32,
 ) -> tuple[float, dict[str, np.ndarray], np.ndarray]:
-    """Loss, gradients wrt every trainable canonical tensor, and the input gradient."""
-    model = cf.torch_model(spec, weights).train(train)
-    xt = torch.from_numpy(x.copy()).requires_grad_(True)
-    loss = F.mse_loss(model(xt), torch.from_numpy(target))
+    """Loss, gradients wrt every trainable canonical tensor, and the input gradient (computed in
+    ``dtype``; float64 gives the reference)."""
+    model = cf.torch_model(spec, weights).to(dtype).train(train)
+    xt = torch.from_numpy(x.copy()).to(dtype).requires_grad_(True)
+    loss = F.mse_loss(model(xt), torch.from_numpy(target).to(dtype))
     loss.backward()
     params = dict(model.named_parameters())
     grads = {
@@ -93,8 +95,10 @@ def torch_train(
     epsilon: float,
     bn_inputs: dict[str, list[np.ndarray]] | None = None,
     frozen: frozenset[str] = frozenset(),
+    dtype: torch.dtype = torch.float32,
 ) -> tuple[list[float], dict[str, np.ndarray]]:
-    """Steps of SGD with momentum 0.9 or Adam; returns the losses and the final weights.
+    """Steps of SGD with momentum 0.9 or Adam; returns the losses and the final weights (in
+    ``dtype``: float64 gives the reference trajectory that measures fp32's noise).
 
     Adam's epsilon follows Keras' convention: Keras adds ``epsilon`` to ``√v`` before the bias
     correction, PyTorch to ``√v̂`` after it, so PyTorch gets ``epsilon/√(1−β₂ᵗ)`` at step ``t``,
@@ -102,7 +106,7 @@ def torch_train(
     ``bn_inputs``, when given, collects every batch-norm layer's input per step (float64 numpy),
     from which the tests account for PyTorch's unbiased running variance.
     """
-    model = cf.torch_model(spec, weights).train()
+    model = cf.torch_model(spec, weights).to(dtype).train()
     params = [p for n, p in model.named_parameters() if n not in frozen]
     if optimizer == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=lr, momentum=0.9)
@@ -123,15 +127,14 @@ def torch_train(
         if optimizer != "sgd":
             opt.param_groups[0]["eps"] = epsilon / (1 - 0.999**step) ** 0.5
         opt.zero_grad()
-        loss = F.mse_loss(model(torch.from_numpy(x)), torch.from_numpy(target))
+        loss = F.mse_loss(model(torch.from_numpy(x).to(dtype)), torch.from_numpy(target).to(dtype))
         loss.backward()
         opt.step()
         losses.append(loss.item())
     for handle in handles:
         handle.remove()
-    from unet_torch import canonical_state
-
-    return losses, canonical_state(model)
+    state = model.state_dict()
+    return losses, {n: state[n].detach().numpy().copy() for n in build_plan(spec).weight_shapes}
 
 
 def keras_train(
@@ -142,19 +145,24 @@ def keras_train(
     lr: float,
     epsilon: float,
     frozen: frozenset[str] = frozenset(),
+    dtype: str = "float32",
 ) -> tuple[list[float], dict[str, np.ndarray]]:
     """Like :func:`torch_train`, on the Keras twin (eager steps, no XLA)."""
-    model = cf.keras_model(spec, weights, size_of(batches[0][0]))
+    model = cf.keras_model(spec, weights, size_of(batches[0][0]), dtype)
     if optimizer == "sgd":
         opt = keras.optimizers.SGD(learning_rate=lr, momentum=0.9)
     else:
         opt = keras.optimizers.Adam(learning_rate=lr, beta_1=0.9, beta_2=0.999, epsilon=epsilon)
+    # Canonical ``enc1.conv1.bias`` is the Keras variable ``enc1_conv1/bias``.
+    frozen_paths = {f"{keras_name(n.rsplit('.', 1)[0])}/{n.rsplit('.', 1)[1]}" for n in frozen}
+    assert all(any(v.path == p for v in model.trainable_variables) for p in frozen_paths)
     losses = []
     for x, target in batches:
         with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(tf.square(model(to_nhwc(x), training=True) - to_nhwc(target)))
-        trained = [v for v in model.trainable_variables if v.path.replace("/", ".") not in frozen]
+            out = model(to_nhwc(x).astype(dtype), training=True)
+            loss = tf.reduce_mean(tf.square(out - to_nhwc(target).astype(dtype)))
+        trained = [v for v in model.trainable_variables if v.path not in frozen_paths]
         grads = tape.gradient(loss, trained)
         opt.apply_gradients(zip(grads, trained, strict=True))
         losses.append(float(loss))
-    return losses, to_canonical(model, spec)
+    return losses, to_canonical(model, spec, dtype=np.dtype(dtype))

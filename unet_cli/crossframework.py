@@ -230,12 +230,24 @@ def torch_model(spec: UNetSpec, weights: Mapping[str, np.ndarray], device: str =
     return load_canonical(UNet(spec), weights).eval().to(device)
 
 
-def keras_model(spec: UNetSpec, weights: Mapping[str, np.ndarray], size: int | None):  # noqa: ANN201
-    """``build_unet(spec, size)`` with ``weights`` (logits out)."""
+def keras_model(  # noqa: ANN201
+    spec: UNetSpec, weights: Mapping[str, np.ndarray], size: int | None, dtype: str = "float32"
+):
+    """``build_unet(spec, size)`` with ``weights`` (logits out); ``dtype="float64"`` builds it
+    under Keras' float64 dtype policy (variables and computation in double precision)."""
     import_frameworks()
+    import keras
+
     from unet_keras import build_unet, from_canonical
 
-    return from_canonical(build_unet(spec, size), weights, spec)
+    if dtype == "float32":
+        return from_canonical(build_unet(spec, size), weights, spec)
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(dtype)
+    try:
+        return from_canonical(build_unet(spec, size), weights, spec)
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def tapped_blocks(spec: UNetSpec) -> list[str]:

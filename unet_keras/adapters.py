@@ -44,16 +44,17 @@ def from_canonical(
     return model
 
 
-def to_canonical(model: keras.Model, spec: UNetSpec) -> dict[str, np.ndarray]:
-    """The weights of a model built by :func:`build_unet` for ``spec``, in canonical form."""
+def to_canonical(
+    model: keras.Model, spec: UNetSpec, dtype: np.dtype | type = np.float32
+) -> dict[str, np.ndarray]:
+    """The weights of a model built by :func:`build_unet` for ``spec``, in canonical form
+    (``dtype``: float32, the file format's, or float64 for a model run in double precision)."""
     out: dict[str, np.ndarray] = {}
     for block in build_plan(spec).blocks:
         names = list(block.weight_shapes)
         if not names:
             continue
-        values = [
-            np.asarray(v, dtype=np.float32) for v in _layer(model, block.keras_name).get_weights()
-        ]
+        values = [np.asarray(v, dtype=dtype) for v in _layer(model, block.keras_name).get_weights()]
         if block.kind == "batchnorm":
             out.update({f"{block.name}.{t}": v for t, v in zip(_BN_ORDER, values, strict=True)})
         else:

@@ -11,8 +11,17 @@ framework, an export, a port) must stay within :attr:`NoiseTolerance.margin` tim
 
 The float64 run is the reference implementation itself, so a defect shared by both of its runs is
 invisible to it; the candidate is the independent implementation that catches such defects. The
-noise is measured on the reference only, never on the candidate: a defect in the candidate raises
-the candidate's own distance to the float64 result, and would raise its limit with it.
+noise is measured on the reference only, never on the candidate alone: a defect in the candidate
+raises the candidate's own distance to the float64 result, and would raise its limit with it.
+
+Where the candidate can run in float64 too (Keras under its float64 dtype policy), its own noise
+counts as well, because a defect can no longer hide in it: the two float64 runs are the same
+computation with rounding 2²⁹ times finer, so they must agree within the margin of the *smaller*
+fp32 noise. (Not closer: Keras' float64 policy still holds optimiser constants such as the learning
+rate as float32 variables, and TensorFlow's bilinear resize returns float32, so its float64 run
+carries some fp32-sized error.) Training steps need this: an optimiser amplifies rounding through the
+problem's conditioning, and one framework's accumulation order can then be far noisier than the
+other's without either being wrong.
 """
 
 from __future__ import annotations
@@ -78,9 +87,15 @@ class NoiseCheck:
 
     Attributes:
         max_abs, rel: max |candidate − reference| and ‖candidate − reference‖/‖reference‖.
-        noise_max_abs, noise_rel: The same figures for the fp32 reference against float64.
+        noise_max_abs, noise_rel: The fp32 noise: the reference against its float64 run (the
+            larger of that and the candidate's own noise, when the candidate has a float64 run).
         max_abs_limit, rel_limit: What the tolerance allows (margin × max(noise, floor)).
-        candidate_rel64: ‖candidate − float64‖/‖float64‖, the candidate's own fp32 error.
+        candidate_rel64: ‖candidate − float64‖/‖float64‖, the candidate's fp32 error.
+        candidate_noise_rel: The candidate's own fp32 noise against its float64 run (0 when it
+            has none).
+        float64_rel: ‖candidate float64 − reference float64‖/‖reference float64‖ (0 when the
+            candidate has no float64 run); must stay below ``float64_limit``.
+        float64_limit: ``margin`` × the smaller of the two fp32 noises (at least the floor).
         decisive: Pixels whose float64 top-2 logit margin (or distance from the sign threshold,
             with one channel) is too large for any output within the limits to change the label.
         flips: Decisive pixels whose candidate label differs from the float64 label.
@@ -99,10 +114,18 @@ class NoiseCheck:
     flips: int
     near_ties: int
     shape: tuple[int, ...]
+    candidate_noise_rel: float = 0.0
+    float64_rel: float = 0.0
+    float64_limit: float = float("inf")
 
     @property
     def passed(self) -> bool:
-        return self.rel <= self.rel_limit and self.max_abs <= self.max_abs_limit and not self.flips
+        return (
+            self.rel <= self.rel_limit
+            and self.max_abs <= self.max_abs_limit
+            and not self.flips
+            and self.float64_rel <= self.float64_limit
+        )
 
     @property
     def agreement(self) -> float:
@@ -116,7 +139,9 @@ class NoiseCheck:
         return self.rel / noise
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "passed": self.passed, "agreement": self.agreement}
+        """Plain figures for JSON (no infinities: a limit that does not apply is ``None``)."""
+        figures = {k: (None if v == float("inf") else v) for k, v in asdict(self).items()}
+        return {**figures, "passed": self.passed, "agreement": self.agreement}
 
     def __str__(self) -> str:
         labels = (
@@ -124,9 +149,14 @@ class NoiseCheck:
             if (self.decisive or self.flips)
             else ""
         )
+        float64 = (
+            f", float64 runs {self.float64_rel:.3g} apart (limit {self.float64_limit:.3g})"
+            if self.float64_limit != float("inf")
+            else ""
+        )
         return (
             f"rel={self.rel:.3g} (limit {self.rel_limit:.3g}, fp32 noise {self.noise_rel:.3g}) "
-            f"max|Δ|={self.max_abs:.3g} (limit {self.max_abs_limit:.3g}){labels}"
+            f"max|Δ|={self.max_abs:.3g} (limit {self.max_abs_limit:.3g}){labels}{float64}"
         )
 
 
@@ -159,6 +189,7 @@ def check_against_noise(
     *,
     labels: str | None = None,
     channel_axis: int = 1,
+    candidate64: np.ndarray | None = None,
 ) -> NoiseCheck:
     """Judge ``candidate`` against the fp32 ``reference`` by the noise of ``reference`` itself.
 
@@ -171,6 +202,9 @@ def check_against_noise(
             ``channel_axis``, ``"sign"`` (logits thresholded at 0), ``"half"`` (probabilities
             thresholded at 0.5), or ``None`` for no label check (inner blocks).
         channel_axis: The class axis (NCHW: 1).
+        candidate64: The candidate implementation's own float64 output, when it has one: its
+            noise then counts toward the limit, and it must match ``reference64`` more closely
+            than either fp32 run matches its float64 counterpart (see the module docstring).
 
     A pixel counts for the label check only when its float64 margin (top-2 difference, or
     distance from the threshold) exceeds twice the largest error the limits allow per value
@@ -186,7 +220,11 @@ def check_against_noise(
             f"cannot compare arrays of shapes {c.shape}, {r.shape} and {r64.shape} "
             "(candidate, reference, float64 reference)"
         )
-    if not (np.isfinite(c).all() and np.isfinite(r).all() and np.isfinite(r64).all()):
+    c64 = None if candidate64 is None else np.asarray(candidate64, dtype=np.float64)
+    if c64 is not None and c64.shape != c.shape:
+        raise ValueError(f"candidate64 has shape {c64.shape}, the candidate {c.shape}")
+    arrays = (c, r, r64) if c64 is None else (c, r, r64, c64)
+    if not all(np.isfinite(a).all() for a in arrays):
         inf = float("inf")
         return NoiseCheck(inf, inf, inf, inf, 0.0, 0.0, inf, 0, int(c.size > 0), 0, c.shape)
     scale = float(np.abs(r64).max()) if r64.size else 0.0
@@ -194,6 +232,13 @@ def check_against_noise(
     max_abs, rel = _distance(c, r, r64)
     noise_max_abs, noise_rel = _distance(r, r64, r64)
     _, candidate_rel64 = _distance(c, r64, r64)
+    candidate_noise_rel, float64_rel, float64_limit = 0.0, 0.0, float("inf")
+    if c64 is not None:
+        candidate_noise_max, candidate_noise_rel = _distance(c, c64, r64)
+        _, float64_rel = _distance(c64, r64, r64)
+        float64_limit = tolerance.margin * max(min(noise_rel, candidate_noise_rel), tolerance.floor)
+        noise_rel = max(noise_rel, candidate_noise_rel)
+        noise_max_abs = max(noise_max_abs, candidate_noise_max)
     rel_limit = tolerance.margin * max(noise_rel, tolerance.floor)
     max_abs_limit = tolerance.margin * max(noise_max_abs, tolerance.floor * max(scale, rms))
     decisive = flips = near_ties = 0
@@ -206,7 +251,7 @@ def check_against_noise(
         near_ties = int((~clear).sum())
     return NoiseCheck(
         max_abs, rel, noise_max_abs, noise_rel, max_abs_limit, rel_limit, candidate_rel64,
-        decisive, flips, near_ties, tuple(c.shape),
+        decisive, flips, near_ties, tuple(c.shape), candidate_noise_rel, float64_rel, float64_limit,
     )  # fmt: skip
 
 

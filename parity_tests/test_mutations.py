@@ -1,0 +1,211 @@
+"""The parity check is strict where it matters: each real porting defect, planted in the Keras twin,
+fails it at every preset it applies to, and the report names the block where the defect enters.
+
+The defects are the ones a port between the two frameworks actually meets:
+
+- a kernel transposed the wrong way (kh and kw swapped: ``transpose(3, 2, 1, 0)``);
+- a dropped bias (a convolution built without its bias, or the bias not copied);
+- the decoder's concatenation in the other order (``[skip, upsampled]``);
+- batch norm with the other framework's default epsilon (Keras 1e-3 against PyTorch's 1e-5);
+- batch-norm momentum in the other convention (Keras' ``momentum`` is ``1 −`` PyTorch's): only
+  visible in training mode, so it is checked on the running statistics of one training step;
+- a center crop one pixel off;
+- a bilinear resize with the align-corners rule instead of half-pixel centres.
+
+The Keras builder and adapter are patched for the duration of one test only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from unet_cli import crossframework as cf
+from unet_spec import PRESETS, NoiseTolerance, check_against_noise, get_preset, random_weights
+
+cf.import_frameworks()
+
+# isort: off
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import torch  # noqa: E402
+# isort: on
+
+import unet_keras.adapters as adapters  # noqa: E402
+import unet_keras.builder as builder  # noqa: E402
+
+
+def _size(name: str) -> int:
+    """The smallest valid size with a few output pixels: full-width presets stay quick."""
+    spec = PRESETS[name]
+    return spec.plan().nearest_valid_size(8 * 2**spec.depth, direction="up")
+
+
+def _presets(kind: str) -> list[str]:
+    """Presets whose plan has a block of ``kind``."""
+    return sorted(n for n, s in PRESETS.items() if any(b.kind == kind for b in s.plan().blocks))
+
+
+def _first_block(name: str, kind: str) -> str:
+    return next(b.name for b in PRESETS[name].plan().blocks if b.kind == kind)
+
+
+def _first_rescaling(name: str) -> str:
+    """The first resize or upsample block that changes the size (a resize to the same size is the
+    identity under every rule)."""
+    layout = PRESETS[name].plan().layout(_size(name))
+    for info in layout:
+        block = info.block
+        if block.kind in ("resize", "upsample"):
+            if info.shape[1:] != layout[block.inputs[0]].shape[1:]:
+                return block.name
+    raise AssertionError(f"{name}: no block changes size")
+
+
+# -- the defects ------------------------------------------------------------------------------------
+def _transposed_kernel(monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setattr(
+        adapters, "_to_keras_kernel", lambda w: np.ascontiguousarray(np.transpose(w, (3, 2, 1, 0)))
+    )
+
+
+DROPPED = "dec1.conv1"
+
+
+def _dropped_bias(monkeypatch) -> None:  # noqa: ANN001
+    load = adapters.from_canonical
+
+    def without_bias(model, weights, spec):  # noqa: ANN001, ANN202
+        weights = dict(weights)
+        weights[f"{DROPPED}.bias"] = np.zeros_like(weights[f"{DROPPED}.bias"])
+        return load(model, weights, spec)
+
+    monkeypatch.setattr(cf, "keras_model", lambda spec, w, size: without_bias(
+        builder.build_unet(spec, size), w, spec))  # fmt: skip
+
+
+class _SwappedConcat(keras.layers.Concatenate):
+    def call(self, inputs):  # noqa: ANN001, ANN201
+        return super().call(list(reversed(inputs)))
+
+
+def _swapped_concat(monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setattr(builder.layers, "Concatenate", _SwappedConcat)
+
+
+def _bn_epsilon(monkeypatch) -> None:  # noqa: ANN001
+    original = builder.layers.BatchNormalization
+
+    def keras_default_epsilon(*, epsilon: float, **kwargs):  # noqa: ANN202
+        return original(epsilon=1e-3 if epsilon != 1e-3 else 1e-5, **kwargs)
+
+    monkeypatch.setattr(builder.layers, "BatchNormalization", keras_default_epsilon)
+
+
+def _crop_off_by_one(monkeypatch) -> None:  # noqa: ANN001
+    original = builder.layers.Cropping2D
+
+    def shifted(cropping, **kwargs):  # noqa: ANN001, ANN202
+        (top, bottom), horizontal = cropping
+        vertical = (top + 1, bottom - 1) if bottom > 0 else (top - 1, bottom + 1)
+        return original((vertical, horizontal), **kwargs)
+
+    monkeypatch.setattr(builder.layers, "Cropping2D", shifted)
+
+
+class _AlignCornersResize(keras.layers.Layer):
+    """Bilinear resizing with the align-corners rule (TF1's default), not half-pixel centres."""
+
+    def __init__(self, height: int, width: int, **kwargs) -> None:
+        kwargs.pop("interpolation", None)
+        super().__init__(**kwargs)
+        self.size = (height, width)
+
+    def call(self, x):  # noqa: ANN001, ANN201
+        return tf.compat.v1.image.resize_bilinear(x, self.size, align_corners=True)
+
+    def compute_output_shape(self, shape):  # noqa: ANN001, ANN201
+        return (shape[0], *self.size, shape[3])
+
+
+class _AlignCornersUpsample(keras.layers.Layer):
+    def __init__(self, size, **kwargs) -> None:  # noqa: ANN001
+        kwargs.pop("interpolation", None)
+        super().__init__(**kwargs)
+        self.factor = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
+
+    def call(self, x):  # noqa: ANN001, ANN201
+        h, w = x.shape[1] * self.factor[0], x.shape[2] * self.factor[1]
+        return tf.compat.v1.image.resize_bilinear(x, (h, w), align_corners=True)
+
+    def compute_output_shape(self, shape):  # noqa: ANN001, ANN201
+        return (shape[0], shape[1] * self.factor[0], shape[2] * self.factor[1], shape[3])
+
+
+def _resize_rule(monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setattr(builder.layers, "Resizing", _AlignCornersResize)
+    monkeypatch.setattr(builder.layers, "UpSampling2D", _AlignCornersUpsample)
+
+
+MUTATIONS = {
+    # defect: (plant it, presets it applies to, the block where it must be found first)
+    "transposed-kernel": (_transposed_kernel, sorted(PRESETS), lambda n: _first_block(n, "conv")),
+    "dropped-bias": (_dropped_bias, sorted(PRESETS), lambda n: DROPPED),
+    "swapped-concat": (_swapped_concat, _presets("concat"), lambda n: _first_block(n, "concat")),
+    "bn-epsilon": (_bn_epsilon, _presets("batchnorm"), lambda n: _first_block(n, "batchnorm")),
+    "crop-off-by-one": (_crop_off_by_one, _presets("crop"), lambda n: _first_block(n, "crop")),
+    "resize-rule": (
+        _resize_rule,
+        sorted(set(_presets("resize")) | set(_presets("upsample"))),
+        lambda n: _first_rescaling(n),
+    ),
+}
+CASES = [(m, p) for m, (_, presets, _) in MUTATIONS.items() for p in presets]
+
+
+def test_every_preset_meets_the_defects_that_apply_to_it() -> None:
+    covered = {p for _, p in CASES}
+    assert covered == set(PRESETS)
+    assert {"crop-off-by-one", "resize-rule", "bn-epsilon"} <= {m for m, _ in CASES}
+
+
+@pytest.mark.parametrize(("mutation", "preset"), CASES, ids=[f"{m}-{p}" for m, p in CASES])
+def test_a_planted_defect_fails_parity(mutation: str, preset: str, monkeypatch) -> None:
+    plant, _, where = MUTATIONS[mutation]
+    spec = get_preset(preset)
+    weights = random_weights(spec, seed=6)
+    x = cf.random_input(spec, _size(preset), batch=1, seed=6)
+    plant(monkeypatch)
+    report = cf.run_parity(spec, weights, x)
+    assert not report.passed
+    assert report.first_failure == where(preset), report.first_failure
+    assert not report.logits.passed, report.logits
+
+
+@pytest.mark.parametrize("preset", _presets("batchnorm"))
+def test_batch_norm_momentum_in_the_other_convention_fails(preset: str) -> None:
+    """One training-mode forward pass: the running statistics must follow the spec's momentum."""
+    spec = get_preset(preset)
+    weights = random_weights(spec, seed=6)
+    x = cf.random_input(spec, _size(preset), batch=2, seed=6)
+    bn = _first_block(preset, "batchnorm")
+
+    def torch_stats(dtype: torch.dtype) -> np.ndarray:
+        model = cf.torch_model(spec, weights).to(dtype).train()
+        with torch.no_grad():
+            model(torch.from_numpy(x).to(dtype))
+        return model.get_submodule(bn).running_mean.numpy()
+
+    ref, ref64 = torch_stats(torch.float32), torch_stats(torch.float64)
+
+    def keras_stats(momentum: float) -> np.ndarray:
+        model = cf.keras_model(spec, weights, _size(preset))
+        layer = model.get_layer(bn.replace(".", "_"))
+        layer.momentum = momentum
+        model(adapters.to_nhwc(x), training=True)
+        return np.asarray(layer.moving_mean)
+
+    right = check_against_noise(keras_stats(1.0 - spec.bn_momentum), ref, ref64, NoiseTolerance())
+    wrong = check_against_noise(keras_stats(spec.bn_momentum), ref, ref64, NoiseTolerance())
+    assert right.passed, right
+    assert not wrong.passed, wrong
