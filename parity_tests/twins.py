@@ -60,10 +60,8 @@ def _keras_canonical(model: keras.Model, spec: UNetSpec, arrays: Mapping[str, np
     for block in build_plan(spec).blocks:
         if block.weight_shapes:
             layer = model.get_layer(block.keras_name)
-            layer.set_weights(
-                [arrays.get(v.path, np.zeros(v.shape, np.float32)) for v in layer.weights]
-            )
-    return to_canonical(model, spec)
+            layer.set_weights([arrays.get(v.path, np.zeros(v.shape)) for v in layer.weights])
+    return to_canonical(model, spec, dtype=np.dtype(model.dtype))
 
 
 def keras_gradients(
@@ -72,12 +70,14 @@ def keras_gradients(
     x: np.ndarray,
     target: np.ndarray,
     train: bool,
+    dtype: str = "float32",
 ) -> tuple[float, dict[str, np.ndarray], np.ndarray]:
     """Like :func:`torch_gradients`, on the Keras twin."""
-    model = cf.keras_model(spec, weights, size_of(x))
-    xv = tf.Variable(to_nhwc(x))
+    model = cf.keras_model(spec, weights, size_of(x), dtype)
+    xv = tf.Variable(to_nhwc(x).astype(dtype))
     with tf.GradientTape() as tape:
-        loss = tf.reduce_mean(tf.square(model(xv, training=train) - to_nhwc(target)))
+        out = model(xv, training=train)
+        loss = tf.reduce_mean(tf.square(out - to_nhwc(target).astype(dtype)))
     variables = model.trainable_variables
     grads = tape.gradient(loss, [xv, *variables])
     by_path = {v.path: np.asarray(g) for v, g in zip(variables, grads[1:], strict=True)}
