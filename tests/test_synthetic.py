@@ -44,3 +44,25 @@ def test_fewer_classes_limits_labels():
 def test_bad_class_count_is_named(bad):
     with pytest.raises(ValueError, match="num_classes"):
         make_sample(0, num_classes=bad)
+
+
+def test_shapes_are_separated_by_background():
+    # Shapes never overlap or touch: any two 4-neighbours of different classes include background.
+    _, masks = make_dataset(24, size=64, num_classes=len(CLASS_NAMES))
+    for a, b in ((masks[:, 1:, :], masks[:, :-1, :]), (masks[:, :, 1:], masks[:, :, :-1])):
+        touching = (a != b) & (a > 0) & (b > 0)
+        assert not touching.any()
+
+
+def test_shape_textures_stand_out_from_the_noise():
+    # Inside striped rectangles the texture, not the noise, makes most of the spread of values:
+    # the same images generated without noise keep most of it.
+    ratios = []
+    for index in range(8):
+        noisy, mask = make_sample(index, size=96, seed=1)
+        clean, _ = make_sample(index, size=96, seed=1, noise=0.0)
+        inside = mask == CLASS_NAMES.index("rectangle")
+        if inside.sum() > 50:
+            ratios.append(clean[0][inside].std() / noisy[0][inside].std())
+    assert len(ratios) >= 3
+    assert np.median(ratios) > 0.75

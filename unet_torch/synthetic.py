@@ -5,8 +5,9 @@ the same images on every machine and in every process of a distributed run.
 
 Each class has its own shape and texture (disks are flat, rectangles striped, triangles
 checkered, rings blotchy) but brightness is drawn at random from a pool shared with the background,
-and the background takes any texture, so a model has to combine outline, texture and context rather
-than threshold one intensity.
+and the background takes any texture (faintly), so a model has to combine outline, texture and
+context rather than threshold one intensity. Shapes never overlap: every outline is whole, which
+keeps the task learnable in a few minutes on a CPU.
 """
 
 from __future__ import annotations
@@ -19,6 +20,15 @@ CLASS_NAMES: tuple[str, ...] = ("background", "disk", "rectangle", "triangle", "
 
 # Texture of each foreground class (background: any).
 _CLASS_TEXTURE = {1: 3, 2: 0, 3: 1, 4: 2}
+# Texture amplitudes: a shape's texture is several times the background's, so it stays visible
+# through the noise while a background that happens to share it stays faint.
+_SHAPE_AMPLITUDE = 0.2
+_BACKGROUND_AMPLITUDE = 0.05
+# Shapes per image, and their radius as a share of the image side.
+_MIN_SHAPES, _MAX_SHAPES = 3, 6
+_RADIUS = (0.1, 0.2)
+# Background pixels kept between two shapes, and placements tried before a shape is dropped.
+_GAP, _PLACEMENT_TRIES = 2, 20
 
 
 def _texture(rng: np.random.Generator, h: int, w: int, kind: int) -> np.ndarray:
@@ -41,9 +51,17 @@ def _texture(rng: np.random.Generator, h: int, w: int, kind: int) -> np.ndarray:
     return np.zeros((h, w), np.float32)  # flat
 
 
+def _grow(mask: np.ndarray, pixels: int) -> np.ndarray:
+    """``mask`` dilated by ``pixels`` (4-connected steps)."""
+    for _ in range(pixels):
+        p = np.pad(mask, 1)
+        mask = p[1:-1, 1:-1] | p[:-2, 1:-1] | p[2:, 1:-1] | p[1:-1, :-2] | p[1:-1, 2:]
+    return mask
+
+
 def _shape_mask(rng: np.random.Generator, cls: int, h: int, w: int) -> np.ndarray:
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    r = float(rng.uniform(0.08, 0.18)) * min(h, w)
+    r = float(rng.uniform(*_RADIUS)) * min(h, w)
     cy, cx = rng.uniform(r, h - r), rng.uniform(r, w - r)
     if cls == 1:  # disk
         return (yy - cy) ** 2 + (xx - cx) ** 2 <= r**2
@@ -70,7 +88,7 @@ def make_sample(
     in_channels: int = 1,
     num_classes: int = 5,
     seed: int = 0,
-    noise: float = 0.1,
+    noise: float = 0.06,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Generate sample ``index`` of the synthetic dataset.
 
@@ -104,16 +122,24 @@ def make_sample(
         return colours[colour_idx][:, None, None] + amplitude * _texture(rng, h, w, kind)[None]
 
     background = int(rng.integers(8))
-    image = layer(background, int(rng.integers(4)), 0.05)
+    image = layer(background, int(rng.integers(4)), _BACKGROUND_AMPLITUDE)
     mask = np.zeros((h, w), np.int64)
-    count = int(rng.integers(3, 7))
+    count = int(rng.integers(_MIN_SHAPES, _MAX_SHAPES + 1))
+    taken = np.zeros((h, w), bool)  # shapes so far, grown by the gap
     for _ in range(count):
         cls = int(rng.integers(1, num_classes))
-        inside = _shape_mask(rng, cls, h, w)
+        # Shapes never overlap, so every outline is whole; a shape with no room left is dropped.
+        for _ in range(_PLACEMENT_TRIES):
+            inside = _shape_mask(rng, cls, h, w)
+            if not (inside & taken).any():
+                break
+        else:
+            continue
+        taken |= _grow(inside, _GAP)
         texture = _CLASS_TEXTURE[cls]
         # Any brightness but the background's own, so every outline has some contrast.
         colour = (background + int(rng.integers(1, 8))) % 8
-        image = np.where(inside[None], layer(colour, texture, 0.1), image)
+        image = np.where(inside[None], layer(colour, texture, _SHAPE_AMPLITUDE), image)
         mask[inside] = cls
     # A soft edge (3-tap blur) so boundaries are not single-pixel steps.
     blurred = image.copy()
