@@ -232,7 +232,7 @@ class RunArtifacts(Callback):
             preds = []
             for _, image, _ in samples:
                 x = torch.from_numpy(image)[None].to(pl_module.device)
-                preds.append(pl_module.labels_from(pl_module.predict_logits(x))[0].cpu().numpy())
+                preds.append(pl_module.predict_labels(x)[0].cpu().numpy())
         finally:
             pl_module.model.load_state_dict(current)
             pl_module.train(was_training)
