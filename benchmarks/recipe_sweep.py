@@ -25,6 +25,7 @@ import lightning as L  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
+from unet_spec import machine_info  # noqa: E402
 from unet_torch.callbacks import FiniteLossGuard  # noqa: E402
 from unet_torch.data import FolderDataModule  # noqa: E402
 from unet_torch.system import SegmentationSystem  # noqa: E402
@@ -116,7 +117,8 @@ def main() -> None:
                     results.append(run(name, args.data_root, seed, args.workers, args.max_steps))
                 except Exception as exc:  # one broken variant must not cost the rest of the sweep
                     print(f"{name} seed {seed}: {type(exc).__name__}: {exc}", flush=True)
-                args.json.write_text(json.dumps({"device": device, "results": results}, indent=1))
+                doc = {"device": device, "machine": machine_info(), "results": results}
+                args.json.write_text(json.dumps(doc, indent=1))
 
 
 if __name__ == "__main__":

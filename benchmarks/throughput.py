@@ -26,7 +26,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -39,7 +38,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from unet_spec import DEFAULT_SIZES, UNetSpec, get_preset, random_weights  # noqa: E402
+from unet_spec import (  # noqa: E402
+    DEFAULT_SIZES,
+    UNetSpec,
+    get_preset,
+    machine_info,
+    machine_line,
+    random_weights,
+)
 
 LR = 1e-4
 ADAM_EPS = 1e-7  # Keras' default; torch gets the same so both optimisers do the same update
@@ -283,7 +289,8 @@ def cpu(args: argparse.Namespace) -> dict:
     return {
         "mode": "cpu",
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": _machine(),
+        "machine": machine_line(),
+        "machine_info": machine_info(),
         "torch": torch.__version__,
         "keras": keras.__version__,
         "threads": torch.get_num_threads(),
@@ -342,18 +349,6 @@ def print_cpu(report: dict) -> None:
                   f"{t['keras_train'] / t['torch_train_recompute']:.2f}× | {mem} |")  # fmt: skip
     print("\nratios: infer × = fastest Keras / torch channels_last; train × = Keras / torch; "
           "memory ratio = torch / Keras peak RSS")  # fmt: skip
-
-
-def _machine() -> str:
-    cpu_name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu_name}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}"
 
 
 # -- GPU ------------------------------------------------------------------------------------------
@@ -523,7 +518,8 @@ def large(args: argparse.Namespace) -> dict:
     report = {
         "mode": "large",
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": _machine(),
+        "machine": machine_line(),
+        "machine_info": machine_info(),
         "torch": torch.__version__,
         "preset": preset,
         "image": [spec.in_channels, n, n],
