@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -32,6 +33,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from unet_spec.machine import machine_info, machine_line  # noqa: E402
+
 
 def run_seed(seed: int, config: Path, workdir: Path, extra: list[str], env: dict) -> dict:
     """Train ``config`` with ``seed`` in ``workdir``; return the figures of its best epoch."""
@@ -41,9 +44,12 @@ def run_seed(seed: int, config: Path, workdir: Path, extra: list[str], env: dict
            "--seed_everything", str(seed), "--data.init_args.seed", str(seed),
            "--trainer.enable_progress_bar", "false", *extra]  # fmt: skip
     load_before = os.getloadavg()[0]
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     process_s = time.monotonic() - start
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_s = sum(getattr(cpu_after, f) - getattr(cpu_before, f) for f in ("ru_utime", "ru_stime"))
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr[-4000:])
         raise SystemExit(f"seed {seed}: train.py exited with status {proc.returncode}")
@@ -64,6 +70,9 @@ def run_seed(seed: int, config: Path, workdir: Path, extra: list[str], env: dict
         "global_step": metrics["global_step"],
         "wall_time_s": metrics["wall_time_s"],
         "process_s": round(process_s, 1),
+        # CPU seconds of the whole process (both threads, start-up and export included): less
+        # sensitive than the wall time to other work on the machine.
+        "cpu_s": round(cpu_s, 1),
         "load_before": round(load_before, 2),
         "load_after": round(os.getloadavg()[0], 2),
     }
@@ -78,7 +87,8 @@ def passes(row: dict, args: argparse.Namespace) -> bool:
 
 
 def table(rows: list[dict], names: list[str], args: argparse.Namespace) -> str:
-    head = ["seed", "best mean Dice", *names, "worst class", "training", "load (1 min)", "goal"]
+    head = ["seed", "best mean Dice", *names, "worst class", "training", "CPU time", "load (1 min)",
+            "goal"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         minutes, seconds = divmod(round(r["wall_time_s"]), 60)
@@ -88,6 +98,7 @@ def table(rows: list[dict], names: list[str], args: argparse.Namespace) -> str:
             *(f"{d:.3f}" for d in r["dice_per_class"]),
             f"{names[r['worst_class']]} {min(r['dice_per_class']):.3f}",
             f"{minutes} min {seconds:02d} s, {r['global_step']} steps",
+            f"{r['cpu_s']:.0f} s" if "cpu_s" in r else "-",
             f"{r['load_before']:.1f} → {r['load_after']:.1f}",
             "met" if passes(r, args) else "**missed**",
         ]
@@ -110,13 +121,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-dice", type=float, default=0.85, help="goal: best mean Dice")
     parser.add_argument("--min-class", type=float, default=0.6, help="goal: Dice of every class")
     parser.add_argument("--max-minutes", type=float, default=3.0, help="goal: training wall time")
+    parser.add_argument("--show", type=Path, help="print the table of a saved results file, run nothing")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.show:
+        saved = json.loads(args.show.read_text())
+        for key, value in saved["goal"].items():
+            setattr(args, key, value)
+        print(f"Machine: {machine_line(saved['machine'])}; {saved['date'][:10]}\n")
+        print(table(saved["runs"], saved["class_names"], args))
+        return 0 if saved["all_met"] else 1
 
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
     if args.isa:
         # Set here too, so the machine line names the cap the runs use.
         os.environ["ONEDNN_MAX_CPU_ISA"] = env["ONEDNN_MAX_CPU_ISA"] = args.isa
-    from unet_spec.machine import machine_info, machine_line
     from unet_torch.synthetic import CLASS_NAMES
 
     config = args.config.resolve()
