@@ -315,8 +315,10 @@ def head(logits: np.ndarray, activation: str) -> np.ndarray:
 
 
 def parity_labels(spec: UNetSpec, probabilities: bool) -> str:
-    """How the parity check turns ``spec``'s outputs into labels: the argmax over several
-    channels; one channel is thresholded at 0.5 as a sigmoid probability, else at 0 as a logit."""
+    """How the parity check turns ``spec``'s outputs into labels, by the rule of
+    :func:`unet_spec.tiling.labels_from_probs`: the argmax over several channels; one channel is
+    thresholded at 0.5 as a sigmoid probability, else at 0 as a logit. (The check needs the rule
+    by name, to measure each pixel's float64 margin from its threshold.)"""
     if spec.num_classes > 1:
         return "argmax"
     return "half" if probabilities and spec.head == "sigmoid" else "sign"

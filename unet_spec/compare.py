@@ -39,14 +39,14 @@ class NoiseTolerance:
 
     Attributes:
         margin: Limit = ``margin`` × measured noise. Two fp32 implementations of one sum carry
-            errors of the same kind whose sizes differ with their summation orders: rounding
-            error grows like the square root of the partial-sum lengths, and the kernels of
-            oneDNN, Eigen and PyTorch block their sums differently by factors up to about 16, so
-            their errors differ by a factor of about √16 = 4. An order of magnitude covers that
-            with room; the defects the checks exist for (a transposed kernel, a dropped bias, a
-            wrong batch-norm epsilon, a one-pixel crop shift, a different resize rule) are orders
-            of magnitude above it (the mutation tests in ``parity_tests/test_mutations.py`` prove
-            it for every preset).
+            errors of the same kind whose sizes differ with their summation orders, and the
+            kernels of oneDNN, Eigen and PyTorch block their sums differently by factors up to
+            about 16. Typical rounding error grows like the square root of the partial-sum
+            length (a ratio of √16 = 4 between implementations), worst-case error linearly (a
+            ratio of 16); the margin is the worst case. The defects the checks exist for (a
+            transposed kernel, a dropped bias, a wrong batch-norm epsilon, a one-pixel crop
+            shift, a different resize rule) are orders of magnitude above it (the mutation tests
+            in ``parity_tests/test_mutations.py`` prove it for every preset).
         floor: Smallest noise assumed, relative to the reference's scale: a few fp32 roundings
             (8 ε). It matters only where the fp32 reference happens to be exact (a tiny model,
             a block of exact operations), where a limit of zero would reject legitimate rounding.
