@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from unet_cli import crossframework as cf
+import unet_bridge as cf
 
 cf.import_frameworks()
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import unet_bridge as cf
 from parity_tests.seed_reference import keras, seed_unet
-from unet_cli import crossframework as cf
 from unet_cli.main import main
 from unet_keras.foreign import load_keras_weights
 from unet_spec import check_against_noise, get_preset, load_weights

@@ -14,9 +14,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import unet_bridge as cf
 import unet_keras
 from parity_tests.conftest import make_twins
-from unet_cli import crossframework as cf
 from unet_spec import DEFAULT_SIZES, PRESETS, UNetSpec, check_against_noise
 from unet_torch import UNet, canonical_state, load_canonical, probabilities
 

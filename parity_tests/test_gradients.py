@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
+import unet_bridge as cf
 from parity_tests.twins import build_plan, keras_gradients, torch_gradients
-from unet_cli import crossframework as cf
 from unet_spec import check_against_noise, get_preset, random_weights
 
 CASES = [

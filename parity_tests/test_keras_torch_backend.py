@@ -8,7 +8,7 @@ dots: that is why Keras layer names use underscores, see ``unet_spec.Block.keras
 
 from __future__ import annotations
 
-from unet_cli import crossframework as cf
+import unet_bridge as cf
 from unet_spec import get_preset, random_weights
 
 CASES = [("modern-small", 64), ("seed-small", 188)]

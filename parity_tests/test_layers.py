@@ -1,7 +1,7 @@
 """Every block's activation agrees across the twins, not only the output.
 
 Each block is judged by its own measured fp32 noise: the PyTorch twin in fp32 against the same
-twin in float64, on the same weights and input (:func:`unet_cli.crossframework.run_parity`). The
+twin in float64, on the same weights and input (:func:`unet_bridge.run_parity`). The
 noise grows along the encoder convolutions, so a fixed limit would be loose at the first block
 and tight at the last; a limit per block catches a defect where it enters.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from unet_cli import crossframework as cf
+import unet_bridge as cf
 from unet_spec import DEFAULT_SIZES, get_preset, random_weights
 
 SMALL = ["seed-small", "paper-small", "modern-small", "modern-bilinear-small"]

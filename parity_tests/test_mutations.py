@@ -20,7 +20,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from unet_cli import crossframework as cf
+import unet_bridge as cf
+from unet_bridge import parity as bridge_parity
 from unet_spec import PRESETS, NoiseTolerance, check_against_noise, get_preset, random_weights
 
 cf.import_frameworks()
@@ -80,7 +81,8 @@ def _dropped_bias(monkeypatch) -> None:  # noqa: ANN001
         weights[f"{DROPPED}.bias"] = np.zeros_like(weights[f"{DROPPED}.bias"])
         return load(model, weights, spec)
 
-    monkeypatch.setattr(cf, "keras_model", lambda spec, w, size: without_bias(
+    # run_parity looks keras_model up in unet_bridge.parity, so the planted builder goes there.
+    monkeypatch.setattr(bridge_parity, "keras_model", lambda spec, w, size: without_bias(
         builder.build_unet(spec, size), w, spec))  # fmt: skip
 
 

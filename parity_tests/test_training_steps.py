@@ -37,8 +37,8 @@ import numpy as np
 import pytest
 import torch
 
+import unet_bridge as cf
 from parity_tests.twins import keras_train, torch_train
-from unet_cli import crossframework as cf
 from unet_spec import build_plan, check_against_noise, get_preset, random_weights
 
 STEPS = 5

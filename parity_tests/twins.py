@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from unet_cli import crossframework as cf
+import unet_bridge as cf
 from unet_spec import UNetSpec, build_plan, keras_name
 
 cf.import_frameworks()

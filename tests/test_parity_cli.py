@@ -53,16 +53,17 @@ def test_report_json_and_plot(weights_file, tmp_path, capsys) -> None:
 
 def test_a_perturbed_keras_weight_exits_1(weights_file, tmp_path, capsys, monkeypatch) -> None:
     """A Keras twin whose ``dec2.conv1`` bias is off by 1e-3 fails, and the report names it."""
-    from unet_cli import crossframework as cf
+    # run_parity looks the builder up in the module that defines it, so the patch goes there.
+    from unet_bridge import parity
 
-    build = cf.keras_model
+    build = parity.keras_model
 
     def perturbed(spec, weights, size):  # noqa: ANN001, ANN202
         weights = dict(weights)
         weights["dec2.conv1.bias"] = weights["dec2.conv1.bias"] + np.float32(1e-3)
         return build(spec, weights, size)
 
-    monkeypatch.setattr(cf, "keras_model", perturbed)
+    monkeypatch.setattr(parity, "keras_model", perturbed)
     out = tmp_path / "r.json"
     code = main(["parity", str(weights_file), "--size", "188", "--json", str(out)])
     assert code == 1

@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from unet_cli import crossframework as cf
+import unet_bridge as cf
+from unet_bridge import parity as bridge_parity
 from unet_cli.main import main
 from unet_spec import get_preset, random_weights
 
@@ -67,14 +68,15 @@ def test_a_port_out_of_tolerance_exits_1_and_writes_nothing(
 ) -> None:
     """A Keras twin that computes something else (a shifted bias) fails the verification."""
     folder, _ = sources
-    build = cf.keras_model
+    # The verification's run_parity looks the builder up in unet_bridge.parity: patch it there.
+    build = bridge_parity.keras_model
 
     def shifted(spec, weights, size):  # noqa: ANN001, ANN202
         weights = dict(weights)
         weights["head.bias"] = weights["head.bias"] + np.float32(1e-3)
         return build(spec, weights, size)
 
-    monkeypatch.setattr(cf, "keras_model", shifted)
+    monkeypatch.setattr(bridge_parity, "keras_model", shifted)
     dst = tmp_path / "out.keras"
     assert main(["port", str(folder / "src.safetensors"), str(dst)]) == 1
     assert "verification failed, nothing written" in capsys.readouterr().out

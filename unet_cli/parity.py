@@ -20,7 +20,7 @@ from unet_cli.common import add_spec_arguments, spec_from_args
 from unet_spec import NoiseTolerance, atomic_write_bytes
 
 if TYPE_CHECKING:
-    from unet_cli.crossframework import ParityReport
+    from unet_bridge import ParityReport
 
 HELP = "compare the PyTorch and Keras models of a weight file, block by block"
 
@@ -54,7 +54,7 @@ def _check_output(path: Path | None, option: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from unet_cli import crossframework as cf
+    import unet_bridge as cf
 
     if args.batch < 1:
         raise ValueError(f"--batch must be at least 1. Received: --batch {args.batch}")

@@ -62,7 +62,7 @@ def _temporary_path(dst: Path, suffix: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from unet_cli import crossframework as cf
+    import unet_bridge as cf
 
     src: Path = args.src
     dst: Path = args.dst
@@ -127,7 +127,7 @@ def verify(
     Returns:
         Whether everything held, and a one-line summary.
     """
-    from unet_cli import crossframework as cf
+    import unet_bridge as cf
 
     shown = shown or written
     reloaded, _, _ = cf.load_any_weights(written, spec)  # also checks the stored spec
@@ -161,7 +161,7 @@ def compare_with_model(
     Returns:
         The :class:`~unet_spec.NoiseCheck` and what was compared (``"logits"`` or an activation).
     """
-    from unet_cli import crossframework as cf
+    import unet_bridge as cf
     from unet_keras import to_nchw, to_nhwc
 
     size = _fixed_size(model) or cf.small_size(spec)

@@ -1,0 +1,199 @@
+"""Imports point down the layers only (the picture in the README's "The packages").
+
+``unet_spec`` is the base; ``unet_torch`` and ``unet_keras`` are spokes above it that never import
+each other; ``unet_bridge`` runs both; the ``unet`` command, training, the parity tests and the
+benchmarks sit on top. The rules are read from the source (every ``import`` statement, including the
+lazy ones inside functions), so a violation is caught on any machine, whatever is installed.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+FRAMEWORKS = ("torch", "tensorflow", "keras", "lightning")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """``package`` may not import any of ``forbidden`` (a name and everything below it).
+
+    ``module_level_only`` limits the rule to imports run when a module is imported (lazy imports
+    inside functions are allowed); ``allowed`` names modules below a forbidden one that stay open.
+    """
+
+    package: str
+    forbidden: tuple[str, ...]
+    module_level_only: bool = False
+    allowed: tuple[str, ...] = ()
+    why: str = ""
+
+
+RULES = (
+    Rule(
+        "unet_spec",
+        (*FRAMEWORKS, "unet_torch", "unet_keras", "unet_bridge", "unet_cli"),
+        module_level_only=True,
+        why="the spec is the base layer: numpy only when imported",
+    ),
+    Rule("unet_torch", ("unet_keras", "unet_cli"), why="the spokes never import each other"),
+    Rule("unet_keras", ("unet_torch", "unet_cli"), why="the spokes never import each other"),
+    Rule("unet_bridge", ("unet_cli",), why="the CLI is a top layer, never a library"),
+    Rule(
+        "parity_tests",
+        ("unet_cli",),
+        allowed=("unet_cli.main",),
+        why="tests drive the CLI through its entry point only; the library is unet_bridge",
+    ),
+)
+
+# Known violations, each the next step of the layering redesign. An entry names the importing file
+# and the imported package (everything below it counts); it must still be needed (a stale entry
+# fails, so the list only shrinks).
+ALLOWED_VIOLATIONS = {
+    # Training (the Lightning callbacks) writes and checks the run's .keras export with unet_keras
+    # directly; the next step moves training above the bridge, exporting through its formats.
+    ("unet_torch/callbacks.py", "unet_keras"),
+}
+
+
+@dataclass(frozen=True)
+class ImportSite:
+    path: str  # relative to the repository root, with forward slashes
+    line: int
+    module: str  # the imported module, absolute (``from a import b`` gives ``a.b``)
+    module_level: bool
+
+
+def _package_of(path: Path, root: Path) -> list[str]:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    return parts if parts[-1] == "__init__" else parts[:-1]
+
+
+def imports_in(path: Path, root: Path = ROOT) -> list[ImportSite]:
+    """Every import statement in the file at ``path``, with its line and whether it runs at import.
+
+    Imports inside a function body count as lazy; everything else (including ``if``/``try``
+    blocks and class bodies at the top) runs when the module is imported.
+    """
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    rel = path.relative_to(root).as_posix()
+    sites: list[ImportSite] = []
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.Import):
+                for alias in child.names:
+                    sites.append(ImportSite(rel, child.lineno, alias.name, not in_function))
+            elif isinstance(child, ast.ImportFrom):
+                base = child.module or ""
+                if child.level:  # relative: resolve against the file's own package
+                    package = _package_of(path, root)
+                    package = package[: len(package) - (child.level - 1)]
+                    base = ".".join([*package, base] if base else package)
+                for alias in child.names:
+                    module = ".".join(part for part in (base, alias.name) if part)
+                    sites.append(ImportSite(rel, child.lineno, module, not in_function))
+            func = isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+            visit(child, in_function or func)
+
+    visit(tree, False)
+    return sites
+
+
+def _under(module: str, names: tuple[str, ...]) -> bool:
+    return any(module == name or module.startswith(f"{name}.") for name in names)
+
+
+def violations(root: Path = ROOT, rules: tuple[Rule, ...] = RULES) -> list[tuple[ImportSite, Rule]]:
+    """Every import under ``root`` that breaks one of ``rules``, in file and line order."""
+    found = []
+    for rule in rules:
+        for path in sorted((root / rule.package).rglob("*.py")):
+            for site in imports_in(path, root):
+                if rule.module_level_only and not site.module_level:
+                    continue
+                if _under(site.module, rule.forbidden) and not _under(site.module, rule.allowed):
+                    found.append((site, rule))
+    return found
+
+
+def _rule(package: str) -> Rule:
+    return next(rule for rule in RULES if rule.package == package)
+
+
+def _describe(site: ImportSite, rule: Rule) -> str:
+    where = "" if site.module_level else " (inside a function)"
+    return f"{site.path}:{site.line}: imports {site.module}{where}; {rule.package}: {rule.why}"
+
+
+def _allowed_by(site: ImportSite) -> set[tuple[str, str]]:
+    return {(path, name) for path, name in ALLOWED_VIOLATIONS
+            if site.path == path and _under(site.module, (name,))}  # fmt: skip
+
+
+def test_imports_point_down_the_layers() -> None:
+    new = [(site, rule) for site, rule in violations() if not _allowed_by(site)]
+    assert not new, "imports against the layers:\n" + "\n".join(_describe(s, r) for s, r in new)
+
+
+def test_the_allowed_violations_still_exist() -> None:
+    used = set().union(*(_allowed_by(site) for site, _ in violations()))
+    stale = sorted(ALLOWED_VIOLATIONS - used)
+    assert not stale, f"fixed, so remove them from ALLOWED_VIOLATIONS: {stale}"
+
+
+def test_every_ruled_package_exists() -> None:
+    for rule in RULES:
+        assert (ROOT / rule.package / "__init__.py").is_file(), rule.package
+
+
+@pytest.mark.parametrize(
+    ("source", "caught"),
+    [
+        ("import torch\n", True),
+        ("from unet_cli.port import run\n", True),
+        ("def f():\n    import torch\n", False),  # lazy: allowed in unet_spec
+        ("from . import plan\n", False),
+        ("from .. import unet_cli\n", True),  # relative, resolved to the root
+    ],
+)
+def test_the_checker_catches_a_planted_import(tmp_path: Path, source: str, caught: bool) -> None:
+    package = tmp_path / "unet_spec"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "planted.py").write_text(source)
+    found = violations(tmp_path, (_rule("unet_spec"),))
+    assert bool(found) is caught, found
+    if caught:
+        message = _describe(*found[0])
+        assert message.startswith("unet_spec/planted.py:") and "imports " in message, message
+
+
+def test_lazy_imports_count_for_the_spokes(tmp_path: Path) -> None:
+    package = tmp_path / "unet_keras"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "lazy.py").write_text(
+        "import numpy\n\n\ndef f():\n    from unet_torch import UNet\n"
+    )
+    rule = _rule("unet_keras")
+    (site, _), *rest = violations(tmp_path, (rule,))
+    assert not rest
+    assert (site.path, site.line, site.module) == ("unet_keras/lazy.py", 5, "unet_torch.UNet")
+    assert "inside a function" in _describe(site, rule)
+
+
+def test_parity_tests_may_use_the_cli_entry_point(tmp_path: Path) -> None:
+    package = tmp_path / "parity_tests"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "ok.py").write_text("from unet_cli.main import main\nfrom unet_cli import main\n")
+    (package / "bad.py").write_text("from unet_cli.predict import decode_mask\n")
+    found = violations(tmp_path, (_rule("parity_tests"),))
+    assert [s.path for s, _ in found] == ["parity_tests/bad.py"]

@@ -1,0 +1,96 @@
+"""The bridge between the twins: the one package that runs PyTorch and Keras side by side.
+
+It sits above ``unet_torch`` and ``unet_keras`` and below everything that needs both (training's
+export, the ``unet`` command, the parity tests, the benchmarks):
+
+- :mod:`unet_bridge.frameworks`: the import order (TensorFlow followed by triton crashes the
+  interpreter) and the environment guard (TF32 off on both sides; versions, oneDNN settings,
+  devices and threads recorded);
+- :mod:`unet_bridge.formats`: every weight format, chosen by suffix;
+- :mod:`unet_bridge.inputs`: the size policy and the inputs of a check;
+- :mod:`unet_bridge.parity`: the models, the per-block taps and the noise-aware parity runner;
+- :mod:`unet_bridge.backends`: Keras twins on another Keras backend, in a subprocess.
+
+Framework imports happen inside functions, so ``import unet_bridge`` loads numpy and ``unet_spec``
+only.
+
+Example:
+    >>> import unet_bridge
+    >>> from unet_spec import get_preset, random_weights
+    >>> spec = get_preset("seed-small")
+    >>> x = unet_bridge.random_input(spec, unet_bridge.small_size(spec))
+    >>> report = unet_bridge.run_parity(spec, random_weights(spec), x)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from unet_bridge.formats import SUFFIXES, load_any_weights, save_any_weights, suffix_of
+from unet_bridge.frameworks import environment_guard, import_frameworks
+from unet_bridge.inputs import (
+    check_size,
+    default_size,
+    image_input,
+    model_size,
+    preset_name,
+    random_input,
+    small_size,
+)
+from unet_bridge.parity import (
+    LayerRow,
+    ParityReport,
+    check_finite,
+    check_outputs,
+    compare_taps,
+    head,
+    keras_model,
+    keras_taps,
+    parity_labels,
+    reference_taps,
+    run_parity,
+    tapped_blocks,
+    torch_model,
+    torch_taps,
+)
+
+__all__ = [
+    "SUFFIXES",
+    "LayerRow",
+    "ParityReport",
+    "check_finite",
+    "check_outputs",
+    "check_size",
+    "compare_taps",
+    "default_size",
+    "environment_guard",
+    "head",
+    "image_input",
+    "import_frameworks",
+    "keras_backend_taps",
+    "keras_model",
+    "keras_taps",
+    "load_any_weights",
+    "model_size",
+    "parity_labels",
+    "preset_name",
+    "random_input",
+    "reference_taps",
+    "run_parity",
+    "save_any_weights",
+    "small_size",
+    "suffix_of",
+    "tapped_blocks",
+    "torch_model",
+    "torch_taps",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # unet_bridge.backends is also run as a script (python -m); importing it here, before runpy
+    # executes it as __main__, would load it twice and make runpy warn.
+    if name == "keras_backend_taps":
+        from unet_bridge.backends import keras_backend_taps
+
+        return keras_backend_taps
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

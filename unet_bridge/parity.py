@@ -1,0 +1,300 @@
+"""The parity runner: both twins on the same weights and input, judged block by block.
+
+:func:`run_parity` builds the PyTorch and the Keras twin, taps every plan block, measures PyTorch's
+fp32 noise against a float64 run of the same weights and input, and judges Keras by that noise
+(:class:`ParityReport`, :func:`unet_spec.check_against_noise`). The model builders and taps are
+public so that tests and benchmarks compare the same things the runner does; :func:`run_parity`
+looks :func:`keras_model` up in this module, so a test can plant a defect by patching it here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from unet_bridge.frameworks import environment_guard, import_frameworks
+from unet_spec import (
+    NoiseCheck,
+    NoiseTolerance,
+    UNetSpec,
+    build_plan,
+    check_against_noise,
+    keras_name,
+)
+
+
+# -- models and taps ------------------------------------------------------------------------------
+def torch_model(spec: UNetSpec, weights: Mapping[str, np.ndarray], device: str = "cpu"):  # noqa: ANN201
+    """``UNet(spec)`` with ``weights``, in eval mode, on ``device``."""
+    import_frameworks()
+    from unet_torch import UNet, load_canonical
+
+    return load_canonical(UNet(spec), weights).eval().to(device)
+
+
+def keras_model(  # noqa: ANN201
+    spec: UNetSpec, weights: Mapping[str, np.ndarray], size: int | None, dtype: str = "float32"
+):
+    """``build_unet(spec, size)`` with ``weights`` (logits out); ``dtype="float64"`` builds it
+    under Keras' float64 dtype policy (variables and computation in double precision)."""
+    import_frameworks()
+    import keras
+
+    from unet_keras import build_unet, from_canonical
+
+    if dtype == "float32":
+        return from_canonical(build_unet(spec, size), weights, spec)
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(dtype)
+    try:
+        return from_canonical(build_unet(spec, size), weights, spec)
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def tapped_blocks(spec: UNetSpec) -> list[str]:
+    """Every block after the input, in plan order."""
+    return [b.name for b in build_plan(spec).blocks[1:]]
+
+
+def torch_taps(
+    model: Any, x: np.ndarray, names: Sequence[str], device: str = "cpu"
+) -> dict[str, np.ndarray]:
+    """Outputs of the blocks ``names`` of a :class:`~unet_torch.UNet` on NCHW ``x``, in the
+    model's own precision (float64 for a model in ``double()``)."""
+    import torch
+
+    dtype = next(model.parameters()).dtype
+    taps: dict[str, np.ndarray] = {}
+
+    def hook(name: str):  # noqa: ANN202
+        # Copy now: the next block may be an in-place ReLU that overwrites this output.
+        def save(_module, _inputs, output) -> None:  # noqa: ANN001
+            taps[name] = output.detach().to("cpu").numpy().copy()
+
+        return save
+
+    handles = [model.get_submodule(n).register_forward_hook(hook(n)) for n in names]
+    try:
+        with torch.no_grad():
+            model(torch.from_numpy(x).to(device, dtype))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return taps
+
+
+def reference_taps(
+    spec: UNetSpec, weights: Mapping[str, np.ndarray], x: np.ndarray, names: Sequence[str]
+) -> dict[str, np.ndarray]:
+    """The float64 reference: the PyTorch model run in double precision on the CPU."""
+    return torch_taps(torch_model(spec, weights).double(), x, names)
+
+
+def keras_taps(model: Any, x: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Outputs (NCHW) of the layers ``names`` of a Keras model on NCHW ``x``."""
+    import keras
+
+    from unet_keras import to_nchw, to_nhwc
+
+    tap_model = keras.Model(model.input, [model.get_layer(keras_name(n)).output for n in names])
+    # A direct call runs eagerly, op by op, like PyTorch (no XLA fusion that reorders sums).
+    outputs = tap_model(to_nhwc(x), training=False)
+    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    return {n: to_nchw(np.asarray(keras.ops.convert_to_numpy(o), dtype=np.float32))
+            for n, o in zip(names, outputs, strict=True)}  # fmt: skip
+
+
+def head(logits: np.ndarray, activation: str) -> np.ndarray:
+    """A spec's head activation on NCHW logits, in float64 numpy."""
+    z = np.asarray(logits, dtype=np.float64)
+    if activation == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-z))
+    if activation == "softmax":
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+    return z
+
+
+def parity_labels(spec: UNetSpec, probabilities: bool) -> str:
+    """How the parity check turns ``spec``'s outputs into labels, by the rule of
+    :func:`unet_spec.tiling.labels_from_probs`: the argmax over several channels; one channel is
+    thresholded at 0.5 as a sigmoid probability, else at 0 as a logit. (The check needs the rule
+    by name, to measure each pixel's float64 margin from its threshold.)"""
+    if spec.num_classes > 1:
+        return "argmax"
+    return "half" if probabilities and spec.head == "sigmoid" else "sign"
+
+
+def check_finite(
+    weights: Mapping[str, np.ndarray] | None = None, x: np.ndarray | None = None, what: str = ""
+) -> None:
+    """Raise ``ValueError`` naming the first non-finite weight tensor or the input.
+
+    A parity check on NaN or infinite values has no answer (every comparison fails), so it is bad
+    input, not a result out of tolerance.
+    """
+    prefix = f"{what}: " if what else ""
+    for name, value in (weights or {}).items():
+        bad = int(np.size(value) - np.isfinite(np.asarray(value, dtype=np.float64)).sum())
+        if bad:
+            raise ValueError(
+                f"{prefix}weight {name} holds {bad} non-finite value(s) (NaN or inf); "
+                "parity needs finite weights"
+            )
+    if x is not None and not np.isfinite(x).all():
+        bad = int(x.size - np.isfinite(x).sum())
+        raise ValueError(f"{prefix}the input holds {bad} non-finite value(s) (NaN or inf)")
+
+
+# -- the report and the runner --------------------------------------------------------------------
+@dataclass(frozen=True)
+class LayerRow:
+    """One block's comparison (Keras against the PyTorch reference and its fp32 noise)."""
+
+    name: str
+    kind: str
+    check: NoiseCheck
+
+    @property
+    def passed(self) -> bool:
+        return self.check.passed
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.check.shape
+
+    @property
+    def max_abs(self) -> float:
+        return self.check.max_abs
+
+    @property
+    def rel(self) -> float:
+        return self.check.rel
+
+
+@dataclass
+class ParityReport:
+    """Everything ``unet parity`` prints or writes as JSON."""
+
+    spec: UNetSpec
+    input_shape: tuple[int, ...]
+    tolerance: NoiseTolerance
+    layers: list[LayerRow]
+    logits: NoiseCheck
+    output: NoiseCheck
+    versions: dict[str, Any] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def first_failure(self) -> str | None:
+        return next((row.name for row in self.layers if not row.passed), None)
+
+    @property
+    def passed(self) -> bool:
+        return self.first_failure is None and self.logits.passed and self.output.passed
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The ``--json`` document of ``unet parity``."""
+        return {
+            "passed": self.passed,
+            "max_abs": self.logits.max_abs,
+            "rel": self.logits.rel,
+            "noise_rel": self.logits.noise_rel,
+            "rel_limit": self.logits.rel_limit,
+            "logits": self.logits.to_dict(),
+            "output": self.output.to_dict(),
+            "first_failure": self.first_failure,
+            "tolerance": asdict(self.tolerance),
+            "versions": self.versions,
+            "input_shape": list(self.input_shape),
+            "spec": self.spec.to_dict(),
+            "seconds": self.seconds,
+            "layers": [{"name": r.name, "kind": r.kind, **r.check.to_dict()} for r in self.layers],
+        }
+
+
+def compare_taps(
+    spec: UNetSpec,
+    reference: Mapping[str, np.ndarray],
+    reference64: Mapping[str, np.ndarray],
+    candidate: Mapping[str, np.ndarray],
+    tolerance: NoiseTolerance | None = None,
+) -> list[LayerRow]:
+    """Rows for the blocks all three tap sets hold, in plan order."""
+    rows = []
+    for block in build_plan(spec).blocks[1:]:
+        if not all(block.name in taps for taps in (reference, reference64, candidate)):
+            continue
+        check = check_against_noise(
+            candidate[block.name], reference[block.name], reference64[block.name], tolerance
+        )
+        rows.append(LayerRow(block.name, block.kind, check))
+    return rows
+
+
+def check_outputs(
+    spec: UNetSpec,
+    candidate: np.ndarray,
+    reference: np.ndarray,
+    reference64: np.ndarray,
+    tolerance: NoiseTolerance | None = None,
+) -> tuple[NoiseCheck, NoiseCheck]:
+    """Logits and final outputs (through ``spec.head``) of a candidate, with the label check."""
+    logits = check_against_noise(
+        candidate, reference, reference64, tolerance, labels=parity_labels(spec, False)
+    )
+    output = check_against_noise(
+        head(candidate, spec.head), head(reference, spec.head), head(reference64, spec.head),
+        tolerance, labels=parity_labels(spec, spec.head != "none"),
+    )  # fmt: skip
+    return logits, output
+
+
+def run_parity(
+    spec: UNetSpec,
+    weights: Mapping[str, np.ndarray],
+    x: np.ndarray,
+    tolerance: NoiseTolerance | None = None,
+    device: str = "cpu",
+    per_layer: bool = True,
+    loaded_keras: Any = None,
+) -> ParityReport:
+    """Build both twins from ``weights``, run them on NCHW ``x`` and compare every block.
+
+    PyTorch in fp32 is the reference, PyTorch in float64 (on the CPU) measures its fp32 noise, and
+    Keras is judged against both (see :func:`unet_spec.check_against_noise`). Models are built for
+    ``x``'s size and freed before returning; ``loaded_keras`` replaces the Keras twin built from
+    ``weights`` (a model loaded from a file).
+
+    Raises:
+        ValueError: Non-finite weights or input, or a size the spec does not take.
+    """
+    tolerance = tolerance or NoiseTolerance()
+    check_finite(weights, x)
+    versions = environment_guard()
+    size = x.shape[-1] if x.shape[-1] == x.shape[-2] else tuple(x.shape[-2:])
+    build_plan(spec).check_size(size)
+    out_name = build_plan(spec).output.name
+    names = tapped_blocks(spec) if per_layer else [out_name]
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    model = torch_model(spec, weights, device)
+    ref = torch_taps(model, x, names, device)
+    del model
+    seconds["torch"] = time.perf_counter() - start
+    start = time.perf_counter()
+    ref64 = reference_taps(spec, weights, x, names)
+    seconds["float64"] = time.perf_counter() - start
+    start = time.perf_counter()
+    kmodel = loaded_keras if loaded_keras is not None else keras_model(spec, weights, size)
+    got = keras_taps(kmodel, x, names)
+    del kmodel
+    seconds["keras"] = time.perf_counter() - start
+    logits, output = check_outputs(spec, got[out_name], ref[out_name], ref64[out_name], tolerance)
+    rows = compare_taps(spec, ref, ref64, got, tolerance)
+    return ParityReport(spec, tuple(x.shape), tolerance, rows, logits, output, versions, seconds)
