@@ -7,6 +7,10 @@ without oversubscribing them. The torch stack is imported before TensorFlow (see
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+
+import numpy as np
+import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -18,3 +22,26 @@ import torch  # noqa: E402
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
+
+
+@pytest.fixture
+def plant_keras_weights(monkeypatch: pytest.MonkeyPatch) -> Callable:
+    """Make every Keras twin the bridge builds load edited weights: a planted porting defect.
+
+    ``plant(edit)`` calls ``edit(weights)`` on a copy of the canonical weights before each build.
+    ``run_parity`` looks the builder up in ``unet_bridge.parity``, so the patch goes there.
+    """
+
+    def plant(edit: Callable[[dict[str, np.ndarray]], None]) -> None:
+        from unet_bridge import parity
+
+        build = parity.keras_model
+
+        def edited(spec, weights, size, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+            weights = dict(weights)
+            edit(weights)
+            return build(spec, weights, size, *args, **kwargs)
+
+        monkeypatch.setattr(parity, "keras_model", edited)
+
+    return plant

@@ -21,7 +21,6 @@ import numpy as np
 import pytest
 
 import unet_bridge as cf
-from unet_bridge import parity as bridge_parity
 from unet_spec import PRESETS, NoiseTolerance, check_against_noise, get_preset, random_weights
 
 cf.import_frameworks()
@@ -32,6 +31,7 @@ import tensorflow as tf  # noqa: E402
 import torch  # noqa: E402
 # isort: on
 
+import unet_keras  # noqa: E402
 import unet_keras.adapters as adapters  # noqa: E402
 import unet_keras.builder as builder  # noqa: E402
 
@@ -77,13 +77,12 @@ def _dropped_bias(monkeypatch) -> None:  # noqa: ANN001
     load = adapters.from_canonical
 
     def without_bias(model, weights, spec):  # noqa: ANN001, ANN202
+        # The adapter copies the kernel and leaves the layer's bias at its initial zeros.
         weights = dict(weights)
         weights[f"{DROPPED}.bias"] = np.zeros_like(weights[f"{DROPPED}.bias"])
         return load(model, weights, spec)
 
-    # run_parity looks keras_model up in unet_bridge.parity, so the planted builder goes there.
-    monkeypatch.setattr(bridge_parity, "keras_model", lambda spec, w, size: without_bias(
-        builder.build_unet(spec, size), w, spec))  # fmt: skip
+    monkeypatch.setattr(unet_keras, "from_canonical", without_bias)
 
 
 class _SwappedConcat(keras.layers.Concatenate):

@@ -51,19 +51,13 @@ def test_report_json_and_plot(weights_file, tmp_path, capsys) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_a_perturbed_keras_weight_exits_1(weights_file, tmp_path, capsys, monkeypatch) -> None:
+def test_a_perturbed_keras_weight_exits_1(weights_file, tmp_path, capsys, plant_keras_weights):
     """A Keras twin whose ``dec2.conv1`` bias is off by 1e-3 fails, and the report names it."""
-    # run_parity looks the builder up in the module that defines it, so the patch goes there.
-    from unet_bridge import parity
 
-    build = parity.keras_model
-
-    def perturbed(spec, weights, size):  # noqa: ANN001, ANN202
-        weights = dict(weights)
+    def shift(weights) -> None:  # noqa: ANN001
         weights["dec2.conv1.bias"] = weights["dec2.conv1.bias"] + np.float32(1e-3)
-        return build(spec, weights, size)
 
-    monkeypatch.setattr(parity, "keras_model", perturbed)
+    plant_keras_weights(shift)
     out = tmp_path / "r.json"
     code = main(["parity", str(weights_file), "--size", "188", "--json", str(out)])
     assert code == 1
