@@ -18,7 +18,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
         os.environ.setdefault(var, "1")
     os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 
-import torch  # noqa: E402
+import torch
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
@@ -37,7 +37,7 @@ def plant_keras_weights(monkeypatch: pytest.MonkeyPatch) -> Callable:
 
         build = parity.keras_model
 
-        def edited(spec, weights, size, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        def edited(spec, weights, size, *args, **kwargs):
             weights = dict(weights)
             edit(weights)
             return build(spec, weights, size, *args, **kwargs)

@@ -25,24 +25,24 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 # The torch stack first: TensorFlow (loaded lazily for the Keras export) must come after triton.
-from lightning.fabric.utilities.exceptions import MisconfigurationException  # noqa: E402
-from lightning.pytorch.cli import LightningCLI  # noqa: E402
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.cli import LightningCLI
 
-from unet_torch.callbacks import (  # noqa: E402
+from unet_torch.callbacks import (
     AtomicModelCheckpoint,
     FiniteLossGuard,
     NonFiniteLossError,
     ParityError,
     RunArtifacts,
 )
-from unet_torch.data import SegmentationDataModule  # noqa: E402
-from unet_torch.system import SegmentationSystem  # noqa: E402
+from unet_torch.data import SegmentationDataModule
+from unet_torch.system import SegmentationSystem
 
 
 class TrainCLI(LightningCLI):
     """LightningCLI with the project's callbacks always present and ``num_classes`` linked."""
 
-    def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001 - LightningArgumentParser
+    def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(AtomicModelCheckpoint, "checkpoint")
         parser.set_defaults(
             {

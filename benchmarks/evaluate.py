@@ -82,7 +82,7 @@ def _summary(metrics: dict, seconds: float) -> dict:
     }
 
 
-def _load(run: Path):  # noqa: ANN202 - (system, data module)
+def _load(run: Path):
     import yaml
 
     from unet_torch.data import FolderDataModule

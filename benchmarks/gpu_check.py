@@ -14,12 +14,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import lightning as L  # noqa: E402
-import torch  # noqa: E402
+import lightning as L
+import torch
 
-from unet_torch.callbacks import FiniteLossGuard, RunArtifacts  # noqa: E402
-from unet_torch.data import SyntheticDataModule  # noqa: E402
-from unet_torch.system import SegmentationSystem  # noqa: E402
+from unet_torch.callbacks import FiniteLossGuard, RunArtifacts
+from unet_torch.data import SyntheticDataModule
+from unet_torch.system import SegmentationSystem
 
 
 def run(name: str, epochs: int, precision: str = "32", data: dict | None = None, **model) -> None:

@@ -20,8 +20,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import unet_bridge as cf  # noqa: E402
-from unet_spec import DEFAULT_SIZES, PRESETS, machine_info, machine_line, random_weights  # noqa: E402
+import unet_bridge as cf
+from unet_spec import DEFAULT_SIZES, PRESETS, machine_info, machine_line, random_weights
 
 
 def cases(full: bool) -> list[tuple[str, int]]:

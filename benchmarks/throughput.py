@@ -36,9 +36,9 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from unet_spec import (  # noqa: E402
+from unet_spec import (
     DEFAULT_SIZES,
     UNetSpec,
     get_preset,
@@ -143,7 +143,7 @@ class KerasBench:
         self.model.train_on_batch(self.x, self.y)
 
 
-def _timed(fn, rounds: int, warmup: int) -> list[float]:  # noqa: ANN001
+def _timed(fn, rounds: int, warmup: int) -> list[float]:
     for _ in range(warmup):
         fn()
     out = []
@@ -432,7 +432,7 @@ def gpu(args: argparse.Namespace) -> dict:
     }
 
 
-def _gpu_time(fn, rounds: int, warmup: int) -> float:  # noqa: ANN001
+def _gpu_time(fn, rounds: int, warmup: int) -> float:
     import torch
 
     for _ in range(max(warmup, 3)):  # compile and autotune happen here
@@ -463,7 +463,7 @@ _KERNEL_KINDS = (
 )
 
 
-def _gpu_kernels(fn, steps: int = 3) -> dict:  # noqa: ANN001
+def _gpu_kernels(fn, steps: int = 3) -> dict:
     """Where one training step's GPU time goes: self time per kernel kind, and the top kernels."""
     import torch
     from torch.profiler import ProfilerActivity, profile

@@ -76,8 +76,8 @@ def test_block_shapes_match_the_plan_in_both_frameworks(name: str) -> None:
     keras_model = unet_keras.build_unet(spec, size)
     torch_model = UNet(spec).eval()
     seen: dict[str, tuple[int, ...]] = {}
-    for block, module, _ in torch_model._steps:
-        module.register_forward_hook(
+    for block in spec.plan().blocks[1:]:
+        torch_model.get_submodule(block.name).register_forward_hook(
             lambda _m, _i, out, n=block.name: seen.__setitem__(n, tuple(out.shape[1:]))
         )
     with torch.inference_mode():

@@ -64,7 +64,7 @@ def _first_rescaling(name: str) -> str:
 
 
 # -- the defects ------------------------------------------------------------------------------------
-def _transposed_kernel(monkeypatch) -> None:  # noqa: ANN001
+def _transposed_kernel(monkeypatch) -> None:
     monkeypatch.setattr(
         adapters, "_to_keras_kernel", lambda w: np.ascontiguousarray(np.transpose(w, (3, 2, 1, 0)))
     )
@@ -73,10 +73,10 @@ def _transposed_kernel(monkeypatch) -> None:  # noqa: ANN001
 DROPPED = "dec1.conv1"
 
 
-def _dropped_bias(monkeypatch) -> None:  # noqa: ANN001
+def _dropped_bias(monkeypatch) -> None:
     load = adapters.from_canonical
 
-    def without_bias(model, weights, spec):  # noqa: ANN001, ANN202
+    def without_bias(model, weights, spec):
         # The adapter copies the kernel and leaves the layer's bias at its initial zeros.
         weights = dict(weights)
         weights[f"{DROPPED}.bias"] = np.zeros_like(weights[f"{DROPPED}.bias"])
@@ -86,27 +86,27 @@ def _dropped_bias(monkeypatch) -> None:  # noqa: ANN001
 
 
 class _SwappedConcat(keras.layers.Concatenate):
-    def call(self, inputs):  # noqa: ANN001, ANN201
+    def call(self, inputs):
         return super().call(list(reversed(inputs)))
 
 
-def _swapped_concat(monkeypatch) -> None:  # noqa: ANN001
+def _swapped_concat(monkeypatch) -> None:
     monkeypatch.setattr(builder.layers, "Concatenate", _SwappedConcat)
 
 
-def _bn_epsilon(monkeypatch) -> None:  # noqa: ANN001
+def _bn_epsilon(monkeypatch) -> None:
     original = builder.layers.BatchNormalization
 
-    def keras_default_epsilon(*, epsilon: float, **kwargs):  # noqa: ANN202
+    def keras_default_epsilon(*, epsilon: float, **kwargs):
         return original(epsilon=1e-3 if epsilon != 1e-3 else 1e-5, **kwargs)
 
     monkeypatch.setattr(builder.layers, "BatchNormalization", keras_default_epsilon)
 
 
-def _crop_off_by_one(monkeypatch) -> None:  # noqa: ANN001
+def _crop_off_by_one(monkeypatch) -> None:
     original = builder.layers.Cropping2D
 
-    def shifted(cropping, **kwargs):  # noqa: ANN001, ANN202
+    def shifted(cropping, **kwargs):
         (top, bottom), horizontal = cropping
         vertical = (top + 1, bottom - 1) if bottom > 0 else (top - 1, bottom + 1)
         return original((vertical, horizontal), **kwargs)
@@ -122,28 +122,28 @@ class _AlignCornersResize(keras.layers.Layer):
         super().__init__(**kwargs)
         self.size = (height, width)
 
-    def call(self, x):  # noqa: ANN001, ANN201
+    def call(self, x):
         return tf.compat.v1.image.resize_bilinear(x, self.size, align_corners=True)
 
-    def compute_output_shape(self, shape):  # noqa: ANN001, ANN201
+    def compute_output_shape(self, shape):
         return (shape[0], *self.size, shape[3])
 
 
 class _AlignCornersUpsample(keras.layers.Layer):
-    def __init__(self, size, **kwargs) -> None:  # noqa: ANN001
+    def __init__(self, size, **kwargs) -> None:
         kwargs.pop("interpolation", None)
         super().__init__(**kwargs)
         self.factor = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
 
-    def call(self, x):  # noqa: ANN001, ANN201
+    def call(self, x):
         h, w = x.shape[1] * self.factor[0], x.shape[2] * self.factor[1]
         return tf.compat.v1.image.resize_bilinear(x, (h, w), align_corners=True)
 
-    def compute_output_shape(self, shape):  # noqa: ANN001, ANN201
+    def compute_output_shape(self, shape):
         return (shape[0], shape[1] * self.factor[0], shape[2] * self.factor[1], shape[3])
 
 
-def _resize_rule(monkeypatch) -> None:  # noqa: ANN001
+def _resize_rule(monkeypatch) -> None:
     monkeypatch.setattr(builder.layers, "Resizing", _AlignCornersResize)
     monkeypatch.setattr(builder.layers, "UpSampling2D", _AlignCornersUpsample)
 

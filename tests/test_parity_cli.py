@@ -54,7 +54,7 @@ def test_report_json_and_plot(weights_file, tmp_path, capsys) -> None:
 def test_a_perturbed_keras_weight_exits_1(weights_file, tmp_path, capsys, plant_keras_weights):
     """A Keras twin whose ``dec2.conv1`` bias is off by 1e-3 fails, and the report names it."""
 
-    def shift(weights) -> None:  # noqa: ANN001
+    def shift(weights) -> None:
         weights["dec2.conv1.bias"] = weights["dec2.conv1.bias"] + np.float32(1e-3)
 
     plant_keras_weights(shift)

@@ -68,7 +68,7 @@ def test_a_port_out_of_tolerance_exits_1_and_writes_nothing(
     """A Keras twin that computes something else (a shifted bias) fails the verification."""
     folder, _ = sources
 
-    def shift(weights) -> None:  # noqa: ANN001
+    def shift(weights) -> None:
         weights["head.bias"] = weights["head.bias"] + np.float32(1e-3)
 
     plant_keras_weights(shift)

@@ -70,7 +70,7 @@ def test_bilinear_layers_keep_the_autocast_dtype(name: str, kind: str) -> None:
     model = UNet(spec)
     seen: dict[str, tuple] = {}
 
-    def record(module, inputs, output) -> None:  # noqa: ANN001
+    def record(module, inputs, output) -> None:
         seen.setdefault(type(module).__name__, (inputs[0], output))
 
     for module in model.modules():

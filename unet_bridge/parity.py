@@ -28,7 +28,7 @@ from unet_spec import (
 
 
 # -- models and taps ------------------------------------------------------------------------------
-def torch_model(spec: UNetSpec, weights: Mapping[str, np.ndarray], device: str = "cpu"):  # noqa: ANN201
+def torch_model(spec: UNetSpec, weights: Mapping[str, np.ndarray], device: str = "cpu"):
     """``UNet(spec)`` with ``weights``, in eval mode, on ``device``."""
     import_frameworks()
     from unet_torch import UNet, load_canonical
@@ -36,7 +36,7 @@ def torch_model(spec: UNetSpec, weights: Mapping[str, np.ndarray], device: str =
     return load_canonical(UNet(spec), weights).eval().to(device)
 
 
-def keras_model(  # noqa: ANN201
+def keras_model(
     spec: UNetSpec, weights: Mapping[str, np.ndarray], size: int | None, dtype: str = "float32"
 ):
     """``build_unet(spec, size)`` with ``weights`` (logits out); ``dtype="float64"`` builds it
@@ -71,9 +71,9 @@ def torch_taps(
     dtype = next(model.parameters()).dtype
     taps: dict[str, np.ndarray] = {}
 
-    def hook(name: str):  # noqa: ANN202
+    def hook(name: str):
         # Copy now: the next block may be an in-place ReLU that overwrites this output.
-        def save(_module, _inputs, output) -> None:  # noqa: ANN001
+        def save(_module, _inputs, output) -> None:
             taps[name] = output.detach().to("cpu").numpy().copy()
 
         return save

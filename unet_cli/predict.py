@@ -143,7 +143,7 @@ def _check_output_folder(folder: Path) -> None:
 
 
 # -- backends -------------------------------------------------------------------------------------
-def load_backend(args: argparse.Namespace, spec: UNetSpec | None):  # noqa: ANN201 - a predictor
+def load_backend(args: argparse.Namespace, spec: UNetSpec | None):
     """The predictor for ``--backend``, with weights from ``--weights`` checked against ``spec``."""
     path: Path = args.weights
     if not path.is_file():

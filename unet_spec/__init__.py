@@ -12,7 +12,7 @@ from unet_spec.compare import (
     compare,
 )
 from unet_spec.machine import machine_info, machine_line
-from unet_spec.plan import Block, LayerInfo, Layout, Plan, build_plan, keras_name, plan_name
+from unet_spec.plan import Block, LayerInfo, Layout, Plan, build_plan, keras_name
 from unet_spec.presets import DEFAULT_SIZES, PRESETS, get_preset
 from unet_spec.spec import UNetSpec
 from unet_spec.weights import (
@@ -48,7 +48,6 @@ __all__ = [
     "load_weights",
     "machine_info",
     "machine_line",
-    "plan_name",
     "random_weights",
     "read_weights",
     "resolve_spec",

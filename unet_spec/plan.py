@@ -336,11 +336,6 @@ def keras_name(name: str) -> str:
     return name.replace(".", "_")
 
 
-def plan_name(keras_layer_name: str) -> str:
-    """Inverse of :func:`keras_name`."""
-    return keras_layer_name.replace("_", ".")
-
-
 class _SizeError(Exception):
     pass
 

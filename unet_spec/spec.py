@@ -166,10 +166,10 @@ class UNetSpec:
         return {k: (a[k], b[k]) for k in a if a[k] != b[k]}
 
     # Convenience views on the plan (kept here so users need one import).
-    def plan(self):  # noqa: ANN201 - see unet_spec.plan.Plan
+    def plan(self):
         from unet_spec.plan import build_plan
 
         return build_plan(self)
 
-    def layout(self, size: int | tuple[int, int]):  # noqa: ANN201 - see unet_spec.plan.Layout
+    def layout(self, size: int | tuple[int, int]):
         return self.plan().layout(size)

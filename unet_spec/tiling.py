@@ -473,7 +473,7 @@ def _tile_output(spec: UNetSpec, tile: int) -> int:
     return min(oh, ow)
 
 
-def _valid_sizes_from(plan, lo: int, hi: int = 8192) -> Iterator[int]:  # noqa: ANN001 - Plan
+def _valid_sizes_from(plan, lo: int, hi: int = 8192) -> Iterator[int]:
     for n in range(max(lo, 1), hi + 1):
         if plan.is_valid_size(n):
             yield n
@@ -487,7 +487,7 @@ def _min_tile(spec: UNetSpec) -> int:
     raise ValueError("no tile size up to 8192 fits this U-Net")
 
 
-def _smallest_valid_at_least(plan, size: int) -> int:  # noqa: ANN001 - Plan
+def _smallest_valid_at_least(plan, size: int) -> int:
     spec = plan.spec
     for n in _valid_sizes_from(plan, max(size, _min_tile(spec))):
         return n
@@ -506,9 +506,6 @@ class TiledPredictor:
     def forward(self, x: np.ndarray) -> np.ndarray:
         """``(N, C, h, w)`` float32 → ``(N, K, oh, ow)`` float32."""
         raise NotImplementedError
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.forward(x)
 
     def predict(
         self,

@@ -96,7 +96,7 @@ def read_weights(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], U
     try:
         with safe_open(path, framework="np") as f:
             metadata = f.metadata() or {}
-            tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118
+            tensors = {name: f.get_tensor(name) for name in f.keys()}
     except (SafetensorError, OSError, ValueError) as err:
         raise ValueError(f"{path}: not a readable safetensors file ({err})") from None
     if metadata.get("format") != FORMAT_NAME or "spec" not in metadata:

@@ -158,7 +158,7 @@ class RandomRot90(v2.Transform):
     def make_params(self, flat_inputs: list) -> dict:
         return {"k": int(torch.randint(4, ()).item())}
 
-    def transform(self, inpt, params: dict):  # noqa: ANN001, ANN201 - v2 transform protocol
+    def transform(self, inpt, params: dict):
         if params["k"] == 0 or not isinstance(inpt, torch.Tensor):
             return inpt
         rotated = torch.rot90(inpt.as_subclass(torch.Tensor), params["k"], dims=(-2, -1))

@@ -65,13 +65,13 @@ class _Crop(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, top: int, left: int, h: int, w: int) -> torch.Tensor:  # noqa: ANN001
+    def forward(ctx, x: torch.Tensor, top: int, left: int, h: int, w: int) -> torch.Tensor:
         channels_last = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
         ctx.meta = (x.shape, channels_last, top, left, h, w)
         return x[..., top : top + h, left : left + w]
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple:  # noqa: ANN001
+    def backward(ctx, grad: torch.Tensor) -> tuple:
         shape, channels_last, top, left, h, w = ctx.meta
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         full = torch.empty(shape, dtype=grad.dtype, device=grad.device, memory_format=fmt)
@@ -180,7 +180,6 @@ class UNet(nn.Module):
             self._attach(block.name, module)
             done = tuple(n for n in dict.fromkeys(block.inputs) if last_use[n] == i)
             steps.append((block, module, done))
-        self._steps = steps
         # Consecutive steps of one level form a segment; checkpointed segments run as one unit.
         self._segments: list[_Segment] = []
         for block, module, done in steps:
@@ -246,7 +245,7 @@ class _Segment:
         return tuple(outputs[n] for n in self.outputs)
 
 
-def _recompute_context(seg: _Segment):  # noqa: ANN202 - torch.utils.checkpoint context_fn
+def _recompute_context(seg: _Segment):
     """Contexts for the first pass and the recomputation of a checkpointed segment.
 
     The recomputation must not move batch-norm running statistics a second time: during it, batch
