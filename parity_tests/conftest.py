@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import os
 from dataclasses import dataclass
 
@@ -12,7 +11,7 @@ from hypothesis import HealthCheck, settings
 
 import unet_keras  # after torch: unet_keras orders triton before TensorFlow anyway
 from unet_spec import UNetSpec, random_weights
-from unet_torch import UNet, load_canonical
+from unet_torch import UNet, float64_reference, load_canonical
 
 # CI runs a fixed (derandomised) set of examples so a red run is reproducible; locally each run
 # draws new specs (`HYPOTHESIS_PROFILE=dev`).
@@ -41,9 +40,7 @@ class Twins:
 
     def reference_logits(self, x: np.ndarray) -> np.ndarray:
         """The float64 reference: the PyTorch twin in double precision."""
-        model = copy.deepcopy(self.torch_model).double()
-        with torch.inference_mode():
-            return model(torch.from_numpy(x).double()).numpy()
+        return float64_reference(self.torch_model, torch.from_numpy(x)).numpy()
 
     def keras_logits(self, x: np.ndarray) -> np.ndarray:
         y = self.keras_model(unet_keras.to_nhwc(x), training=False)

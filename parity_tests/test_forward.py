@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import unet_bridge as cf
 import unet_keras
 from parity_tests.conftest import make_twins
-from unet_spec import DEFAULT_SIZES, PRESETS, UNetSpec, check_against_noise
+from unet_spec import DEFAULT_SIZES, PRESETS, UNetSpec, check_against_noise, label_rule
 from unet_torch import UNet, canonical_state, load_canonical, probabilities
 
 SMALL = sorted(n for n in PRESETS if PRESETS[n].base_filters <= 16)
@@ -43,7 +43,7 @@ def _check_forward(spec: UNetSpec, size, batch: int = 1, seed: int = 0):
     probs_k = unet_keras.to_nchw(np.asarray(keras_head(unet_keras.to_nhwc(x), training=False)))
     probs_t = probabilities(torch.from_numpy(logits_t), spec.head).numpy()
     probs_64 = probabilities(torch.from_numpy(logits_64), spec.head).numpy()
-    labels = cf.parity_labels(spec, probabilities=spec.head != "none")
+    labels = label_rule(spec, probabilities=spec.head != "none")
     final = check_against_noise(probs_k, probs_t, probs_64, labels=labels)
     assert final.passed, f"{spec.to_json()} @ {size}: outputs {final}"
     return result

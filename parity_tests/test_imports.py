@@ -13,7 +13,6 @@ import sys
 import pytest
 
 _USE_BOTH = """
-import copy
 import numpy as np, torch
 from unet_spec import get_preset, random_weights, check_against_noise
 spec = get_preset("paper-small")
@@ -23,7 +22,7 @@ k = unet_keras.from_canonical(unet_keras.build_unet(spec, 188), w, spec)
 x = np.random.default_rng(0).random((1, 1, 188, 188), dtype=np.float32)
 with torch.inference_mode():
     a = t(torch.from_numpy(x)).numpy()
-    a64 = copy.deepcopy(t).double()(torch.from_numpy(x).double()).numpy()
+    a64 = unet_torch.float64_reference(t, torch.from_numpy(x)).numpy()
 b = unet_keras.to_nchw(np.asarray(k(unet_keras.to_nhwc(x))))
 check = check_against_noise(b, a, a64, labels="argmax")
 assert check.passed, check

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import pytest
 import torch
@@ -15,7 +13,7 @@ from unet_spec import (
     get_preset,
     random_weights,
 )
-from unet_torch import UNet, canonical_state, load_canonical, probabilities
+from unet_torch import UNet, canonical_state, float64_reference, load_canonical, probabilities
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
@@ -51,7 +49,7 @@ def test_channels_last_gives_the_same_output(name: str) -> None:
     x = torch.rand(2, spec.in_channels, size, size, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         ref = model(x)
-        ref64 = copy.deepcopy(model).double()(x.double())
+        ref64 = float64_reference(model, x)
         model_cl = model.to(memory_format=torch.channels_last)
         out = model_cl(x.to(memory_format=torch.channels_last))
     # A different memory format sums in a different order: fp32 noise, judged like the twins.

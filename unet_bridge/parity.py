@@ -24,6 +24,7 @@ from unet_spec import (
     build_plan,
     check_against_noise,
     keras_name,
+    label_rule,
 )
 
 
@@ -120,16 +121,6 @@ def head(logits: np.ndarray, activation: str) -> np.ndarray:
     return z
 
 
-def parity_labels(spec: UNetSpec, probabilities: bool) -> str:
-    """How the parity check turns ``spec``'s outputs into labels, by the rule of
-    :func:`unet_spec.tiling.labels_from_probs`: the argmax over several channels; one channel is
-    thresholded at 0.5 as a sigmoid probability, else at 0 as a logit. (The check needs the rule
-    by name, to measure each pixel's float64 margin from its threshold.)"""
-    if spec.num_classes > 1:
-        return "argmax"
-    return "half" if probabilities and spec.head == "sigmoid" else "sign"
-
-
 def check_finite(
     weights: Mapping[str, np.ndarray] | None = None, x: np.ndarray | None = None, what: str = ""
 ) -> None:
@@ -140,14 +131,14 @@ def check_finite(
     """
     prefix = f"{what}: " if what else ""
     for name, value in (weights or {}).items():
-        bad = int(np.size(value) - np.isfinite(np.asarray(value, dtype=np.float64)).sum())
+        bad = int(np.size(value) - np.count_nonzero(np.isfinite(value)))
         if bad:
             raise ValueError(
                 f"{prefix}weight {name} holds {bad} non-finite value(s) (NaN or inf); "
                 "parity needs finite weights"
             )
     if x is not None and not np.isfinite(x).all():
-        bad = int(x.size - np.isfinite(x).sum())
+        bad = int(x.size - np.count_nonzero(np.isfinite(x)))
         raise ValueError(f"{prefix}the input holds {bad} non-finite value(s) (NaN or inf)")
 
 
@@ -246,11 +237,11 @@ def check_outputs(
 ) -> tuple[NoiseCheck, NoiseCheck]:
     """Logits and final outputs (through ``spec.head``) of a candidate, with the label check."""
     logits = check_against_noise(
-        candidate, reference, reference64, tolerance, labels=parity_labels(spec, False)
+        candidate, reference, reference64, tolerance, labels=label_rule(spec, False)
     )
     output = check_against_noise(
         head(candidate, spec.head), head(reference, spec.head), head(reference64, spec.head),
-        tolerance, labels=parity_labels(spec, spec.head != "none"),
+        tolerance, labels=label_rule(spec, spec.head != "none"),
     )  # fmt: skip
     return logits, output
 

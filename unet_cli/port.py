@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from unet_cli.common import add_spec_arguments, spec_from_args
-from unet_spec import NoiseCheck, UNetSpec, check_against_noise
+from unet_spec import NoiseCheck, UNetSpec, check_against_noise, label_rule
 
 HELP = "port weights between .ckpt, .pt, .safetensors, .keras and .weights.h5 (verified)"
 
@@ -182,6 +182,6 @@ def compare_with_model(
     act = activation if probabilities else "none"
     check = check_against_noise(
         out, cf.head(logits, act), cf.head(logits64, act),
-        labels=cf.parity_labels(spec, probabilities),
+        labels=label_rule(spec, probabilities),
     )  # fmt: skip
     return check, activation if probabilities else "logits"

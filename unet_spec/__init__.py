@@ -10,6 +10,7 @@ from unet_spec.compare import (
     NoiseTolerance,
     check_against_noise,
     compare,
+    label_rule,
 )
 from unet_spec.machine import machine_info, machine_line
 from unet_spec.plan import Block, LayerInfo, Layout, Plan, build_plan, keras_name
@@ -45,6 +46,7 @@ __all__ = [
     "compare",
     "get_preset",
     "keras_name",
+    "label_rule",
     "load_weights",
     "machine_info",
     "machine_line",

@@ -30,6 +30,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from unet_spec.spec import UNetSpec
+
 FP32_EPS = float(np.finfo(np.float32).eps)
 
 
@@ -253,6 +255,21 @@ def check_against_noise(
         max_abs, rel, noise_max_abs, noise_rel, max_abs_limit, rel_limit, candidate_rel64,
         decisive, flips, near_ties, tuple(c.shape), candidate_noise_rel, float64_rel, float64_limit,
     )  # fmt: skip
+
+
+def label_rule(spec: UNetSpec, probabilities: bool) -> str:
+    """How :func:`check_against_noise` turns ``spec``'s outputs into labels, by the rule of
+    :func:`unet_spec.tiling.labels_from_probs`: the argmax over several channels; one channel is
+    thresholded at 0.5 as a sigmoid probability, else at 0 as a logit. (The check needs the rule
+    by name, to measure each pixel's float64 margin from its threshold.)
+
+    Args:
+        spec: The architecture whose outputs are compared.
+        probabilities: Whether the outputs went through ``spec.head`` (else they are logits).
+    """
+    if spec.num_classes > 1:
+        return "argmax"
+    return "half" if probabilities and spec.head == "sigmoid" else "sign"
 
 
 def _distance(

@@ -4,6 +4,12 @@ from unet_torch._imports import check_import_order
 
 check_import_order()
 
-from unet_torch.model import UNet, canonical_state, load_canonical, probabilities  # noqa: E402
+from unet_torch.model import (  # noqa: E402
+    UNet,
+    canonical_state,
+    float64_reference,
+    load_canonical,
+    probabilities,
+)
 
-__all__ = ["UNet", "canonical_state", "load_canonical", "probabilities"]
+__all__ = ["UNet", "canonical_state", "float64_reference", "load_canonical", "probabilities"]

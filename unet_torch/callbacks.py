@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import time
@@ -28,11 +27,12 @@ from unet_spec import (
     UNetSpec,
     atomic_write_bytes,
     check_against_noise,
+    label_rule,
     machine_info,
     save_weights,
 )
 from unet_torch.data import IGNORE_INDEX
-from unet_torch.model import UNet, canonical_state
+from unet_torch.model import UNet, canonical_state, float64_reference
 
 
 class NonFiniteLossError(RuntimeError):
@@ -200,15 +200,16 @@ class RunArtifacts(Callback):
         crop = np.pad(image, pad, mode="reflect")[:, : size[0], : size[1]][None].astype(np.float32)
         with torch.no_grad():
             reference = model(torch.from_numpy(crop)).numpy()
-            reference64 = copy.deepcopy(model).double()(torch.from_numpy(crop).double()).numpy()
+        reference64 = float64_reference(model, torch.from_numpy(crop)).numpy()
         # Imported here: TensorFlow must load after the torch stack (see unet_keras._imports).
         from unet_keras.adapters import to_nchw, to_nhwc
         from unet_keras.io import export_keras
 
         keras_model = export_keras(canonical_state(model), spec, path, size)
         result = to_nchw(np.asarray(keras_model(to_nhwc(crop), training=False)))
-        labels = "argmax" if spec.num_classes > 1 else "sign"
-        check = check_against_noise(result, reference, reference64, self.tolerance, labels=labels)
+        check = check_against_noise(
+            result, reference, reference64, self.tolerance, labels=label_rule(spec, False)
+        )
         if not check.passed:
             raise ParityError(
                 f"{path}: Keras export differs from PyTorch on a validation crop ({check}; "

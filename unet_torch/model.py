@@ -8,6 +8,7 @@ norm's ``num_batches_tracked`` counter aside: it is bookkeeping that Keras has n
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
@@ -277,6 +278,14 @@ def probabilities(logits: torch.Tensor, head: str) -> torch.Tensor:
     if head == "softmax":
         return torch.softmax(logits, dim=1)
     return logits
+
+
+@torch.no_grad()
+def float64_reference(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``model`` on ``x`` in double precision, on the CPU: the reference every parity check
+    measures fp32 noise against (``model`` itself is left as it is)."""
+    reference = copy.deepcopy(model).to("cpu", torch.float64)
+    return reference(x.detach().to("cpu", torch.float64))
 
 
 def canonical_state(model: UNet) -> dict[str, np.ndarray]:
