@@ -26,22 +26,35 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 @pytest.fixture
 def plant_keras_weights(monkeypatch: pytest.MonkeyPatch) -> Callable:
-    """Make every Keras twin the bridge builds load edited weights: a planted porting defect.
+    """Make every Keras twin the bridge builds or writes hold edited weights: a planted defect.
 
-    ``plant(edit)`` calls ``edit(weights)`` on a copy of the canonical weights before each build.
-    ``run_parity`` looks the builder up in ``unet_bridge.parity``, so the patch goes there.
+    ``plant(edit)`` calls ``edit(weights)`` on a copy of the canonical weights before each build
+    (``unet_bridge.parity.keras_model``) and each Keras file write (the registry's ``.keras`` and
+    ``.weights.h5`` writers).
     """
 
     def plant(edit: Callable[[dict[str, np.ndarray]], None]) -> None:
-        from unet_bridge import parity
+        import dataclasses
 
-        build = parity.keras_model
+        from unet_bridge import formats, parity
 
-        def edited(spec, weights, size, *args, **kwargs):
-            weights = dict(weights)
-            edit(weights)
-            return build(spec, weights, size, *args, **kwargs)
+        def edited(function: Callable) -> Callable:
+            def call(spec_or_weights, *args, **kwargs):
+                # keras_model(spec, weights, ...) and write(weights, spec, ...) alike.
+                if isinstance(spec_or_weights, dict):
+                    spec_or_weights = dict(spec_or_weights)
+                    edit(spec_or_weights)
+                    return function(spec_or_weights, *args, **kwargs)
+                weights = dict(args[0])
+                edit(weights)
+                return function(spec_or_weights, weights, *args[1:], **kwargs)
 
-        monkeypatch.setattr(parity, "keras_model", edited)
+            return call
+
+        monkeypatch.setattr(parity, "keras_model", edited(parity.keras_model))
+        for suffix in (".keras", ".weights.h5"):
+            fmt = formats.FORMATS[suffix]
+            planted = dataclasses.replace(fmt, write=edited(fmt.write))
+            monkeypatch.setitem(formats.FORMATS, suffix, planted)
 
     return plant

@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.isa:
         # Set here too, so the machine line names the cap the runs use.
         os.environ["ONEDNN_MAX_CPU_ISA"] = env["ONEDNN_MAX_CPU_ISA"] = args.isa
-    from unet_torch.synthetic import CLASS_NAMES
+    from unet_spec.synthetic import CLASS_NAMES
 
     config = args.config.resolve()
     info = machine_info()

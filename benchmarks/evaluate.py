@@ -60,7 +60,7 @@ def _metrics(num_classes: int) -> dict:
         MulticlassJaccardIndex,
     )
 
-    from unet_torch.data import IGNORE_INDEX
+    from unet_spec.data import IGNORE_INDEX
 
     k = max(num_classes, 2)
     return {
@@ -85,8 +85,8 @@ def _summary(metrics: dict, seconds: float) -> dict:
 def _load(run: Path):
     import yaml
 
-    from unet_torch.data import FolderDataModule
-    from unet_torch.system import SegmentationSystem
+    from unet_train.data import FolderDataModule
+    from unet_train.system import SegmentationSystem
 
     best = run / "checkpoints" / "best.ckpt"
     if not best.is_file():
@@ -124,7 +124,7 @@ def evaluate_predict(run: Path, backend: str) -> dict:
     import torch
     from PIL import Image
 
-    from unet_cli.predict import decode_mask
+    from unet_spec.masks import decode_mask
 
     system, data = _load(run)
     paths = [Path(name).resolve() for name, _, _ in data.val_samples]

@@ -17,9 +17,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import lightning as L
 import torch
 
-from unet_torch.callbacks import FiniteLossGuard, RunArtifacts
-from unet_torch.data import SyntheticDataModule
-from unet_torch.system import SegmentationSystem
+from unet_train.callbacks import FiniteLossGuard, RunArtifacts
+from unet_train.data import SyntheticDataModule
+from unet_train.system import SegmentationSystem
 
 
 def run(name: str, epochs: int, precision: str = "32", data: dict | None = None, **model) -> None:

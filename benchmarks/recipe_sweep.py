@@ -13,6 +13,7 @@ lightning, torchmetrics, torchvision and PyYAML (no Keras: no export).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -26,11 +27,13 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 
 from unet_spec import machine_info  # noqa: E402
-from unet_torch.callbacks import FiniteLossGuard  # noqa: E402
-from unet_torch.data import FolderDataModule  # noqa: E402
-from unet_torch.system import SegmentationSystem  # noqa: E402
+from unet_train.callbacks import FiniteLossGuard  # noqa: E402
+from unet_train.data import FolderDataModule  # noqa: E402
+from unet_train.datasets import Augmentation  # noqa: E402
+from unet_train.system import SegmentationSystem  # noqa: E402
 
 STEPS_PER_EPOCH = 25
+AUGMENT_FIELDS = {f.name for f in dataclasses.fields(Augmentation)}
 NO_DROPOUT_BN = {"norm": "batch", "dropout": 0.0}  # the ISBI config's spec override
 BALANCED = {"flips": "horizontal", "balance_classes": 0.5}  # the CamVid config's crops
 
@@ -72,6 +75,9 @@ def run(name: str, root: Path, seed: int, workers: int, max_steps: int | None) -
     epochs = max(1, steps // STEPS_PER_EPOCH)
     config = yaml.safe_load((REPO / "configs" / f"{dataset}.yaml").read_text())
     data = {**config["data"]["init_args"], **data_over}
+    # Augmentation fields of a variant ("flips") refine the config's augment block.
+    augment = {**data.get("augment", {}), **{k: data.pop(k) for k in AUGMENT_FIELDS if k in data}}
+    data["augment"] = Augmentation(**augment)
     data.update(root=str(root / dataset), num_workers=workers,
                 samples_per_epoch=STEPS_PER_EPOCH * data["batch_size"])  # fmt: skip
     model = {**config["model"], "num_classes": data["num_classes"], **model_over}

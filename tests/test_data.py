@@ -10,15 +10,10 @@ import torch
 from PIL import Image
 
 from unet_spec import get_preset
-from unet_torch.data import (
-    IGNORE_INDEX,
-    FolderDataModule,
-    SyntheticDataModule,
-    TrainCrops,
-    build_augmentation,
-    read_image,
-    read_mask,
-)
+from unet_spec.data import IGNORE_INDEX, read_mask
+from unet_spec.images import read_image
+from unet_train.data import FolderDataModule, SyntheticDataModule
+from unet_train.datasets import Augmentation, TrainCrops
 
 GREY = get_preset("modern-small").replace(in_channels=1, depth=2)
 RGB = GREY.replace(in_channels=3)
@@ -147,7 +142,7 @@ def test_valid_padding_target_is_center_of_input():
     rng = np.random.default_rng(0)
     mask = rng.integers(0, 4, (30, 30))
     sample = ("x", mask[None].astype(np.float32), mask)
-    augment = build_augmentation(1, elastic=0.0, jitter=0.0)
+    augment = Augmentation(elastic=0.0, jitter=0.0).build(1)
     crops = TrainCrops([sample], layout.input_size, layout.output_size, 8, augment)
     top = (ih - oh) // 2
     for i in range(8):
@@ -181,7 +176,7 @@ def test_flip_directions(flips, rows_flip, cols_flip):
     from torchvision import tv_tensors
 
     torch.manual_seed(0)
-    augment = build_augmentation(1, flips=flips, rot90=False, jitter=0)
+    augment = Augmentation(flips=flips, rot90=False, jitter=0).build(1)
     image = torch.arange(16.0).reshape(1, 4, 4)
     seen_rows, seen_cols = set(), set()
     for _ in range(40):
@@ -197,15 +192,15 @@ def test_balance_classes_out_of_range_is_named():
 
 
 def test_unknown_flip_direction_is_named():
-    with pytest.raises(ValueError, match="data.flips must be"):
-        SyntheticDataModule(flips="both")
+    with pytest.raises(ValueError, match="data.augment.flips must be"):
+        Augmentation(flips="both")
 
 
 def test_elastic_fills_with_ignore_index():
     torch.manual_seed(0)
-    augment = build_augmentation(
-        1, flips=False, rot90=False, elastic=1.0, elastic_alpha=200.0, jitter=0
-    )
+    augment = Augmentation(
+        flips=False, rot90=False, elastic=1.0, elastic_alpha=200.0, jitter=0
+    ).build(1)
     mask = torch.zeros(1, 40, 40, dtype=torch.long)
     from torchvision import tv_tensors
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from unet_torch.data import IGNORE_INDEX
-from unet_torch.losses import LOSSES, SegmentationLoss, binary_cross_entropy, soft_dice
+from unet_spec.data import IGNORE_INDEX
+from unet_train.losses import LOSSES, SegmentationLoss, binary_cross_entropy, soft_dice
 
 
 def _batch(k: int = 3, seed: int = 0):

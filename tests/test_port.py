@@ -79,7 +79,7 @@ def test_a_port_out_of_tolerance_exits_1_and_writes_nothing(
 
 
 def test_checkpoint_loads_into_the_training_system(sources) -> None:
-    from unet_torch.system import SegmentationSystem
+    from unet_train.system import SegmentationSystem
 
     folder, weights = sources
     system = SegmentationSystem.load_from_checkpoint(folder / "src.ckpt", map_location="cpu")

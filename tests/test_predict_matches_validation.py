@@ -15,15 +15,16 @@ import pytest
 from PIL import Image
 
 from unet_cli.main import main
-from unet_cli.predict import decode_mask
+from unet_spec.masks import decode_mask
 from unet_spec.images import read_image
 
 torch = pytest.importorskip("torch")  # the torch stack before TensorFlow (see unet_keras._imports)
 L = pytest.importorskip("lightning")
 
-from unet_torch.data import FolderDataModule  # noqa: E402
-from unet_torch.synthetic import make_sample  # noqa: E402
-from unet_torch.system import SegmentationSystem  # noqa: E402
+from unet_spec.synthetic import make_sample  # noqa: E402
+from unet_train.data import FolderDataModule  # noqa: E402
+from unet_train.datasets import Augmentation  # noqa: E402
+from unet_train.system import SegmentationSystem  # noqa: E402
 
 NUM_CLASSES = 3
 VAL_SIZES = ((50, 67), (37, 81))  # not multiples of 4, 8 or 16, several tiles each
@@ -65,7 +66,7 @@ def trained(request, tmp_path_factory):
     _write_pairs(root / "data" / "val", VAL_SIZES, channels, start=100)
     data = FolderDataModule(
         str(root / "data"), num_classes=NUM_CLASSES, mask_encoding="index", crop_size=crop,
-        batch_size=4, val_batch_size=1, jitter=0.0,
+        batch_size=4, val_batch_size=1, augment=Augmentation(jitter=0.0),
     )  # fmt: skip
     L.seed_everything(0, verbose=False)
     trainer = L.Trainer(

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from unet_spec import get_preset
-from unet_torch.callbacks import AtomicModelCheckpoint, FiniteLossGuard, NonFiniteLossError
-from unet_torch.data import SyntheticDataModule
-from unet_torch.system import SegmentationSystem
+from unet_train.callbacks import AtomicModelCheckpoint, FiniteLossGuard, NonFiniteLossError
+from unet_train.data import SyntheticDataModule
+from unet_train.system import SegmentationSystem
 
 # Tiny runs: (preset, crop size, image size). Valid-padding presets need their smallest valid crop.
 FAMILIES = {

@@ -99,7 +99,7 @@ def test_print_config(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (
         "preset: modern-small" in proc.stdout
-        and "class_path: unet_torch.data.SyntheticDataModule" in proc.stdout
+        and "class_path: unet_train.data.SyntheticDataModule" in proc.stdout
     )
     assert "monitor: val/dice" in proc.stdout and "num_classes" in proc.stdout
 
@@ -122,7 +122,7 @@ def _folder(root: Path) -> Path:
 def test_bad_input_exits_2_with_one_line(tmp_path, break_it, message):
     root = _folder(tmp_path / "data")
     break_it(root)
-    args = ["--data", "unet_torch.data.FolderDataModule", "--data.root", str(root),
+    args = ["--data", "unet_train.data.FolderDataModule", "--data.root", str(root),
             "--data.num_classes", "2", "--data.crop_size", "32", "--data.val_fraction", "0.34",
             "--trainer.max_epochs", "1", "--artifacts.keras_export", "false"]  # fmt: skip
     proc = _train(tmp_path, *args)

@@ -9,9 +9,11 @@ import pytest
 import torch
 
 from unet_spec import get_preset
-from unet_torch.data import IGNORE_INDEX, SyntheticDataModule, TrainCrops, build_augmentation
-from unet_torch.losses import SegmentationLoss
-from unet_torch.weight_map import border_weights
+from unet_spec.data import IGNORE_INDEX
+from unet_spec.weight_map import border_weights
+from unet_train.data import SyntheticDataModule
+from unet_train.datasets import Augmentation, TrainCrops
+from unet_train.losses import SegmentationLoss
 
 
 def _two_squares(gap: int) -> np.ndarray:
@@ -79,7 +81,7 @@ def test_crops_carry_the_map_aligned_with_the_target():
     weights = border_weights(mask)
     # The image carries the weight map, so the crop's center must equal the weight crop.
     sample = ("x", weights[None].astype(np.float32), mask)
-    augment = build_augmentation(1, elastic=0.0, jitter=0.0)
+    augment = Augmentation(elastic=0.0, jitter=0.0).build(1)
     crops = TrainCrops([sample], layout.input_size, layout.output_size, 12, augment, 0.0, [weights])
     (ih, _), (oh, _) = layout.input_size, layout.output_size
     top = (ih - oh) // 2
@@ -122,7 +124,7 @@ def test_pixel_weights_weight_the_cross_entropy_mean():
 def test_training_with_border_weights(tmp_path):
     import lightning as L
 
-    from unet_torch.system import SegmentationSystem
+    from unet_train.system import SegmentationSystem
 
     data = SyntheticDataModule(
         num_train=4, num_val=2, image_size=32, num_classes=3, crop_size=32, batch_size=2,

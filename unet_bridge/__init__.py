@@ -6,7 +6,9 @@ export, the ``unet`` command, the parity tests, the benchmarks):
 - :mod:`unet_bridge.frameworks`: the import order (TensorFlow followed by triton crashes the
   interpreter) and the environment guard (TF32 off on both sides; versions, oneDNN settings,
   devices and threads recorded);
-- :mod:`unet_bridge.formats`: every weight format, chosen by suffix;
+- :mod:`unet_bridge.formats`: the format registry (suffix → reader, writer);
+- :mod:`unet_bridge.predict`: tiled predictors from any weight file, on either runtime;
+- :mod:`unet_bridge.port`: writing a file only once it has proved to compute what its source does;
 - :mod:`unet_bridge.inputs`: the size policy and the inputs of a check;
 - :mod:`unet_bridge.parity`: the models, the per-block taps and the noise-aware parity runner;
 - :mod:`unet_bridge.backends`: Keras twins on another Keras backend, in a subprocess.
@@ -26,7 +28,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from unet_bridge.formats import SUFFIXES, load_any_weights, save_any_weights, suffix_of
+from unet_bridge.formats import (
+    FORMATS,
+    SUFFIXES,
+    Format,
+    format_of,
+    load_any_weights,
+    register,
+    save_any_weights,
+    suffix_of,
+    weight_suffixes,
+)
 from unet_bridge.frameworks import environment_guard, import_frameworks
 from unet_bridge.inputs import (
     check_size,
@@ -52,9 +64,33 @@ from unet_bridge.parity import (
     torch_model,
     torch_taps,
 )
+from unet_bridge.port import (
+    PortResult,
+    RejectedError,
+    compare_with_model,
+    fixed_size,
+    port,
+    verify_file,
+    write_verified,
+)
+from unet_bridge.predict import BACKENDS, load_predictor
 
 __all__ = [
+    "BACKENDS",
+    "load_predictor",
+    "FORMATS",
     "SUFFIXES",
+    "Format",
+    "PortResult",
+    "RejectedError",
+    "compare_with_model",
+    "fixed_size",
+    "format_of",
+    "port",
+    "register",
+    "verify_file",
+    "weight_suffixes",
+    "write_verified",
     "LayerRow",
     "ParityReport",
     "check_finite",

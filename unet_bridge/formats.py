@@ -1,87 +1,202 @@
-"""Every weight format, chosen by the file's suffix.
+"""The format registry: one entry per file suffix, with its reader, its writer and its runtime.
 
 Lightning ``.ckpt``, state-dict ``.pt`` and canonical ``.safetensors`` go through ``unet_torch.io``;
-``.keras`` and ``.weights.h5`` through ``unet_keras``. Callers name a path and get canonical weights
-and the spec, whatever wrote the file.
+``.keras`` and ``.weights.h5`` through ``unet_keras``. ``unet port``, ``unet parity``,
+``unet predict`` and the training run's export all pick the format here, so they accept the same
+files and give the same error for an unknown one. Deployment formats register themselves the same
+way (a writer and a runtime, and no reader, since weights are not read back from them).
+
+Callers name a path and get canonical weights and the spec, whatever wrote the file. Each reader
+and writer imports only its own framework (``unet_keras`` loads triton before TensorFlow itself), so
+a ``.safetensors`` file needs neither.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from unet_bridge.frameworks import import_frameworks
 from unet_bridge.inputs import model_size
-from unet_spec import UNetSpec
+from unet_spec import UNetSpec, atomic_path
 
-#: Suffixes ``unet port`` and ``unet parity`` read and write.
-SUFFIXES = (".ckpt", ".pt", ".safetensors", ".keras", ".weights.h5")
+Weights = Mapping[str, np.ndarray]
+Size = int | Sequence[int] | None
+#: ``read(path, spec) -> (weights, spec, model)``; ``model`` is a loaded Keras model or ``None``.
+Reader = Callable[[Path, UNetSpec | None], tuple[dict[str, np.ndarray], UNetSpec, Any]]
+#: ``write(weights, spec, path, input_size)`` writes the file or folder at ``path``.
+Writer = Callable[[Weights, UNetSpec, Path, Size], Any]
+
+
+@dataclass(frozen=True)
+class Format:
+    """One file format.
+
+    Attributes:
+        suffix: The file suffix (``.weights.h5`` counts as one).
+        description: What the file is, for help texts and errors.
+        framework: The install extra that reads and writes it (``torch``, ``keras``, ...; empty
+            when the base install does).
+        read: Canonical weights from a file, or ``None`` for a write-only deployment format.
+        write: The writer; it need not be atomic (:func:`save_any_weights` gives it a temporary
+            path that is renamed into place when it returns).
+        folder: The artefact is a folder (a TensorFlow SavedModel), not a file.
+    """
+
+    suffix: str
+    description: str
+    framework: str
+    read: Reader | None
+    write: Writer
+    folder: bool = False
+
+
+FORMATS: dict[str, Format] = {}
+
+
+def register(fmt: Format) -> Format:
+    """Add ``fmt`` to the registry (a later entry for the same suffix replaces the earlier)."""
+    FORMATS[fmt.suffix] = fmt
+    return fmt
+
+
+def weight_suffixes() -> tuple[str, ...]:
+    """Suffixes that can be read back as weights (``unet port`` and ``unet parity`` sources)."""
+    return tuple(s for s, f in FORMATS.items() if f.read is not None)
+
+
+def format_of(path: str | os.PathLike[str]) -> Format:
+    """The registered format of ``path``, by its suffix (the longest that matches).
+
+    Raises:
+        ValueError: An extension no format knows.
+    """
+    name = Path(path).name
+    matches = [s for s in FORMATS if name.endswith(s) and len(name) > len(s)]
+    if not matches:
+        raise ValueError(
+            f"{path}: unknown extension {Path(path).suffix or '(none)'!r}; "
+            f"known formats end in {', '.join(FORMATS)}"
+        )
+    return FORMATS[max(matches, key=len)]
 
 
 def suffix_of(path: str | os.PathLike[str]) -> str:
-    """The weight-format suffix of ``path`` (``.weights.h5`` counts as one).
-
-    Raises:
-        ValueError: An extension no reader knows.
-    """
-    name = Path(path).name
-    for suffix in SUFFIXES:
-        if name.endswith(suffix) and len(name) > len(suffix):
-            return suffix
-    raise ValueError(
-        f"{path}: unknown extension {Path(path).suffix or '(none)'!r}; "
-        f"weight files end in {', '.join(SUFFIXES)}"
-    )
+    """The format suffix of ``path`` (see :func:`format_of`)."""
+    return format_of(path).suffix
 
 
 def load_any_weights(
     path: str | os.PathLike[str], spec: UNetSpec | None = None
 ) -> tuple[dict[str, np.ndarray], UNetSpec, Any]:
-    """Canonical weights and spec from any supported file.
+    """Canonical weights and spec from any readable format.
 
     Returns:
         ``(weights, spec, keras_model)``; ``keras_model`` is the model loaded from a ``.keras``
         file (possibly one this project did not build), ``None`` for other formats.
-    """
-    suffix = suffix_of(path)
-    import_frameworks()
-    if suffix in (".keras", ".weights.h5"):
-        from unet_keras.foreign import load_keras_weights
 
-        return load_keras_weights(path, spec)
+    Raises:
+        FileNotFoundError: No such file.
+        ValueError: An unknown or write-only format, or a file that does not fit ``spec``.
+    """
+    fmt = format_of(path)
+    if fmt.read is None:
+        raise ValueError(
+            f"{path}: a {fmt.description} is a deployment artefact, not a weight file; "
+            f"weights are read from {', '.join(weight_suffixes())}"
+        )
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    return fmt.read(Path(path), spec)
+
+
+def save_any_weights(
+    weights: Weights,
+    spec: UNetSpec,
+    path: str | os.PathLike[str],
+    input_size: Size = None,
+) -> Path:
+    """Write ``weights`` in the format named by ``path``'s suffix, atomically.
+
+    ``input_size`` fixes the input of a Keras model (default: :func:`~unet_bridge.inputs.model_size`).
+    """
+    fmt = format_of(path)
+    with atomic_path(path, folder=fmt.folder) as tmp:
+        fmt.write(weights, spec, tmp, input_size)
+    return Path(path)
+
+
+# -- the weight formats ---------------------------------------------------------------------------
+def _read_torch(path: Path, spec: UNetSpec | None) -> tuple[dict[str, np.ndarray], UNetSpec, Any]:
     from unet_torch.io import load_any
 
     weights, spec = load_any(path, spec)
     return weights, spec, None
 
 
-def save_any_weights(
-    weights: Mapping[str, np.ndarray],
-    spec: UNetSpec,
-    path: str | os.PathLike[str],
-    input_size: int | Sequence[int] | None = None,
-) -> Path:
-    """Write ``weights`` in the format named by ``path``'s suffix, atomically.
-
-    ``input_size`` fixes the input of a ``.keras`` model (default:
-    :func:`~unet_bridge.inputs.model_size`).
-    """
-    suffix = suffix_of(path)
-    import_frameworks()
-    if suffix == ".keras":
-        from unet_keras.io import export_keras
-
-        size = input_size if input_size is not None else model_size(spec)
-        export_keras(weights, spec, path, size)
-        return Path(path)
-    if suffix == ".weights.h5":
-        from unet_keras.foreign import save_weights_h5
-
-        return save_weights_h5(weights, spec, path, input_size)
+def _write_torch(weights: Weights, spec: UNetSpec, path: Path, input_size: Size) -> Any:
     from unet_torch.io import save_any
 
     return save_any(weights, spec, path)
+
+
+def _read_canonical(
+    path: Path, spec: UNetSpec | None
+) -> tuple[dict[str, np.ndarray], UNetSpec, Any]:
+    from unet_spec import load_weights
+
+    weights, spec = load_weights(path, spec)
+    return weights, spec, None
+
+
+def _write_canonical(weights: Weights, spec: UNetSpec, path: Path, input_size: Size) -> Any:
+    from unet_spec import save_weights
+
+    return save_weights(weights, spec, path)
+
+
+def _read_keras(path: Path, spec: UNetSpec | None) -> tuple[dict[str, np.ndarray], UNetSpec, Any]:
+    from unet_keras.foreign import load_keras_weights
+
+    return load_keras_weights(path, spec)
+
+
+def _write_keras(weights: Weights, spec: UNetSpec, path: Path, input_size: Size) -> Any:
+    from unet_keras.io import export_keras
+
+    return export_keras(weights, spec, path, input_size or model_size(spec))
+
+
+def _write_h5(weights: Weights, spec: UNetSpec, path: Path, input_size: Size) -> Any:
+    from unet_keras.foreign import save_weights_h5
+
+    return save_weights_h5(weights, spec, path, input_size)
+
+
+for _fmt in (
+    Format(".ckpt", "Lightning checkpoint", "torch", _read_torch, _write_torch),
+    Format(".pt", "PyTorch state dict", "torch", _read_torch, _write_torch),
+    Format(".safetensors", "canonical safetensors file", "", _read_canonical, _write_canonical),
+    Format(".keras", "Keras model", "keras", _read_keras, _write_keras),
+    Format(".weights.h5", "Keras weights file", "keras", _read_keras, _write_h5),
+):
+    register(_fmt)
+
+#: Suffixes of the weight formats (``unet port`` reads and writes each).
+SUFFIXES = weight_suffixes()
+
+__all__ = [
+    "FORMATS",
+    "SUFFIXES",
+    "Format",
+    "format_of",
+    "load_any_weights",
+    "register",
+    "save_any_weights",
+    "suffix_of",
+    "weight_suffixes",
+]

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +31,7 @@ import numpy as np
 from unet_keras.adapters import from_canonical, to_canonical
 from unet_keras.builder import build_unet
 from unet_keras.io import load_keras
-from unet_spec import UNetSpec, build_plan, resolve_spec
+from unet_spec import UNetSpec, atomic_path, build_plan, resolve_spec
 
 H5_SPEC_ATTR = "unet_spec"
 
@@ -272,19 +271,10 @@ def save_weights_h5(
     path = Path(path)
     if not path.name.endswith(".weights.h5"):
         raise ValueError(f"{path}: a Keras weights file must end in .weights.h5")
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"{path}: folder {path.parent} does not exist")
     size = input_size if input_size is not None else twin_input_size(spec)
     model = from_canonical(build_unet(spec, size), weights, spec)
-    # Keras insists on the suffix, so the temporary file keeps it.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".weights.h5")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         model.save_weights(tmp, overwrite=True)
         with h5py.File(tmp, "a") as f:
             f.attrs[H5_SPEC_ATTR] = spec.to_json()
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path

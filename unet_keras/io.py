@@ -8,7 +8,6 @@ written to a temporary file in the target folder and renamed into place.
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 
 from unet_keras.adapters import from_canonical
 from unet_keras.builder import build_unet
-from unet_spec import UNetSpec
+from unet_spec import UNetSpec, atomic_path
 
 SPEC_MEMBER = "unet_spec.json"
 
@@ -30,19 +29,11 @@ def save_keras(
     path = Path(path)
     if path.suffix != ".keras":
         raise ValueError(f"{path}: a Keras model file must end in .keras")
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"{path}: folder {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".keras")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         model.save(tmp)
         if spec is not None:
             with zipfile.ZipFile(tmp, "a") as zf:
                 zf.writestr(SPEC_MEMBER, spec.to_json())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

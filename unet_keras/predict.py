@@ -14,7 +14,6 @@ Example:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 
 import keras
@@ -22,7 +21,7 @@ import numpy as np
 
 from unet_keras.adapters import from_canonical, to_nchw, to_nhwc
 from unet_keras.builder import build_unet
-from unet_spec import UNetSpec, check_weights, load_weights
+from unet_spec import UNetSpec, check_weights
 from unet_spec.tiling import TiledPredictor
 
 
@@ -72,16 +71,3 @@ class KerasPredictor(TiledPredictor):
         else:
             out = keras.ops.convert_to_numpy(model(nhwc, training=False))
         return to_nchw(out.astype(np.float32, copy=False))
-
-
-def load_predictor(
-    path: str | os.PathLike[str], spec: UNetSpec | None = None, **kwargs
-) -> KerasPredictor:
-    """A :class:`KerasPredictor` from a canonical ``.safetensors`` file.
-
-    Raises:
-        FileNotFoundError: No such file.
-        ValueError: A file that cannot be read or does not fit ``spec``.
-    """
-    weights, stored = load_weights(path, spec)
-    return KerasPredictor(stored, weights, **kwargs)

@@ -12,12 +12,12 @@ from unet_spec.compare import (
     compare,
     label_rule,
 )
+from unet_spec.files import atomic_path, atomic_write_bytes, check_destination
 from unet_spec.machine import machine_info, machine_line
 from unet_spec.plan import Block, LayerInfo, Layout, Plan, build_plan, keras_name
 from unet_spec.presets import DEFAULT_SIZES, PRESETS, get_preset
 from unet_spec.spec import UNetSpec
 from unet_spec.weights import (
-    atomic_write_bytes,
     canonical_shapes,
     check_weights,
     load_weights,
@@ -38,7 +38,9 @@ __all__ = [
     "Layout",
     "Plan",
     "UNetSpec",
+    "atomic_path",
     "atomic_write_bytes",
+    "check_destination",
     "build_plan",
     "canonical_shapes",
     "check_against_noise",

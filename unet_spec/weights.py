@@ -9,12 +9,12 @@ converts layouts; everything else reads and writes this form.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
+from unet_spec.files import atomic_write_bytes
 from unet_spec.plan import build_plan
 from unet_spec.spec import UNetSpec
 
@@ -148,34 +148,6 @@ def resolve_spec(
     if spec is None:
         raise ValueError(f"{source}: the file carries no spec; give --preset NAME or --spec FILE")
     return spec
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename.
-
-    A crash or an error leaves either the old file or nothing, never a half-written one.
-    """
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"{path}: folder {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _short(items: list[str], n: int = 6) -> str:

@@ -18,7 +18,6 @@ File contents:
 
 from __future__ import annotations
 
-import io
 import os
 import pickle
 import zipfile
@@ -29,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from unet_spec import UNetSpec, atomic_write_bytes, build_plan, check_weights, resolve_spec
+from unet_spec import UNetSpec, atomic_path, build_plan, check_weights, resolve_spec
 from unet_spec.weights import FORMAT_NAME, FORMAT_VERSION, load_weights, save_weights
 
 TORCH_SUFFIXES = (".ckpt", ".pt", ".safetensors")
@@ -171,9 +170,9 @@ def _state_dict(weights: Mapping[str, np.ndarray], spec: UNetSpec, prefix: str =
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> Path:
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    return atomic_write_bytes(path, buffer.getvalue())
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+    return path
 
 
 def save_pt(

@@ -11,7 +11,6 @@ Example:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 
 import numpy as np
@@ -69,19 +68,3 @@ class TorchPredictor(TiledPredictor):
         if self.head:
             out = probabilities(out, self.spec.head)
         return out.float().cpu().contiguous().numpy()
-
-
-def load_predictor(
-    path: str | os.PathLike[str], spec: UNetSpec | None = None, device: str = "cpu", **kwargs
-) -> TorchPredictor:
-    """A :class:`TorchPredictor` from a weight file (``.safetensors``, ``.pt`` or ``.ckpt``).
-
-    Raises:
-        FileNotFoundError: No such file.
-        ValueError: A file that cannot be read or does not fit ``spec`` (the message says what
-            differs).
-    """
-    from unet_torch.io import load_any
-
-    weights, stored = load_any(path, spec)
-    return TorchPredictor(stored, weights, device, **kwargs)

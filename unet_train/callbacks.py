@@ -3,8 +3,10 @@
 :class:`RunArtifacts` writes, at the end of ``fit``, into the run's folder (beside ``checkpoints/``):
 
 - ``model.safetensors``: the best checkpoint's weights in canonical form (:mod:`unet_spec.weights`);
-- ``model.keras``: the Keras twin built from them, checked for parity against PyTorch on a validation
-  crop; a failed check fails the run (:class:`ParityError`);
+- ``model.keras``: the Keras twin built from them, written through the bridge's verified writer
+  (:func:`unet_bridge.write_verified`: the written file is run against PyTorch and its float64
+  reference on a validation crop); a failed check fails the run (:class:`ParityError`) and leaves
+  no ``model.keras``;
 - ``overlays.png`` (image | truth | prediction), ``curves.png`` (loss and Dice per epoch) and
   ``metrics.json`` (best and last validation figures, files, wall time).
 """
@@ -22,17 +24,9 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
-from unet_spec import (
-    NoiseTolerance,
-    UNetSpec,
-    atomic_write_bytes,
-    check_against_noise,
-    label_rule,
-    machine_info,
-    save_weights,
-)
-from unet_torch.data import IGNORE_INDEX
-from unet_torch.model import UNet, canonical_state, float64_reference
+from unet_spec import NoiseTolerance, UNetSpec, atomic_write_bytes, machine_info, save_weights
+from unet_spec.data import IGNORE_INDEX
+from unet_torch.model import UNet, canonical_state
 
 
 class NonFiniteLossError(RuntimeError):
@@ -193,29 +187,24 @@ class RunArtifacts(Callback):
     def _export_keras(
         self, model: UNet, spec: UNetSpec, val: list, datamodule: Any, path: Path
     ) -> dict[str, Any]:
+        # Imported here: the bridge loads TensorFlow, which must come after the torch stack.
+        import unet_bridge
+
         layout = getattr(datamodule, "layout", None)
-        size = layout.input_size if layout is not None else spec.plan().nearest_valid_size(128)
+        size = tuple(layout.input_size) if layout else (unet_bridge.small_size(spec),) * 2
         image = val[0][1]
         pad = [(0, 0)] + [(0, max(0, s - d)) for s, d in zip(size, image.shape[1:], strict=True)]
         crop = np.pad(image, pad, mode="reflect")[:, : size[0], : size[1]][None].astype(np.float32)
-        with torch.no_grad():
-            reference = model(torch.from_numpy(crop)).numpy()
-        reference64 = float64_reference(model, torch.from_numpy(crop)).numpy()
-        # Imported here: TensorFlow must load after the torch stack (see unet_keras._imports).
-        from unet_keras.adapters import to_nchw, to_nhwc
-        from unet_keras.io import export_keras
-
-        keras_model = export_keras(canonical_state(model), spec, path, size)
-        result = to_nchw(np.asarray(keras_model(to_nhwc(crop), training=False)))
-        check = check_against_noise(
-            result, reference, reference64, self.tolerance, labels=label_rule(spec, False)
-        )
-        if not check.passed:
-            raise ParityError(
-                f"{path}: Keras export differs from PyTorch on a validation crop ({check}; "
-                f"limit {self.tolerance.margin:g}× the fp32 noise)"
+        try:
+            result = unet_bridge.write_verified(
+                canonical_state(model), spec, path, size, x=crop, tolerance=self.tolerance
             )
-        return {**check.to_dict(), "input_size": list(size)}
+        except unet_bridge.RejectedError as rejected:
+            raise ParityError(
+                f"{path}: Keras export differs from PyTorch on a validation crop "
+                f"({rejected.result.summary}; limit {self.tolerance.margin:g}× the fp32 noise)"
+            ) from None
+        return {**result.report.logits.to_dict(), "input_size": list(size)}
 
     def _overlays(
         self, pl_module: L.LightningModule, model: UNet, samples: list, out: Path

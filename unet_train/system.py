@@ -28,10 +28,10 @@ from torchmetrics.classification import (
 )
 
 from unet_spec import UNetSpec, get_preset
+from unet_spec.data import IGNORE_INDEX, median_frequency_weights
 from unet_spec.tiling import default_tile, labels_from_probs, predict_images, tile_grid
-from unet_torch.data import IGNORE_INDEX, median_frequency_weights
-from unet_torch.losses import LossName, SegmentationLoss
 from unet_torch.model import UNet, probabilities
+from unet_train.losses import LossName, SegmentationLoss
 
 ClassWeighting = Literal["none", "median_frequency", "sqrt_median_frequency"]
 

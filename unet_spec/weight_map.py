@@ -11,7 +11,7 @@ with ``d1``/``d2`` the distances to the nearest and the second-nearest object. O
 belong to no object). The paper's class-balancing term ``w_c`` is the loss's class weights here.
 
 Framework-free (numpy and scipy.ndimage): computed once per training image, then cropped and
-augmented together with its mask (:class:`unet_torch.data.TrainCrops`).
+augmented together with its mask (:class:`unet_train.datasets.TrainCrops`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import ndimage
 
 #: A term below ``w0 · exp(-CUTOFF² / 2)`` (3.4e-4 · w0) is dropped: distances are computed only
 #: within ``CUTOFF · σ`` of each object, which keeps the map linear in the image size.
@@ -48,6 +47,8 @@ def border_weights(
         >>> round(float(w[4, 4]), 2), float(w[4, 0])
         (10.23, 1.0)
     """
+    from scipy import ndimage  # imported here: ``import unet_spec`` loads numpy only
+
     if mask.ndim != 2:
         raise ValueError(f"border_weights needs an (H, W) mask, received shape {mask.shape}")
     if w0 < 0 or sigma <= 0:
