@@ -61,6 +61,7 @@ from unet_bridge.parity import (
     reference_taps,
     run_parity,
     tapped_blocks,
+    torch_device,
     torch_model,
     torch_taps,
 )
@@ -115,6 +116,7 @@ __all__ = [
     "small_size",
     "suffix_of",
     "tapped_blocks",
+    "torch_device",
     "torch_model",
     "torch_taps",
 ]

@@ -29,6 +29,17 @@ from unet_spec import (
 
 
 # -- models and taps ------------------------------------------------------------------------------
+def torch_device(name: str) -> str:
+    """``cpu``, ``cuda`` (an error when there is none) or ``auto`` (CUDA when available)."""
+    if name == "cpu":
+        return name
+    import torch
+
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available")
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def torch_model(spec: UNetSpec, weights: Mapping[str, np.ndarray], device: str = "cpu"):
     """``UNet(spec)`` with ``weights``, in eval mode, on ``device``."""
     import_frameworks()
@@ -188,6 +199,70 @@ class ParityReport:
     @property
     def passed(self) -> bool:
         return self.first_failure is None and self.logits.passed and self.output.passed
+
+    def lines(self) -> list[str]:
+        """The report as ``unet parity`` prints it: one row per block, the outputs, the verdict."""
+        out = [
+            f"{'block':18s} {'kind':10s} {'shape':>16s} {'max|Δ|':>9s} {'rel':>9s} "
+            f"{'noise':>9s} {'limit':>9s} {'×noise':>7s}  status"
+        ]
+        for row in self.layers:
+            c = row.check
+            shape = "×".join(map(str, c.shape[1:]))
+            out.append(
+                f"{row.name:18s} {row.kind:10s} {shape:>16s} {c.max_abs:9.3g} {c.rel:9.3g} "
+                f"{c.noise_rel:9.3g} {c.rel_limit:9.3g} {c.noise_ratio:7.2f}  "
+                f"{'ok' if c.passed else 'OUT'}"
+            )
+        out.append(f"logits: {self.logits}")
+        out.append(f"output ({self.spec.head}): {self.output}")
+        out.append(f"first block out of tolerance: {self.first_failure or 'none'}")
+        v, t = self.versions, self.seconds
+        out.append(
+            f"machine: {v.get('cpu')}, torch {v.get('cpu_capability')}, oneDNN ISA "
+            f"{v.get('onednn_max_cpu_isa')}, {v.get('torch_threads')} threads; torch "
+            f"{v.get('torch')}, keras {v.get('keras')} on {v.get('keras_backend')} "
+            f"{v.get('tensorflow', '')}; TF32 off; time torch {t.get('torch', 0):.1f}s, "
+            f"float64 {t.get('float64', 0):.1f}s, keras {t.get('keras', 0):.1f}s"
+        )
+        tol = self.tolerance
+        limits = f"each block within {tol.margin:g}× the fp32 noise (floor {tol.floor:.3g})"
+        out.append(f"verdict: {'PASS' if self.passed else 'FAIL'} ({limits})")
+        return out
+
+    def plot_png(self) -> bytes:
+        """Per-block max |Δ| and relative error beside the noise and the limit, as PNG bytes."""
+        import io
+
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        rows = self.layers
+        tol = self.tolerance
+        floor = 1e-12  # exact zeros have no place on a log axis
+        xs = range(len(rows))
+        fig, ax = plt.subplots(figsize=(max(8, 0.18 * len(rows)), 4.5), dpi=100)
+        ax.semilogy(xs, [max(r.max_abs, floor) for r in rows], ".-", label="max |Δ|")
+        ax.semilogy(xs, [max(r.rel, floor) for r in rows], ".-", label="relative error")
+        ax.semilogy(xs, [max(r.check.noise_rel, floor) for r in rows], ":", color="C2",
+                    label="fp32 noise (PyTorch vs float64)")  # fmt: skip
+        ax.semilogy(xs, [r.check.rel_limit for r in rows], "--", color="C1", lw=0.8,
+                    label=f"limit ({tol.margin:g}× noise)")  # fmt: skip
+        failed = [i for i, r in enumerate(rows) if not r.passed]
+        if failed:
+            ax.axvline(failed[0], color="red", lw=0.8, label=f"first out: {rows[failed[0]].name}")
+        ax.set_xticks(list(xs))
+        ax.set_xticklabels([r.name for r in rows], rotation=90, fontsize=6)
+        ax.set_ylabel("Keras vs PyTorch")
+        ax.set_title(f"per-block parity — {'PASS' if self.passed else 'FAIL'}")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+        plt.close(fig)
+        return buffer.getvalue()
 
     def to_json_dict(self) -> dict[str, Any]:
         """The ``--json`` document of ``unet parity``."""

@@ -11,16 +11,11 @@ included).
 from __future__ import annotations
 
 import argparse
-import io
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from unet_cli.common import add_spec_arguments, spec_from_args
 from unet_spec import NoiseTolerance, atomic_write_bytes
-
-if TYPE_CHECKING:
-    from unet_bridge import ParityReport
 
 HELP = "compare the PyTorch and Keras models of a weight file, block by block"
 
@@ -75,80 +70,18 @@ def run(args: argparse.Namespace) -> int:
     else:
         x = cf.random_input(spec, size, args.batch, args.seed)
         what = f"random input (seed {args.seed})"
-    device = args.device
-    if device != "cpu":
-        import torch
-
-        if device == "cuda" and not torch.cuda.is_available():
-            raise ValueError("--device cuda: no CUDA device is available")
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     tol = NoiseTolerance(margin=args.margin, floor=args.floor)
-    report = cf.run_parity(spec, weights, x, tol, device=device)
+    report = cf.run_parity(spec, weights, x, tol, device=cf.torch_device(args.device))
 
     print(
         f"{args.weights}: {what}, input {'×'.join(map(str, x.shape))} (NCHW); PyTorch fp32 is the "
         "reference, PyTorch float64 measures its noise"
     )
-    print(f"{'block':18s} {'kind':10s} {'shape':>16s} {'max|Δ|':>9s} {'rel':>9s} "
-          f"{'noise':>9s} {'limit':>9s} {'×noise':>7s}  status")  # fmt: skip
-    for row in report.layers:
-        c = row.check
-        shape = "×".join(map(str, c.shape[1:]))
-        print(
-            f"{row.name:18s} {row.kind:10s} {shape:>16s} {c.max_abs:9.3g} {c.rel:9.3g} "
-            f"{c.noise_rel:9.3g} {c.rel_limit:9.3g} {c.noise_ratio:7.2f}  "
-            f"{'ok' if c.passed else 'OUT'}"
-        )
-    print(f"logits: {report.logits}")
-    print(f"output ({spec.head}): {report.output}")
-    print(f"first block out of tolerance: {report.first_failure or 'none'}")
-    v = report.versions
-    print(
-        f"machine: {v.get('cpu')}, torch {v.get('cpu_capability')}, oneDNN ISA "
-        f"{v.get('onednn_max_cpu_isa')}, {v.get('torch_threads')} threads; torch {v.get('torch')}, "
-        f"keras {v.get('keras')} on {v.get('keras_backend')} {v.get('tensorflow', '')}; TF32 off; "
-        f"time torch {report.seconds['torch']:.1f}s, float64 {report.seconds['float64']:.1f}s, "
-        f"keras {report.seconds['keras']:.1f}s"
-    )
-    limits = f"each block within {tol.margin:g}× the fp32 noise (floor {tol.floor:.3g})"
-    print(f"verdict: {'PASS' if report.passed else 'FAIL'} ({limits})")
-
+    for line in report.lines():
+        print(line)
     if args.json is not None:
         text = json.dumps(report.to_json_dict(), indent=2) + "\n"
         atomic_write_bytes(args.json, text.encode("utf-8"))
     if args.plot is not None:
-        atomic_write_bytes(args.plot, plot_png(report))
+        atomic_write_bytes(args.plot, report.plot_png())
     return 0 if report.passed else 1
-
-
-def plot_png(report: ParityReport) -> bytes:
-    """Per-block max |Δ| and relative error on a log scale, as PNG bytes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = report.layers
-    tol = report.tolerance
-    floor = 1e-12  # exact zeros have no place on a log axis
-    xs = range(len(rows))
-    fig, ax = plt.subplots(figsize=(max(8, 0.18 * len(rows)), 4.5), dpi=100)
-    ax.semilogy(xs, [max(r.max_abs, floor) for r in rows], ".-", label="max |Δ|")
-    ax.semilogy(xs, [max(r.rel, floor) for r in rows], ".-", label="relative error")
-    ax.semilogy(xs, [max(r.check.noise_rel, floor) for r in rows], ":", color="C2",
-                label="fp32 noise (PyTorch vs float64)")  # fmt: skip
-    ax.semilogy(xs, [r.check.rel_limit for r in rows], "--", color="C1", lw=0.8,
-                label=f"limit ({tol.margin:g}× noise)")  # fmt: skip
-    failed = [i for i, r in enumerate(rows) if not r.passed]
-    if failed:
-        ax.axvline(failed[0], color="red", lw=0.8, label=f"first out: {rows[failed[0]].name}")
-    ax.set_xticks(list(xs))
-    ax.set_xticklabels([r.name for r in rows], rotation=90, fontsize=6)
-    ax.set_ylabel("Keras vs PyTorch")
-    ax.set_title(f"per-block parity — {'PASS' if report.passed else 'FAIL'}")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return buffer.getvalue()
