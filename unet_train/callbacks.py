@@ -1,4 +1,9 @@
-"""Callbacks of a training run: atomic checkpoints, a non-finite loss guard and the run's artifacts.
+"""Callbacks of a training run: atomic checkpoints, a non-finite loss guard, the run's artifacts and
+the prediction writer.
+
+:class:`AtomicCheckpointIO` is a checkpoint plugin (Lightning's public ``CheckpointIO`` interface):
+every checkpoint the trainer writes (``ModelCheckpoint``, ``trainer.save_checkpoint``) goes to a
+temporary file beside its destination and is renamed into place. ``train.py`` registers it.
 
 :class:`RunArtifacts` writes, at the end of ``fit``, into the run's folder (beside ``checkpoints/``):
 
@@ -9,12 +14,14 @@
   no ``model.keras``;
 - ``overlays.png`` (image | truth | prediction), ``curves.png`` (loss and Dice per epoch) and
   ``metrics.json`` (best and last validation figures, files, wall time).
+
+:class:`MaskWriter` writes what ``predict_step`` returns, one ``NAME_mask.png`` and
+``NAME_overlay.png`` per image, as ``unet predict`` writes them.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -22,10 +29,19 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import BasePredictionWriter, Callback
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from unet_spec import NoiseTolerance, UNetSpec, atomic_write_bytes, machine_info, save_weights
+from unet_spec import (
+    NoiseTolerance,
+    UNetSpec,
+    atomic_path,
+    atomic_write_bytes,
+    machine_info,
+    save_weights,
+)
 from unet_spec.data import IGNORE_INDEX
+from unet_spec.masks import encode_mask, overlay, png_bytes
 from unet_torch.model import UNet, canonical_state
 
 
@@ -58,25 +74,23 @@ class FiniteLossGuard(Callback):
             )
 
 
-class AtomicModelCheckpoint(ModelCheckpoint):
-    """:class:`ModelCheckpoint` that writes to a temporary file and renames it into place.
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Torch checkpoint I/O that writes to a temporary file and renames it into place.
 
     A process killed mid-write leaves the previous checkpoint intact (and at worst a hidden
-    ``.*.partial`` file), never a truncated ``.ckpt``.
+    temporary file beside it), never a truncated ``.ckpt``. Remote paths (``s3://...``) are
+    written as :class:`TorchCheckpointIO` writes them.
     """
 
-    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
-        path = Path(filepath)
-        tmp = path.with_name(f".{path.name}.partial")
-        trainer.save_checkpoint(tmp, self.save_weights_only)
-        if trainer.is_global_zero:
-            os.replace(tmp, path)
-        trainer.strategy.barrier("AtomicModelCheckpoint")
-        self._last_global_step_saved = trainer.global_step
-        self._last_checkpoint_saved = filepath
-        if trainer.is_global_zero:
-            for logger in trainer.loggers:
-                logger.after_save_checkpoint(self)
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
+        if "://" in str(path):
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            super().save_checkpoint(checkpoint, tmp, storage_options)
 
 
 def run_dir(trainer: L.Trainer) -> Path:
@@ -177,7 +191,7 @@ class RunArtifacts(Callback):
         best_val = metrics.get("best", {})
         figures = ", ".join(
             f"{k.split('/', 1)[1]}={best_val[k]:.4f}"
-            for k in ("val/dice", "val/miou", "val/pixel_error")
+            for k in ("val/dice", "val/dice_fg", "val/miou", "val/pixel_error")
             if k in best_val
         )
         written = ", ".join(Path(p).name for k, p in files.items() if p and k != "best_checkpoint")
@@ -298,6 +312,58 @@ class RunArtifacts(Callback):
             "files": files,
             "history": self.history,
         }
+
+
+class MaskWriter(BasePredictionWriter):
+    """Write each predicted image's ``NAME_mask.png`` and ``NAME_overlay.png`` (``train.py predict``).
+
+    The masks are the system's ``predict_step`` labels (the engine's one label rule), encoded as
+    ``unet predict`` encodes them (:func:`unet_spec.masks.encode_mask`: 0/255 for a binary task,
+    class ids otherwise); every file is written atomically.
+
+    Args:
+        output_dir: Output folder (created if absent). Default: ``predictions/`` in the run's
+            folder (``trainer.log_dir``; with ``--ckpt_path`` inside a run, that run's folder).
+        overlays: Also write the overlays.
+    """
+
+    def __init__(self, output_dir: str | None = None, overlays: bool = True) -> None:
+        super().__init__(write_interval="batch")
+        self.output_dir = output_dir
+        self.overlays = overlays
+        self.written: list[Path] = []
+
+    def folder(self, trainer: L.Trainer) -> Path:
+        """Where the masks go."""
+        if self.output_dir:
+            return Path(self.output_dir)
+        return Path(trainer.log_dir or trainer.default_root_dir) / "predictions"
+
+    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.written = []
+        if trainer.is_global_zero:
+            self.folder(trainer).mkdir(parents=True, exist_ok=True)
+        trainer.strategy.barrier("MaskWriter")
+
+    def write_on_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, prediction: Any,
+        batch_indices: Any, batch: Any, batch_idx: int, dataloader_idx: int,
+    ) -> None:  # fmt: skip
+        out = self.folder(trainer)
+        images = batch[0].detach().float().cpu().numpy()
+        labels = prediction["labels"].cpu().numpy().astype(np.int64)
+        k = pl_module.spec.num_classes
+        for name, image, ids in zip(prediction["names"], images, labels, strict=True):
+            stem = Path(name).stem
+            self.written.append(
+                atomic_write_bytes(out / f"{stem}_mask.png", png_bytes(encode_mask(ids, k)))
+            )
+            if self.overlays:
+                atomic_write_bytes(out / f"{stem}_overlay.png", png_bytes(overlay(image, ids)))
+
+    def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero:
+            print(f"{len(self.written)} mask(s) written to {self.folder(trainer)}", flush=True)
 
 
 def _save_figure(fig: Any, path: Path) -> None:

@@ -1,23 +1,41 @@
 """The training command line: LightningCLI over :class:`~unet_train.system.SegmentationSystem`.
 
 ``train.py`` at the repository root calls :func:`main`; see its docstring for examples.
+
+One run, one folder: the CSV and TensorBoard loggers get one explicit ``version`` (the next free
+``version_<n>`` under their folders, chosen once before anything is built), so logs, checkpoints,
+the config and the artifacts share ``<save_dir>/<name>/version_<n>/``. A command given a
+``--ckpt_path`` inside such a folder (``runs/demo/version_3/checkpoints/last.ckpt``) works in that
+folder instead: a resumed ``fit`` continues ``version_3``, and ``validate``, ``test`` and
+``predict`` log (and write their masks) beside the run they score. The rows of ``metrics.csv``
+that are already there are kept (Lightning's CSV logger would start the file afresh). Every
+checkpoint is written atomically through :class:`~unet_train.callbacks.AtomicCheckpointIO`.
 """
 
 from __future__ import annotations
 
-import itertools
+import csv
+import importlib
 import os
+import re
 import sys
+import warnings
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.plugins.io import CheckpointIO
 
 from unet_train.callbacks import (
-    AtomicModelCheckpoint,
+    AtomicCheckpointIO,
     FiniteLossGuard,
+    MaskWriter,
     NonFiniteLossError,
     ParityError,
     RunArtifacts,
@@ -25,12 +43,62 @@ from unet_train.callbacks import (
 from unet_train.data import SegmentationDataModule
 from unet_train.system import SegmentationSystem
 
+#: Loggers whose ``version`` argument names a ``version_<n>`` folder under ``save_dir/name``.
+VERSIONED_LOGGERS = (CSVLogger, TensorBoardLogger)
+_VERSION = re.compile(r"version_(\d+)")
+
+
+def next_version(roots: list[Path]) -> int:
+    """One more than the highest ``version_<n>`` under any of ``roots`` (0 when there is none),
+    the rule Lightning's loggers follow each on their own."""
+    found = [
+        int(m.group(1))
+        for root in roots
+        if root.is_dir()
+        for d in root.iterdir()
+        if d.is_dir() and (m := _VERSION.fullmatch(d.name))
+    ]
+    return max(found, default=-1) + 1
+
+
+def checkpoint_run(ckpt_path: Any) -> Path | None:
+    """The run folder of a checkpoint file stored as ``<run>/checkpoints/<file>.ckpt``."""
+    if not isinstance(ckpt_path, str | os.PathLike) or not Path(ckpt_path).is_file():
+        return None  # also "last", "best" and "hpc", which Lightning resolves itself
+    folder = Path(ckpt_path).resolve().parent
+    return folder.parent if folder.name == "checkpoints" else None
+
+
+def _logger_root(init_args: Any) -> Path:
+    save_dir = os.path.expanduser(os.path.expandvars(str(init_args.get("save_dir") or ".")))
+    name = init_args.get("name")
+    return Path(save_dir, name) if name else Path(save_dir)
+
+
+def _logger_class(entry: Any) -> type | None:
+    class_path = entry.get("class_path") if hasattr(entry, "get") else None
+    if not class_path:
+        return None
+    module, _, name = class_path.rpartition(".")
+    return getattr(importlib.import_module(module), name, None)
+
+
+class StageConfig(SaveConfigCallback):
+    """Saves ``config.yaml`` for ``fit`` and ``config-<stage>.yaml`` for ``validate``, ``test`` and
+    ``predict``, which may run in a training run's folder and must not replace its config."""
+
+    def setup(self, trainer: Trainer, pl_module: Any, stage: str) -> None:
+        name = str(getattr(stage, "value", stage))  # the trainer passes a ``TrainerFn``
+        if name != "fit":
+            self.config_filename = f"config-{name}.yaml"
+        super().setup(trainer, pl_module, stage)
+
 
 class TrainCLI(LightningCLI):
     """LightningCLI with the project's callbacks always present and ``num_classes`` linked."""
 
     def add_arguments_to_parser(self, parser) -> None:
-        parser.add_lightning_class_args(AtomicModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val/dice",
@@ -42,27 +110,108 @@ class TrainCLI(LightningCLI):
         )
         parser.add_lightning_class_args(RunArtifacts, "artifacts")
         parser.add_lightning_class_args(FiniteLossGuard, "loss_guard")
+        parser.add_lightning_class_args(MaskWriter, "predict_writer")
         # The classes are a property of the data; the model follows.
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
 
+    # -- one folder per run ----------------------------------------------------------------------
     def before_instantiate_classes(self) -> None:
-        # Without a logger, Lightning writes the checkpoints and the config straight into
-        # ``default_root_dir`` (and so would the artifacts): the next run would overwrite them.
-        # Give such a run its own ``version_<n>`` folder, as the loggers do.
         config = self.config[self.subcommand] if self.subcommand else self.config
         trainer = config["trainer"]
-        if trainer.get("logger") is False:
+        resumed = checkpoint_run(config.get("ckpt_path"))
+        logger = trainer.get("logger")
+        if logger is False:
+            # Without a logger, Lightning writes the checkpoints and the config straight into
+            # ``default_root_dir`` (and so would the artifacts): the next run would overwrite them.
+            # Give such a run its own ``version_<n>`` folder, as the loggers do.
             root = Path(trainer.get("default_root_dir") or "runs")
-            n = next(i for i in itertools.count() if not (root / f"version_{i}").exists())
-            trainer["default_root_dir"] = str(root / f"version_{n}")
+            if resumed is not None and resumed.parent == root.resolve():
+                trainer["default_root_dir"] = str(root / resumed.name)
+            else:
+                trainer["default_root_dir"] = str(root / f"version_{next_version([root])}")
+            return
+        entries = logger if isinstance(logger, list) else [logger]
+        versioned = [
+            e
+            for e in entries
+            if isinstance(_logger_class(e), type)
+            and issubclass(_logger_class(e), VERSIONED_LOGGERS)
+        ]
+        if not versioned:
+            return  # Lightning's default logger, or loggers with versions of their own
+        roots = [_logger_root(e["init_args"]) for e in versioned]
+        # The checkpoints live under the first logger's folder (Lightning's rule), so a checkpoint
+        # in ``<first root>/version_<n>/checkpoints/`` belongs to run ``n`` of these loggers.
+        match = _VERSION.fullmatch(resumed.name) if resumed is not None else None
+        if match and resumed.parent == roots[0].resolve():
+            version = int(match.group(1))
+        else:
+            version = next_version(roots)
+        for entry in versioned:
+            if entry["init_args"].get("version") is None:
+                entry["init_args"]["version"] = version
 
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        # Atomic checkpoints unless the config names a checkpoint plugin of its own.
+        config = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        plugins = kwargs.pop("plugins", None) or config["trainer"].get("plugins") or []
+        plugins = list(plugins) if isinstance(plugins, list | tuple) else [plugins]
+        if not any(isinstance(p, CheckpointIO) for p in plugins):
+            plugins.append(AtomicCheckpointIO())
+        return super().instantiate_trainer(plugins=plugins, **kwargs)
+
+    # -- subcommands -----------------------------------------------------------------------------
     def before_fit(self) -> None:
-        # CSV and TensorBoard loggers pick their version independently; share one run folder.
-        loggers = self.trainer.loggers
-        if len(loggers) > 1 and all(hasattr(lg, "_version") for lg in loggers):
-            version = loggers[0].version
-            for lg in loggers[1:]:
-                lg._version = version
+        self._keep_csv_rows(resume=True)
+
+    def before_validate(self) -> None:
+        self._keep_csv_rows()
+
+    def before_test(self) -> None:
+        self._keep_csv_rows()
+
+    def before_predict(self) -> None:
+        self._keep_csv_rows()
+        # The masks are on disk; do not also hold every image's labels in memory.
+        config = self.config_init["predict"]
+        if config.get("return_predictions") is None:
+            config["return_predictions"] = False
+
+    def _keep_csv_rows(self, resume: bool = False) -> None:
+        """Keep the rows of an existing ``metrics.csv`` (Lightning's CSV logger deletes the file
+        when it opens a folder that has one); when resuming, only those up to the checkpoint."""
+        if not self.trainer.is_global_zero:
+            return
+        ckpt_path = self.config_init[self.subcommand].get("ckpt_path")
+        epoch = step = None
+        if resume and checkpoint_run(ckpt_path) is not None:
+            import torch
+
+            state = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+            epoch, step = state.get("epoch"), state.get("global_step")
+        for logger in self.trainer.loggers:
+            if not isinstance(logger, CSVLogger):
+                continue
+            path = Path(logger.log_dir) / "metrics.csv"
+            if not path.is_file():
+                continue
+            with path.open(newline="") as f:
+                rows = list(csv.DictReader(f))
+            with warnings.catch_warnings():
+                # "Previous log files in this directory will be deleted": the rows come back below.
+                warnings.filterwarnings("ignore", message="Experiment logs directory")
+                writer = logger.experiment  # opens the folder: the old file is gone from here on
+            for row in rows:
+                values = {
+                    k: float(v) for k, v in row.items() if k != "step" and v not in ("", None)
+                }
+                at = int(float(row.get("step") or 0))
+                if epoch is not None and "epoch" in values and values["epoch"] > epoch:
+                    continue  # logged after the checkpoint: the resumed run logs it again
+                if step is not None and "epoch" not in values and at >= step:
+                    continue
+                writer.log_metrics(values, at)
+            logger.save()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             SegmentationDataModule,
             subclass_mode_data=True,
             args=argv,
+            save_config_callback=StageConfig,
             save_config_kwargs={"overwrite": True},
             trainer_defaults={"default_root_dir": "runs"},
         )

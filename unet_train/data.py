@@ -3,8 +3,12 @@
 Both share one training recipe (:class:`SegmentationDataModule`): random crops of the network's input
 size from mirror-padded images, augmented by :class:`~unet_train.datasets.Augmentation`, with the
 center crop of the output size as the target. Sizes come from ``spec.plan().check_size(crop_size)``;
-nothing here does shape arithmetic of its own. Validation returns whole images: the system runs them
-through tiled inference.
+nothing here does shape arithmetic of its own. Validation and test return whole images with their
+masks, prediction whole images with their names: the system runs them through tiled inference.
+
+Splits: ``fit``/``validate`` read the training and validation images, ``test`` the test split
+(a folder's ``test/``, or synthetic images after the validation ones), ``predict`` the images named
+by ``predict_images`` (files or folders, no masks).
 
 Masks become int64 class ids in ``[0, num_classes)``, with :data:`~unet_spec.data.IGNORE_INDEX` where
 the loss and the metrics must not look (file reading: :mod:`unet_spec.data`).
@@ -25,11 +29,35 @@ import torch
 from torch.utils.data import DataLoader
 
 from unet_spec import UNetSpec
-from unet_spec.data import IGNORE_INDEX, MaskEncoding, Sample, find_pairs, read_mask
+from unet_spec.data import (
+    IGNORE_INDEX,
+    MaskEncoding,
+    Sample,
+    find_pairs,
+    image_files,
+    read_mask,
+)
 from unet_spec.images import read_image
 from unet_spec.synthetic import make_dataset
 from unet_spec.weight_map import border_weights
 from unet_train.datasets import Augmentation, TrainCrops, WholeImages
+
+#: An image to predict: (name, image ``(C, H, W)`` float32 in [0, 1]).
+Unlabelled = tuple[str, np.ndarray]
+
+
+class ImagesOnly(torch.utils.data.Dataset):
+    """Whole images and their names, for prediction (one image per batch: sizes may differ)."""
+
+    def __init__(self, samples: list[Unlabelled]) -> None:
+        self.samples = samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, str]:
+        name, image = self.samples[i]
+        return torch.from_numpy(image), name
 
 
 # -- data modules ---------------------------------------------------------------------------------
@@ -54,6 +82,8 @@ class SegmentationDataModule(L.LightningDataModule):
         border_weight: ``w0`` of the U-Net paper's weight map (:func:`border_weights`): background
             pixels between two nearby objects weigh up to ``1 + w0`` in the loss (0 disables it).
         border_sigma: Width ``σ`` of that weight map, in pixels.
+        predict_images: Images for ``train.py predict``: files or folders of images (no masks),
+            one path or a list.
     """
 
     def __init__(
@@ -68,6 +98,7 @@ class SegmentationDataModule(L.LightningDataModule):
         balance_classes: float = 0.0,
         border_weight: float = 0.0,
         border_sigma: float = 5.0,
+        predict_images: str | list[str] | None = None,
     ) -> None:
         super().__init__()
         if not 1 <= num_classes < IGNORE_INDEX:
@@ -94,8 +125,13 @@ class SegmentationDataModule(L.LightningDataModule):
         )
         self.augment = augment if augment is not None else Augmentation()
         self._spec: UNetSpec | None = None
+        if isinstance(predict_images, str):
+            predict_images = [predict_images]
+        self.predict_images = predict_images
         self.train_samples: list[Sample] = []
         self.val_samples: list[Sample] = []
+        self.test_samples: list[Sample] = []
+        self.predict_samples: list[Unlabelled] = []
         self._loaded_for: UNetSpec | None = None
 
     # -- spec ------------------------------------------------------------------------------------
@@ -120,13 +156,30 @@ class SegmentationDataModule(L.LightningDataModule):
     def _load(self, spec: UNetSpec) -> tuple[list[Sample], list[Sample]]:
         raise NotImplementedError
 
+    def _load_test(self, spec: UNetSpec) -> list[Sample]:
+        raise NotImplementedError
+
+    def _load_predict(self, spec: UNetSpec) -> list[Unlabelled]:
+        """The images named by ``predict_images`` (subclasses may give a default source)."""
+        if not self.predict_images:
+            raise ValueError(
+                "data.predict_images is not set: give the image files or folders to predict"
+            )
+        return read_images(image_files([Path(p) for p in self.predict_images]), spec.in_channels)
+
     def setup(self, stage: str | None = None) -> None:
         spec = self.spec
+        self.layout = spec.plan().check_size(self.crop_size)
+        if stage == "test":
+            self.test_samples = self._load_test(spec)
+            return
+        if stage == "predict":
+            self.predict_samples = self._load_predict(spec)
+            return
         if self._loaded_for != spec:
             self.train_samples, self.val_samples = self._load(spec)
             self._loaded_for = spec
             self._border_maps = None
-        self.layout = spec.plan().check_size(self.crop_size)
         oh, ow = self.layout.output_size
         for name, _, mask in self.train_samples:
             h, w = mask.shape
@@ -174,20 +227,53 @@ class SegmentationDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         if not self.val_samples:
             raise ValueError("no validation images")
+        return self._whole(WholeImages(self.val_samples), self.val_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        if not self.test_samples:
+            raise ValueError("no test images")
+        return self._whole(WholeImages(self.test_samples), self.val_batch_size)
+
+    def predict_dataloader(self) -> DataLoader:
+        if not self.predict_samples:
+            raise ValueError("no images to predict")
+        return self._whole(ImagesOnly(self.predict_samples), 1)
+
+    def _whole(self, dataset: torch.utils.data.Dataset, batch_size: int) -> DataLoader:
         return DataLoader(
-            WholeImages(self.val_samples),
-            batch_size=self.val_batch_size,
+            dataset,
+            batch_size=batch_size,
             shuffle=False,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
 
 
+def read_images(paths: list[Path], in_channels: int) -> list[Unlabelled]:
+    """Images to predict, named by their paths.
+
+    Raises:
+        ValueError: No images, or two images with one file stem (their masks would share a name).
+        FileNotFoundError: A missing file (named).
+    """
+    if not paths:
+        raise ValueError("data.predict_images: no image files found")
+    stems: dict[str, Path] = {}
+    for path in paths:
+        if path.stem in stems:
+            raise ValueError(
+                f"{path}: same file stem as {stems[path.stem]}; the masks are named after the stem"
+            )
+        stems[path.stem] = path
+    return [(str(path), read_image(path, in_channels)) for path in paths]
+
+
 class FolderDataModule(SegmentationDataModule):
     """Images and masks from a folder, matched by file stem.
 
     Layouts: ``root/images`` + ``root/masks`` (split by ``val_fraction``), or ``root/train`` and
-    ``root/val`` each holding ``images/`` and ``masks/``.
+    ``root/val`` each holding ``images/`` and ``masks/``. The test split (``train.py test``) is
+    ``root/test/`` with ``images/`` and ``masks/``.
 
     Args:
         root: The data folder.
@@ -268,6 +354,14 @@ class FolderDataModule(SegmentationDataModule):
             )
         return self._read(train_pairs, spec.in_channels), self._read(val_pairs, spec.in_channels)
 
+    def _load_test(self, spec: UNetSpec) -> list[Sample]:
+        test = self.root / "test"
+        if not (test / "images").is_dir() or not (test / "masks").is_dir():
+            raise FileNotFoundError(
+                f"{test}: no test split (train.py test reads {test}/images/ and {test}/masks/)"
+            )
+        return self._read(find_pairs(test), spec.in_channels)
+
 
 class SyntheticDataModule(SegmentationDataModule):
     """The embedded dataset (:mod:`unet_spec.synthetic`): textured shapes, generated, no download.
@@ -275,6 +369,8 @@ class SyntheticDataModule(SegmentationDataModule):
     Args:
         num_train: Training images.
         num_val: Validation images (generated from indices after the training ones).
+        num_test: Test images (generated from indices after the validation ones); without
+            ``predict_images``, ``train.py predict`` segments these too.
         image_size: Side of the square images.
         num_classes: Classes including the background (2 to 5).
         seed: Dataset seed.
@@ -285,30 +381,43 @@ class SyntheticDataModule(SegmentationDataModule):
         self,
         num_train: int = 64,
         num_val: int = 16,
+        num_test: int = 16,
         image_size: int = 128,
         num_classes: int = 5,
         seed: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(num_classes=num_classes, **kwargs)
-        for name, value in (("num_train", num_train), ("num_val", num_val)):
+        for name, value in (("num_train", num_train), ("num_val", num_val), ("num_test", num_test)):
             if value < 1:
                 raise ValueError(f"data.{name} must be at least 1. Received: {value}")
-        self.num_train, self.num_val, self.image_size, self.seed = (
-            num_train,
-            num_val,
-            image_size,
-            seed,
+        self.num_train, self.num_val, self.num_test = num_train, num_val, num_test
+        self.image_size, self.seed = image_size, seed
+
+    def _samples(self, spec: UNetSpec, count: int, start: int) -> list[Sample]:
+        images, masks = make_dataset(
+            count, self.image_size, spec.in_channels, self.num_classes, self.seed, start
         )
+        return [(f"synthetic#{start + i}", images[i], masks[i]) for i in range(count)]
 
     def _load(self, spec: UNetSpec) -> tuple[list[Sample], list[Sample]]:
-        def samples(count: int, start: int) -> list[Sample]:
-            images, masks = make_dataset(
-                count, self.image_size, spec.in_channels, self.num_classes, self.seed, start
-            )
-            return [(f"synthetic#{start + i}", images[i], masks[i]) for i in range(count)]
+        return self._samples(spec, self.num_train, 0), self._samples(
+            spec, self.num_val, self.num_train
+        )
 
-        return samples(self.num_train, 0), samples(self.num_val, self.num_train)
+    def _load_test(self, spec: UNetSpec) -> list[Sample]:
+        return self._samples(spec, self.num_test, self.num_train + self.num_val)
+
+    def _load_predict(self, spec: UNetSpec) -> list[Unlabelled]:
+        if self.predict_images:
+            return super()._load_predict(spec)
+        return [(name, image) for name, image, _ in self._load_test(spec)]
 
 
-__all__ = ["FolderDataModule", "SegmentationDataModule", "SyntheticDataModule"]
+__all__ = [
+    "FolderDataModule",
+    "ImagesOnly",
+    "SegmentationDataModule",
+    "SyntheticDataModule",
+    "read_images",
+]

@@ -6,10 +6,11 @@ types only), so a checkpoint rebuilds its model alone, also with
 ``torch.load(path, weights_only=True)``. The model sits at ``self.model``, so checkpoint weights are
 named ``model.<canonical name>``.
 
-Validation runs whole images through the tiling engine that ``unet predict`` uses
-(:mod:`unet_spec.tiling`: one padding and tiling policy for both paddings), with the spec's head and
-the engine's one label rule, so the validation metrics are those of the masks ``unet predict``
-writes for the same images and weights.
+Validation, test and prediction run whole images through the tiling engine that ``unet predict``
+uses (:mod:`unet_spec.tiling`: one padding and tiling policy for both paddings), with the spec's head
+and the engine's one label rule, so the validation and test metrics are those of the masks
+``unet predict`` writes for the same images and weights, and ``predict_step`` returns those masks
+(:class:`~unet_train.callbacks.MaskWriter` writes them as ``unet predict`` does).
 """
 
 from __future__ import annotations
@@ -139,7 +140,10 @@ class SegmentationSystem(L.LightningModule):
                 "accuracy": MulticlassAccuracy(average="micro", **metric_args),
             }
         )
+        # The same figures for the test split, accumulated apart (validation may run beside it).
+        self.test_metrics = self.val_metrics.clone()
         self.last_val: dict[str, float] = {}
+        self.last_test: dict[str, float] = {}
         # Kept off the module tree so the compiled wrapper adds no second copy of the weights.
         object.__setattr__(self, "_compiled", torch.compile(self.model) if compile else None)
 
@@ -255,31 +259,73 @@ class SegmentationSystem(L.LightningModule):
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "val", self.val_metrics)
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "test", self.test_metrics)
+
+    def _evaluate(
+        self, batch: tuple[torch.Tensor, torch.Tensor], stage: str, metrics: MetricCollection
+    ) -> None:
         images, masks = batch
         # One pass gives the loss its logits and the metrics the labels of ``unet predict``
         # (with TTA, both averaged over the same views).
         logits, probs = self._infer(images, ("logits", "probs"), self.hparams["tta"])
         labels = self._labels(probs)
         loss = self.loss_fn(logits, masks)
-        self.log("val/loss", loss, prog_bar=True, sync_dist=True, batch_size=len(images))
-        self.val_metrics.update(labels, masks)
+        self.log(f"{stage}/loss", loss, prog_bar=True, sync_dist=True, batch_size=len(images))
+        metrics.update(labels, masks)
 
     def on_validation_epoch_end(self) -> None:
-        values = self.val_metrics.compute()
-        self.val_metrics.reset()
-        dice, iou = values["dice"].float(), values["iou"].float()
-        summary = {
-            "val/dice": dice.mean(),
-            "val/miou": iou.mean(),
-            "val/pixel_error": 1.0 - values["accuracy"].float(),
-        }
-        for k in range(len(dice)):
-            summary[f"val/dice_{k}"] = dice[k]
-            summary[f"val/iou_{k}"] = iou[k]
+        self.last_val = self._log_summary("val", self.val_metrics)
+
+    def on_test_epoch_end(self) -> None:
+        self.last_test = self._log_summary("test", self.test_metrics)
+
+    def _log_summary(self, stage: str, metrics: MetricCollection) -> dict[str, float]:
+        summary = self.summarize(metrics.compute(), stage)
+        metrics.reset()
         # Already reduced over all processes by torchmetrics: no second sync.
         self.log_dict(summary, prog_bar=False)
-        self.log("val/dice_mean", summary["val/dice"], prog_bar=True)
-        self.last_val = {k: float(v) for k, v in summary.items()}
+        self.log(f"{stage}/dice_mean", summary[f"{stage}/dice"], prog_bar=True)
+        return {k: float(v) for k, v in summary.items()}
+
+    @staticmethod
+    def summarize(values: dict[str, torch.Tensor], stage: str = "val") -> dict[str, torch.Tensor]:
+        """The logged figures from a computed metric collection (``val_metrics.compute()``).
+
+        ``<stage>/dice`` and ``<stage>/miou`` average every class; ``<stage>/dice_fg`` averages
+        the foreground classes ``1..K-1`` only (for a binary task, the Dice of class 1), which
+        a large, easy background does not inflate. Per class: ``<stage>/dice_<k>``,
+        ``<stage>/iou_<k>``; ``<stage>/pixel_error`` is one minus the pixel accuracy.
+        """
+        dice, iou = values["dice"].float(), values["iou"].float()
+        summary = {
+            f"{stage}/dice": dice.mean(),
+            f"{stage}/dice_fg": dice[1:].mean(),
+            f"{stage}/miou": iou.mean(),
+            f"{stage}/pixel_error": 1.0 - values["accuracy"].float(),
+        }
+        for k in range(len(dice)):
+            summary[f"{stage}/dice_{k}"] = dice[k]
+            summary[f"{stage}/iou_{k}"] = iou[k]
+        return summary
+
+    def predict_step(
+        self, batch: tuple[torch.Tensor, list[str]], batch_idx: int, dataloader_idx: int = 0
+    ) -> dict[str, Any]:
+        """Labels of whole images, as ``unet predict`` computes them.
+
+        ``batch`` is ``(images, names)`` as the data modules' ``predict_dataloader`` gives it.
+        Returns ``{"names": names, "labels": (N, H, W) uint8 or int64 class ids}``;
+        :class:`~unet_train.callbacks.MaskWriter` writes each as ``NAME_mask.png`` and
+        ``NAME_overlay.png``.
+        """
+        images, names = batch
+        labels = self.predict_labels(images, self.hparams["tta"])
+        # The smallest type that holds the ids: the trainer may keep every batch's result.
+        small = torch.uint8 if max(self.spec.num_classes, 2) <= 256 else torch.int64
+        return {"names": list(names), "labels": labels.to(small)}
 
     # -- optimisation ----------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
