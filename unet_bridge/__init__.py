@@ -9,6 +9,9 @@ export, the ``unet`` command, the parity tests, the benchmarks):
 - :mod:`unet_bridge.formats`: the format registry (suffix → reader, writer);
 - :mod:`unet_bridge.predict`: tiled predictors from any weight file, on either runtime;
 - :mod:`unet_bridge.port`: writing a file only once it has proved to compute what its source does;
+- :mod:`unet_bridge.export`: deployment artefacts (ONNX, SavedModel, LiteRT, ``.pt2``), each run
+  in its own runtime and proven against the PyTorch model before it lands;
+- :mod:`unet_bridge.card`: model cards beside artefacts and training runs;
 - :mod:`unet_bridge.inputs`: the size policy and the inputs of a check;
 - :mod:`unet_bridge.parity`: the models, the per-block taps and the noise-aware parity runner;
 - :mod:`unet_bridge.backends`: Keras twins on another Keras backend, in a subprocess.
@@ -28,6 +31,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from unet_bridge.card import find_metrics, model_card, write_model_card
+from unet_bridge.export import (
+    EXPORTS,
+    PRECISIONS,
+    ExportRejectedError,
+    ExportResult,
+    LoadError,
+    export_model,
+    precision_tolerance,
+    run_artefact,
+)
 from unet_bridge.formats import (
     FORMATS,
     SUFFIXES,
@@ -74,10 +88,22 @@ from unet_bridge.port import (
     verify_file,
     write_verified,
 )
-from unet_bridge.predict import BACKENDS, load_predictor
+from unet_bridge.predict import BACKENDS, OnnxPredictor, load_predictor
 
 __all__ = [
     "BACKENDS",
+    "EXPORTS",
+    "PRECISIONS",
+    "ExportRejectedError",
+    "ExportResult",
+    "LoadError",
+    "OnnxPredictor",
+    "export_model",
+    "find_metrics",
+    "model_card",
+    "precision_tolerance",
+    "run_artefact",
+    "write_model_card",
     "load_predictor",
     "FORMATS",
     "SUFFIXES",

@@ -3,7 +3,8 @@
 Each subcommand lives in its own module with ``HELP``, ``add_arguments(parser)`` and ``run(args)``;
 modules import PyTorch or Keras only inside ``run``, so ``unet summary`` stays fast and light.
 Errors in the user's input (``ValueError``, ``FileNotFoundError``, ``OSError``) become one line on
-stderr and exit code 2.
+stderr and exit code 2; so does a framework that is not installed (the line names the extra:
+``pip install 'unet-twins[torch]'``, ``[keras]`` or ``[onnx]``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,32 @@ SUBCOMMANDS = {
     "port": "unet_cli.port",
     "parity": "unet_cli.parity",
     "predict": "unet_cli.predict",
+    "export": "unet_cli.export",
 }
+
+#: The install extra that brings each framework module (the top-level import name).
+EXTRAS = {
+    "torch": ("PyTorch", "torch"),
+    "torchvision": ("PyTorch", "torch"),
+    "lightning": ("PyTorch", "torch"),
+    "torchmetrics": ("PyTorch", "torch"),
+    "tensorflow": ("TensorFlow and Keras", "keras"),
+    "keras": ("TensorFlow and Keras", "keras"),
+    "h5py": ("TensorFlow and Keras", "keras"),
+    "ai_edge_litert": ("TensorFlow and Keras", "keras"),
+    "onnx": ("ONNX", "onnx"),
+    "onnxruntime": ("onnxruntime", "onnx"),
+    "onnxscript": ("ONNX", "onnx"),
+}
+
+
+def missing_extra(err: ModuleNotFoundError) -> str | None:
+    """The one-line message for a missing framework, or ``None`` for any other missing module."""
+    top = (err.name or "").split(".")[0]
+    if top not in EXTRAS:
+        return None
+    what, extra = EXTRAS[top]
+    return f"this command needs {what} ({top} is not installed): pip install 'unet-twins[{extra}]'"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,6 +72,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args._run(args) or 0)
+    except ModuleNotFoundError as err:
+        message = missing_extra(err)
+        if message is None:
+            raise
+        print(f"unet {args.command}: error: {message}", file=sys.stderr)
+        return 2
     except (ValueError, FileNotFoundError, OSError, KeyError) as err:
         message = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
         print(f"unet {args.command}: error: {message}", file=sys.stderr)

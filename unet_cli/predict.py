@@ -32,7 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="weights: .safetensors, .pt, .ckpt, .keras or .weights.h5",
     )  # fmt: skip
     parser.add_argument("--out", type=Path, required=True, help="output folder (created if absent)")
-    parser.add_argument("--backend", choices=("torch", "keras"), default="torch")
+    parser.add_argument(
+        "--backend", choices=("torch", "keras", "onnx"), default="torch",
+        help="onnx: --weights is an exported .onnx file (unet export)",
+    )  # fmt: skip
     parser.add_argument(
         "--device", default="cpu", help="torch backend: cpu or cuda (Keras places ops itself)"
     )

@@ -1,0 +1,204 @@
+"""Model cards: a short README beside an artefact (the spec, its parity figures, how to load it).
+
+``unet export`` writes one beside every artefact (``DST.README.md``; ``README.md`` inside a
+SavedModel folder); a training run can write one beside its ``model.safetensors`` with its metrics.
+The card is plain markdown built from what the caller proved; nothing in it is typed by hand.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> from unet_spec import get_preset
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> write_model_card(folder, get_preset("modern-small")).name
+    'README.md'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from unet_spec import UNetSpec, atomic_write_bytes, build_plan
+
+#: How to load each format, by suffix (``{path}`` is the artefact's file name).
+LOADING = {
+    ".onnx": """```python
+import numpy as np, onnxruntime as ort
+session = ort.InferenceSession("{path}", providers=["CPUExecutionProvider"])
+logits = session.run(None, {{"x": x_nchw.astype(np.float32)}})[0]  # NCHW logits
+spec_json = session.get_modelmeta().custom_metadata_map["unet_spec"]
+```
+Or `unet predict IMAGES --weights {path} --backend onnx --out masks/`.""",
+    ".savedmodel": """```python
+import numpy as np, tensorflow as tf
+model = tf.saved_model.load("{path}")
+logits = model.serve(tf.constant(x_nhwc, tf.float32))  # NHWC in, NHWC logits out
+# the spec: {path}/assets.extra/unet_spec.json
+```""",
+    ".tflite": """```python
+from ai_edge_litert.interpreter import Interpreter  # or tf.lite.Interpreter
+interpreter = Interpreter(model_path="{path}")
+inp = interpreter.get_input_details()[0]
+interpreter.resize_tensor_input(inp["index"], x_nhwc.shape)
+interpreter.allocate_tensors()
+interpreter.set_tensor(inp["index"], x_nhwc.astype("float32"))
+interpreter.invoke()
+logits = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])  # NHWC
+```""",
+    ".pt2": """```python
+import torch
+extra = {{"unet_spec": ""}}
+program = torch.export.load("{path}", extra_files=extra)  # extra["unet_spec"]: the spec JSON
+logits = program.module()(torch.from_numpy(x_nchw))  # NCHW logits
+```""",
+    ".safetensors": """```python
+from unet_spec import load_weights
+from unet_torch import UNet, load_canonical          # pip install 'unet-twins[torch]'
+from unet_keras import build_unet, from_canonical    # pip install 'unet-twins[keras]'
+weights, spec = load_weights("{path}")
+torch_model = load_canonical(UNet(spec), weights).eval()
+keras_model = from_canonical(build_unet(spec, None), weights, spec)
+```""",
+}
+
+
+def card_path(artefact: str | os.PathLike[str]) -> Path:
+    """Where the card of ``artefact`` goes: inside a folder, else ``ARTEFACT.README.md``."""
+    artefact = Path(artefact)
+    if artefact.is_dir():
+        return artefact / "README.md"
+    return artefact.with_name(artefact.name + ".README.md")
+
+
+def find_metrics(weights: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The ``metrics.json`` beside a weight file (a training run's folder), if any and readable."""
+    path = Path(weights).with_name("metrics.json")
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def model_card(
+    spec: UNetSpec,
+    parity: Any = None,
+    metrics: Mapping[str, Any] | None = None,
+    artefact: str | os.PathLike[str] | None = None,
+    source: str | None = None,
+) -> str:
+    """The card's markdown.
+
+    Args:
+        spec: The architecture.
+        parity: An :class:`~unet_bridge.export.ExportResult` (its per-input checks are tabled), or
+            a mapping of name → figure, or ``None``.
+        metrics: A training run's metrics (its ``metrics.json``): training data and scores.
+        artefact: The file the card describes (its suffix picks the loading snippet).
+        source: Where the weights came from.
+    """
+    name = Path(artefact).name if artefact is not None else "model"
+    suffix = next((s for s in LOADING if name.endswith(s)), None)
+    plan = build_plan(spec)
+    lines = [f"# {name}", ""]
+    from unet_bridge.inputs import preset_name
+
+    preset = preset_name(spec)
+    lines.append(
+        f"U-Net ({'preset `' + preset + '`' if preset else 'custom spec'}): {spec.in_channels} → "
+        f"{spec.num_classes} channels, depth {spec.depth}, base {spec.base_filters} filters, "
+        f"{spec.padding} padding, head `{spec.head}`, {plan.trainable_params:,} parameters."
+    )
+    if source:
+        lines.append(f"Weights from `{source}`.")
+    lines += ["", "## Spec", "", "```json", json.dumps(spec.to_dict(), indent=1, sort_keys=True),
+              "```", ""]  # fmt: skip
+    lines += _parity_section(parity)
+    if metrics:
+        lines += _metrics_section(metrics)
+    if suffix is not None:
+        lines += ["## Loading", "", LOADING[suffix].format(path=name), ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _parity_section(parity: Any) -> list[str]:
+    if parity is None:
+        return []
+    lines = ["## Parity", ""]
+    checks = getattr(parity, "checks", None)
+    if checks is not None:
+        tol = parity.tolerance
+        lines += [
+            f"Run in {parity.runtime} ({parity.precision}) after writing and judged against the "
+            f"canonical PyTorch model (fp32 reference, float64 noise): limit {tol.margin:g}× the "
+            f"measured fp32 noise. Valid sizes: {parity.size_rule}.",
+            "",
+            "| input | shape | rel | limit | max abs | argmax agreement | passed |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for c in checks:
+            lines.append(
+                f"| {c.name} | {'x'.join(map(str, c.shape))} | {c.logits.rel:.3g} | "
+                f"{c.logits.rel_limit:.3g} | {c.logits.max_abs:.3g} | "
+                f"{100 * c.argmax_agreement:.4f}% | {'yes' if c.passed else 'no'} |"
+            )
+    elif isinstance(parity, Mapping):
+        lines += [f"- {k}: {v}" for k, v in parity.items()]
+    else:
+        lines.append(str(parity))
+    return [*lines, ""]
+
+
+def _metrics_section(metrics: Mapping[str, Any]) -> list[str]:
+    lines = ["## Training", ""]
+    for key in ("data", "dataset", "train_data", "epochs", "steps", "seed"):
+        if key in metrics:
+            lines.append(f"- {key}: {_short(metrics[key])}")
+    scores = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and k != "seed"}
+    for key, value in sorted(scores.items()):
+        if key not in ("epochs", "steps"):
+            lines.append(
+                f"- {key}: {value:.4g}" if isinstance(value, float) else f"- {key}: {value}"
+            )
+    nested = {k: v for k, v in metrics.items() if isinstance(v, Mapping)}
+    for key, value in nested.items():
+        if key not in ("data", "dataset", "train_data"):
+            lines.append(f"- {key}: {_short(value)}")
+    return [*lines, ""]
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def write_model_card(
+    folder_or_path: str | os.PathLike[str],
+    spec: UNetSpec,
+    parity: Any = None,
+    metrics: Mapping[str, Any] | None = None,
+    artefact: str | os.PathLike[str] | None = None,
+    source: str | None = None,
+) -> Path:
+    """Write the card atomically and return its path.
+
+    ``folder_or_path``: a folder (the card is its ``README.md``), a ``.md`` path, or an artefact
+    (the card is ``ARTEFACT.README.md`` beside it). See :func:`model_card` for the rest.
+    """
+    target = Path(folder_or_path)
+    if target.is_dir():
+        path = target / "README.md"
+    elif target.suffix == ".md":
+        path = target
+    else:
+        path = card_path(target)
+        artefact = artefact if artefact is not None else target
+    text = model_card(spec, parity, metrics, artefact, source)
+    return atomic_write_bytes(path, text.encode())
+
+
+__all__ = ["LOADING", "card_path", "find_metrics", "model_card", "write_model_card"]
