@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 from unet_cli.main import main
-from unet_spec.masks import decode_mask
 from unet_spec.images import read_image
+from unet_spec.masks import decode_mask
 
 torch = pytest.importorskip("torch")  # the torch stack before TensorFlow (see unet_keras._imports)
 L = pytest.importorskip("lightning")
