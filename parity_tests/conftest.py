@@ -9,9 +9,10 @@ import numpy as np
 import torch
 from hypothesis import HealthCheck, settings
 
+import unet_bridge as cf
 import unet_keras  # after torch: unet_keras orders triton before TensorFlow anyway
 from unet_spec import UNetSpec, random_weights
-from unet_torch import UNet, float64_reference, load_canonical
+from unet_torch import UNet, float64_reference
 
 # CI runs a fixed (derandomised) set of examples so a red run is reproducible; locally each run
 # draws new specs (`HYPOTHESIS_PROFILE=dev`).
@@ -48,8 +49,10 @@ class Twins:
 
 
 def make_twins(spec: UNetSpec, size: int | tuple[int, int], seed: int = 0) -> Twins:
+    """Both twins of ``spec`` with one set of random weights, built by the bridge's builders (the
+    ones ``unet parity``, ``unet port`` and the mutation tests' planted defects go through)."""
     hw = (size, size) if isinstance(size, int) else tuple(size)
     weights = random_weights(spec, seed=seed)
-    torch_model = load_canonical(UNet(spec), weights).eval()
-    keras_model = unet_keras.from_canonical(unet_keras.build_unet(spec, hw), weights, spec)
-    return Twins(spec, hw, weights, torch_model, keras_model)
+    return Twins(
+        spec, hw, weights, cf.torch_model(spec, weights), cf.keras_model(spec, weights, hw)
+    )

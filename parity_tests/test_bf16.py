@@ -33,7 +33,7 @@ import torch  # noqa: E402
 import keras  # noqa: E402
 # isort: on
 
-from unet_keras import build_unet, from_canonical, to_nchw, to_nhwc  # noqa: E402
+from unet_keras import to_nchw, to_nhwc  # noqa: E402
 from unet_spec import DEFAULT_SIZES, compare, get_preset, random_weights  # noqa: E402
 
 REL = 8 * 2.0**-7  # eight bf16 roundings (bf16 ε = 2⁻⁷)
@@ -60,11 +60,7 @@ def test_bf16_forward_agrees(name: str, bf16_kernels: None) -> None:
     model = cf.torch_model(spec, weights).to(torch.bfloat16)
     with torch.no_grad():
         torch_bf16 = model(torch.from_numpy(x).to(torch.bfloat16)).float().numpy()
-    keras.config.set_dtype_policy("mixed_bfloat16")
-    try:
-        kmodel = from_canonical(build_unet(spec, size), weights, spec)
-    finally:
-        keras.config.set_dtype_policy("float32")
+    kmodel = cf.keras_model(spec, weights, size, dtype="mixed_bfloat16")
     out = keras.ops.convert_to_numpy(keras.ops.cast(kmodel(to_nhwc(x)), "float32"))
     keras_bf16 = to_nchw(np.asarray(out))
 

@@ -1,8 +1,7 @@
-"""Input sizes and inputs for checks that run both twins.
+"""Inputs for checks that run both twins: seeded random batches and image files.
 
-The size policy (a preset's natural size, the size a saved Keras model is fixed to, a small size
-for quick checks) and the inputs (seeded random batches, image files) live here once, so ``unet
-parity``, ``unet port`` and the parity tests feed the models alike.
+The sizes come from the one size policy, :mod:`unet_spec.sizes` (re-exported here), so ``unet
+parity``, ``unet port``, the training export and the parity tests feed the models alike.
 """
 
 from __future__ import annotations
@@ -12,38 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
-from unet_spec import PRESETS, UNetSpec, build_plan
-
-
-def preset_name(spec: UNetSpec) -> str | None:
-    """The registered name of ``spec``, if it is a preset."""
-    return next((name for name, s in PRESETS.items() if s == spec), None)
-
-
-def default_size(spec: UNetSpec) -> int:
-    """The preset's natural input size, or the valid size nearest 256."""
-    from unet_spec import DEFAULT_SIZES
-
-    name = preset_name(spec)
-    if name in DEFAULT_SIZES:
-        return DEFAULT_SIZES[name]
-    return build_plan(spec).nearest_valid_size(256)
-
-
-def model_size(spec: UNetSpec) -> int | None:
-    """The input size a saved Keras model is built for: ``None`` (any) when the spec allows it."""
-    return None if spec.skip_merge == "none" else default_size(spec)
-
-
-def check_size(spec: UNetSpec, size: int) -> int:
-    """``size`` if the spec takes it (raises ``ValueError`` naming the nearest valid sizes)."""
-    build_plan(spec).check_size(size)
-    return size
-
-
-def small_size(spec: UNetSpec) -> int:
-    """A small valid input size, for quick checks such as a port's verification."""
-    return build_plan(spec).nearest_valid_size(12 * 2**spec.depth, direction="up")
+from unet_spec import UNetSpec
+from unet_spec.sizes import (  # the size policy, re-exported for the bridge's callers
+    check_size,
+    default_size,
+    model_size,
+    preset_name,
+    small_size,
+)
 
 
 def random_input(spec: UNetSpec, size: int, batch: int = 1, seed: int = 0) -> np.ndarray:
@@ -75,3 +50,14 @@ def image_input(
         raise ValueError(f"{path}: not a readable image ({err})") from None
     array = array.reshape(size, size, spec.in_channels).transpose(2, 0, 1)
     return np.repeat(array[None], batch, axis=0)
+
+
+__all__ = [
+    "check_size",
+    "default_size",
+    "image_input",
+    "model_size",
+    "preset_name",
+    "random_input",
+    "small_size",
+]

@@ -51,8 +51,9 @@ def torch_model(spec: UNetSpec, weights: Mapping[str, np.ndarray], device: str =
 def keras_model(
     spec: UNetSpec, weights: Mapping[str, np.ndarray], size: int | None, dtype: str = "float32"
 ):
-    """``build_unet(spec, size)`` with ``weights`` (logits out); ``dtype="float64"`` builds it
-    under Keras' float64 dtype policy (variables and computation in double precision)."""
+    """``build_unet(spec, size)`` with ``weights`` (logits out), built under the Keras dtype policy
+    ``dtype``: ``"float64"`` computes in double precision, ``"mixed_bfloat16"`` in bf16 with float32
+    variables."""
     import_frameworks()
     import keras
 

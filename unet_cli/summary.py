@@ -6,7 +6,8 @@ import argparse
 import json
 
 from unet_cli.common import add_spec_arguments, spec_from_args
-from unet_spec import DEFAULT_SIZES, PRESETS
+from unet_spec import PRESETS
+from unet_spec.sizes import default_size
 
 HELP = "print every block of a U-Net with its output shape, parameters and FLOPs"
 
@@ -30,9 +31,7 @@ def run(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     if spec is None:
         raise ValueError("give --preset NAME or --spec FILE (see --list)")
-    size = args.size or DEFAULT_SIZES.get(args.preset or "", 0)
-    if not size:
-        raise ValueError("give --size N for a spec file")
+    size = args.size or default_size(spec)
     plan = spec.plan()
     layout = plan.check_size(size)
     c, h, w = layout.output_shape

@@ -32,6 +32,7 @@ from unet_keras.adapters import from_canonical, to_canonical
 from unet_keras.builder import build_unet
 from unet_keras.io import load_keras
 from unet_spec import UNetSpec, atomic_path, build_plan, resolve_spec
+from unet_spec.sizes import build_size
 
 H5_SPEC_ATTR = "unet_spec"
 
@@ -145,14 +146,6 @@ def _plain(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
-def twin_input_size(spec: UNetSpec) -> int | None:
-    """An input size that builds the project's Keras model of ``spec`` (weights do not depend on
-    it); ``None`` when the model takes any size."""
-    if spec.skip_merge == "none":
-        return None
-    return build_plan(spec).nearest_valid_size(16 * 2**spec.depth, direction="up")
-
-
 def match_layers(
     layers: Sequence[KerasLayerWeights], spec: UNetSpec, source: str = "Keras model"
 ) -> dict[str, np.ndarray]:
@@ -164,7 +157,7 @@ def match_layers(
             expected versus found weight shapes or settings), a missing layer, an extra layer, or
             a weighted layer of a class the plan has none of.
     """
-    twin = build_unet(spec, twin_input_size(spec), name="twin")
+    twin = build_unet(spec, build_size(spec), name="twin")
     blocks = [b for b in build_plan(spec).blocks if b.weight_shapes]
     twin_layers = {b.name: twin.get_layer(b.keras_name) for b in blocks}
     plan_classes = {type(layer).__name__ for layer in twin_layers.values()}
@@ -271,7 +264,7 @@ def save_weights_h5(
     path = Path(path)
     if not path.name.endswith(".weights.h5"):
         raise ValueError(f"{path}: a Keras weights file must end in .weights.h5")
-    size = input_size if input_size is not None else twin_input_size(spec)
+    size = input_size if input_size is not None else build_size(spec)
     model = from_canonical(build_unet(spec, size), weights, spec)
     with atomic_path(path) as tmp:
         model.save_weights(tmp, overwrite=True)
