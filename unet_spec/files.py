@@ -50,9 +50,11 @@ def check_destination(path: str | os.PathLike[str], folder_ok: bool = False) -> 
 
 
 def _suffix(path: Path) -> str:
-    # ".weights.h5" and ".tar.gz" are one suffix to the tools that check them.
+    # Keras checks for ".weights.h5" as a whole, so that double suffix is kept together.
     suffixes = path.suffixes
-    return "".join(suffixes[-2:]) if len(suffixes) >= 2 and suffixes[-2] == ".weights" else path.suffix
+    return (
+        "".join(suffixes[-2:]) if len(suffixes) >= 2 and suffixes[-2] == ".weights" else path.suffix
+    )
 
 
 @contextlib.contextmanager
