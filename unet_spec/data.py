@@ -1,4 +1,4 @@
-"""Framework-free data helpers: the ignore label, reading masks, finding image/mask pairs, class weights.
+"""Framework-free data helpers: the ignore label, masks, image/mask pairs, grouped splits, class weights.
 
 Training, evaluation and ``unet predict`` read their files through this module and
 :mod:`unet_spec.images`, so every reader agrees on the suffixes, the mask encodings and the label that
@@ -8,6 +8,7 @@ numpy only).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -151,6 +152,82 @@ def find_pairs(folder: str | Path) -> list[tuple[Path, Path]]:
     return [(images[s], masks[s]) for s in images]
 
 
+# -- splits ---------------------------------------------------------------------------------------
+#: The default group of a file: its name up to the first underscore (CamVid's drive, ``0016E5`` in
+#: ``0016E5_07959.png``; a volume's name in ``volA_slice_012.png``).
+GROUP_PATTERN = r"^([^_]+)_"
+
+
+def group_of(path: Path, pattern: str = GROUP_PATTERN) -> str:
+    """The group (sequence, drive, volume) of an image file: the first capture group of
+    ``pattern`` matched against the file name.
+
+    Raises:
+        ValueError: A name that does not match.
+    """
+    match = re.search(pattern, Path(path).name)
+    if match is None or not match.groups():
+        raise ValueError(
+            f"{path}: the name does not match data.group_pattern {pattern!r} (its first group "
+            "names the sequence or volume)"
+        )
+    return match.group(1)
+
+
+def split_by_group(
+    items: Sequence[tuple[Path, Path]],
+    pattern: str = GROUP_PATTERN,
+    val_groups: Sequence[str] | None = None,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+) -> tuple[list[tuple[Path, Path]], list[tuple[Path, Path]], list[str]]:
+    """Split image/mask pairs so that no group has images on both sides.
+
+    Frames of one video or slices of one volume are near-duplicates of their neighbours; a split
+    that scatters them over training and validation measures memory, not generalization. Here
+    whole groups are held out: ``val_groups`` when given, else groups drawn in a seeded order until
+    at least ``val_fraction`` of the images are held out (at least one group stays for training).
+
+    Returns:
+        ``(train, val, held_out_groups)``.
+
+    Raises:
+        ValueError: Fewer than two groups, an unknown group in ``val_groups``, or no group left for
+            training.
+    """
+    groups: dict[str, list[tuple[Path, Path]]] = {}
+    for pair in items:
+        groups.setdefault(group_of(pair[0], pattern), []).append(pair)
+    names = sorted(groups)
+    if len(names) < 2:
+        only = f" {names[0]!r}" if names else ""
+        raise ValueError(
+            f"{len(items)} images form one group{only} under data.group_pattern {pattern!r}; a "
+            "grouped split needs at least two (use split: tail for slices of one volume)"
+        )
+    if val_groups is not None:
+        unknown = sorted(set(val_groups) - set(names))
+        if unknown:
+            raise ValueError(
+                f"data.val_groups {unknown} are not among the groups found: {', '.join(names)}"
+            )
+        held = sorted(set(val_groups))
+    else:
+        order = np.random.default_rng(seed).permutation(len(names))
+        held, count = [], 0
+        for k in order:
+            if count >= val_fraction * len(items):
+                break
+            held.append(names[k])
+            count += len(groups[names[k]])
+        held.sort()
+    if len(held) == len(names):
+        raise ValueError(f"data.val_groups {held} hold out every group; none is left to train on")
+    train = [p for name in names if name not in held for p in groups[name]]
+    val = [p for name in held for p in groups[name]]
+    return train, val, held
+
+
 # -- class statistics ---------------------------------------------------------------------------
 def class_frequencies(samples: Sequence[Sample], num_classes: int) -> np.ndarray:
     """Share of labelled pixels per class (ignored pixels excluded)."""
@@ -171,14 +248,17 @@ def median_frequency_weights(
 
 
 __all__ = [
+    "GROUP_PATTERN",
     "IGNORE_INDEX",
     "IMAGE_SUFFIXES",
     "MaskEncoding",
     "Sample",
     "class_frequencies",
     "find_pairs",
+    "group_of",
     "image_files",
     "is_image_file",
     "median_frequency_weights",
     "read_mask",
+    "split_by_group",
 ]
