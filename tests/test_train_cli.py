@@ -1,4 +1,5 @@
-"""``train.py`` end to end, in subprocesses: artifacts, bad input, ``--print_config`` and CPU DDP.
+"""``train.py`` end to end, in subprocesses: artifacts, bad input, ``--print_config``, resuming in
+the run's own folder, ``validate``/``test``/``predict`` on a checkpoint, and CPU DDP.
 
 Subprocesses because Lightning's ``ddp`` strategy relaunches the command that started it (under
 pytest that would be pytest itself), and because a CLI is judged by its exit status and output.
@@ -6,6 +7,7 @@ pytest that would be pytest itself), and because a CLI is judged by its exit sta
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -27,13 +29,15 @@ TINY = [
 ]  # fmt: skip
 
 
-def _train(cwd: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+def _train(
+    cwd: Path, *args: str, timeout: int = 300, subcommand: str = "fit"
+) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
     env.pop("PYTEST_XDIST_WORKER", None)
     cmd = [
         sys.executable,
         str(REPO / "train.py"),
-        "fit",
+        subcommand,
         "--config",
         str(REPO / "configs/demo.yaml"),
     ]
@@ -67,6 +71,7 @@ def test_run_writes_every_artifact(tmp_path):
         metrics["machine"]
     )
     assert metrics["global_step"] == 4 and 0 <= metrics["best"]["val/dice"] <= 1
+    assert 0 <= metrics["best"]["val/dice_fg"] <= 1 and "val/dice_fg" in metrics["last"]
     from unet_spec import load_weights
 
     weights, spec = load_weights(run / "model.safetensors")
@@ -102,6 +107,74 @@ def test_print_config(tmp_path):
         and "class_path: unet_train.data.SyntheticDataModule" in proc.stdout
     )
     assert "monitor: val/dice" in proc.stdout and "num_classes" in proc.stdout
+
+
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_resume_validate_test_predict_share_the_run_folder(tmp_path):
+    # A tiny model (and the Keras export off) keeps the five runs short.
+    small = (*TINY, "--data.init_args.num_test", "3", "--artifacts.keras_export", "false",
+             "--model.spec", '{"depth": 2, "base_filters": 4}')  # fmt: skip
+    run = tmp_path / "runs" / "demo" / "version_0"
+    proc = _train(tmp_path, *small, "--trainer.deterministic", "true")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    epochs = {r["epoch"] for r in _csv_rows(run / "metrics.csv") if r["epoch"]}
+    assert {float(e) for e in epochs} == {0.0}
+
+    # Resuming from the run's last checkpoint continues the same folder: no version_1.
+    last = run / "checkpoints" / "last.ckpt"
+    proc = _train(tmp_path, *small, "--trainer.max_epochs", "2", "--ckpt_path", str(last))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(p.name for p in (tmp_path / "runs" / "demo").iterdir()) == ["version_0"]
+    assert f"Results in {Path('runs/demo/version_0')}" in proc.stdout
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 8
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["global_step"] == 8 and [r["epoch"] for r in metrics["history"]] == [0, 1]
+    rows = _csv_rows(run / "metrics.csv")  # the first run's rows are kept, not duplicated
+    assert {float(r["epoch"]) for r in rows if r["epoch"]} == {0.0, 1.0}
+    assert sum(1 for r in rows if r["val/dice"]) == 2
+    assert len(list(run.glob("events.out.tfevents.*"))) == 2  # TensorBoard: one file per run
+    config = (run / "config.yaml").read_text()
+    assert "ckpt_path:" in config and "max_epochs: 2" in config
+
+    # validate, test and predict on the best checkpoint work in that folder too.
+    best = str(run / "checkpoints" / "best.ckpt")
+    out = {}
+    for subcommand in ("validate", "test", "predict"):
+        proc = _train(tmp_path, *small, "--ckpt_path", best, subcommand=subcommand)
+        assert proc.returncode == 0, f"{subcommand}: {proc.stderr[-3000:]}"
+        assert (run / f"config-{subcommand}.yaml").is_file()
+        out[subcommand] = proc.stdout
+    assert "test/dice_fg" in out["test"] and "val/dice_fg" in out["validate"]
+    assert (run / "config.yaml").read_text() == config  # the training config stays
+    assert sorted(p.name for p in (tmp_path / "runs" / "demo").iterdir()) == ["version_0"]
+    rows = _csv_rows(run / "metrics.csv")
+    assert sum(1 for r in rows if r["val/dice"]) == 3  # two epochs, then `validate`
+    (test_row,) = [r for r in rows if r.get("test/dice")]
+    assert 0 <= float(test_row["test/dice_fg"]) <= 1 and 0 <= float(test_row["test/miou"]) <= 1
+    masks = sorted(p.name for p in (run / "predictions").glob("*_mask.png"))
+    assert masks == [f"synthetic#{i}_mask.png" for i in (10, 11, 12)]  # after 8 train + 2 val
+    assert len(list((run / "predictions").glob("*_overlay.png"))) == 3
+    assert "3 mask(s) written to" in out["predict"]
+
+
+def test_next_version_counts_over_every_logger_folder(tmp_path):
+    from unet_train.cli import checkpoint_run, next_version
+
+    (tmp_path / "csv" / "version_2").mkdir(parents=True)
+    (tmp_path / "tb" / "version_5").mkdir(parents=True)
+    (tmp_path / "tb" / "version_x").mkdir()
+    assert next_version([tmp_path / "csv", tmp_path / "tb", tmp_path / "absent"]) == 6
+    assert next_version([tmp_path / "absent"]) == 0
+    ckpt = tmp_path / "csv" / "version_2" / "checkpoints" / "last.ckpt"
+    ckpt.parent.mkdir()
+    ckpt.write_bytes(b"")
+    assert checkpoint_run(str(ckpt)) == (tmp_path / "csv" / "version_2").resolve()
+    assert checkpoint_run("last") is None and checkpoint_run(None) is None
 
 
 def _folder(root: Path) -> Path:
