@@ -141,9 +141,8 @@ def _metadata(spec: UNetSpec, fixed: int | None, precision: str) -> dict[str, st
 
 
 def _torch_module(spec: UNetSpec, weights: Weights):
-    from unet_bridge.parity import torch_model
-
-    return torch_model(spec, weights)
+    """The model the torch writers export (a hook for planted-defect tests)."""
+    return load_canonical_torch(spec, weights)
 
 
 def _torch_dynamic_shapes(spec: UNetSpec, fixed: int | None) -> dict[str, dict[int, Any]]:
@@ -573,17 +572,19 @@ def verify_artefact(
     tolerance: NoiseTolerance,
     run: Runner | None = None,
 ) -> list[ExportCheck]:
-    """Run ``path`` in its runtime on each input and judge it against the PyTorch model."""
-    from unet_bridge.parity import check_outputs, reference_taps, torch_model, torch_taps
+    """Run ``path`` in its runtime on each input and judge it against the PyTorch model (fp32, and
+    float64 for the noise). Needs PyTorch, not Keras."""
+    from unet_bridge.parity import check_outputs, torch_taps
 
     run = run or export_of(path).run
     out_name = build_plan(spec).output.name
-    model = torch_model(spec, weights)
+    model = load_canonical_torch(spec, weights)
+    model64 = load_canonical_torch(spec, weights).double()
     checks = []
     for name, x in xs.items():
         got = run(path, x)
         ref = torch_taps(model, x, [out_name])[out_name]
-        ref64 = reference_taps(spec, weights, x, [out_name])[out_name]
+        ref64 = torch_taps(model64, x, [out_name])[out_name]
         if got.shape != ref.shape:
             raise ValueError(
                 f"{path}: the artefact gives shape {got.shape} for input {x.shape}; "
@@ -594,6 +595,13 @@ def verify_artefact(
             ExportCheck(name, tuple(x.shape), logits, output, compare(got, ref64).argmax_agreement)
         )
     return checks
+
+
+def load_canonical_torch(spec: UNetSpec, weights: Weights):
+    """The canonical PyTorch model (the reference every export is judged against)."""
+    from unet_torch import UNet, load_canonical
+
+    return load_canonical(UNet(spec), weights).eval()
 
 
 def export_model(
@@ -651,6 +659,8 @@ def export_model(
     from unet_bridge.parity import check_finite
 
     check_finite(weights)
+    import unet_torch  # noqa: F401  (the reference; loaded before any TensorFlow, see frameworks)
+
     seconds: dict[str, float] = {}
     with atomic_path(dst, folder=export.fmt.folder) as tmp:
         start = time.perf_counter()
