@@ -61,3 +61,37 @@ def test_bad_splits_are_named() -> None:
         split_by_group(_pairs(CAMVID_LIKE), val_groups=["0009XX"])
     with pytest.raises(ValueError, match="none is left to train on"):
         split_by_group(_pairs(CAMVID_LIKE), val_groups=list(CAMVID_LIKE))
+
+
+def _write_folder(folder: Path, names: list[str]) -> None:
+    import numpy as np
+    from PIL import Image
+
+    for sub in ("images", "masks"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    for k, name in enumerate(names):
+        Image.fromarray(np.full((40, 40, 3), k, np.uint8)).save(folder / "images" / f"{name}.png")
+        Image.fromarray(np.full((40, 40), k % 3, np.uint8)).save(folder / "masks" / f"{name}.png")
+
+
+def test_the_folder_module_pools_train_and_val_and_holds_out_whole_drives(tmp_path: Path) -> None:
+    from unet_spec import get_preset
+    from unet_train.data import FolderDataModule
+
+    _write_folder(tmp_path / "train", [f"A_{i}" for i in range(4)] + [f"B_{i}" for i in range(3)])
+    _write_folder(tmp_path / "val", [f"A_{i}" for i in range(4, 6)])  # interleaved with train's A
+    spec = get_preset("modern-small").replace(depth=2, base_filters=4)
+
+    def names(split: str, **kwargs) -> tuple[set[str], set[str]]:
+        data = FolderDataModule(str(tmp_path), num_classes=3, split=split, crop_size=32, **kwargs)
+        data.attach_spec(spec)
+        data.setup("fit")
+        stems = lambda samples: {Path(name).stem for name, _, _ in samples}  # noqa: E731
+        return stems(data.train_samples), stems(data.val_samples)
+
+    train, val = names("random")  # the folders as given: drive A on both sides
+    assert val == {"A_4", "A_5"} and {"A_0", "B_0"} <= train
+    train, val = names("group", val_groups=["A"])
+    assert val == {f"A_{i}" for i in range(6)} and train == {f"B_{i}" for i in range(3)}
+    with pytest.raises(ValueError, match="val_groups needs data.split: group"):
+        FolderDataModule(str(tmp_path), val_groups=["A"])

@@ -30,12 +30,14 @@ from torch.utils.data import DataLoader
 
 from unet_spec import UNetSpec
 from unet_spec.data import (
+    GROUP_PATTERN,
     IGNORE_INDEX,
     MaskEncoding,
     Sample,
     find_pairs,
     image_files,
     read_mask,
+    split_by_group,
 )
 from unet_spec.images import read_image
 from unet_spec.synthetic import make_dataset
@@ -282,9 +284,16 @@ class FolderDataModule(SegmentationDataModule):
         value_map: Raw mask value → class id (e.g. ``{0: 1, 255: 0}`` to make white class 0).
         ignore_value: Raw mask value whose pixels are ignored (e.g. CamVid's void, 11).
         palette: RGB colour of each class, for colour masks.
-        val_fraction: Share of images held out when there is no ``val/`` folder.
-        split: ``random`` (seeded) or ``tail`` (the last images in name order: for slices of a
-            volume, where neighbours are correlated).
+        val_fraction: Share of images held out when there is no ``val/`` folder, and the least
+            share a ``group`` split holds out when ``val_groups`` is not given.
+        split: ``random`` (seeded), ``tail`` (the last images in name order: for slices of one
+            volume, where neighbours are correlated) or ``group``: whole sequences or volumes are
+            held out (:func:`unet_spec.data.split_by_group`), so validation scores images from a
+            drive or volume the model never saw. With ``train/`` and ``val/`` folders, ``group``
+            pools both before splitting; the other values keep the folders as given.
+        group_pattern: Regular expression whose first group names an image's sequence or volume
+            (default: the name up to the first underscore, CamVid's drive).
+        val_groups: The groups to hold out (e.g. ``[0006R0]``); default: drawn with ``seed``.
         seed: Seed of the random split.
         **kwargs: The training recipe (see :class:`SegmentationDataModule`).
 
@@ -301,11 +310,17 @@ class FolderDataModule(SegmentationDataModule):
         ignore_value: int | None = None,
         palette: list[list[int]] | None = None,
         val_fraction: float = 0.2,
-        split: Literal["random", "tail"] = "random",
+        split: Literal["random", "tail", "group"] = "random",
+        group_pattern: str = GROUP_PATTERN,
+        val_groups: list[str] | None = None,
         seed: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(num_classes=num_classes, **kwargs)
+        if val_groups is not None and split != "group":
+            raise ValueError(f"data.val_groups needs data.split: group. Received: split={split!r}")
+        self.group_pattern, self.val_groups = group_pattern, val_groups
+        self.held_out_groups: list[str] = []
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"data.val_fraction must be in (0, 1). Received: {val_fraction}")
         self.root = Path(root)
@@ -334,6 +349,10 @@ class FolderDataModule(SegmentationDataModule):
         if (self.root / "train").is_dir():
             train_pairs = find_pairs(self.root / "train")
             val_pairs = find_pairs(self.root / "val")
+            if self.split == "group":
+                train_pairs, val_pairs = self._group_split(train_pairs + val_pairs)
+        elif (self.root / "images").is_dir() and self.split == "group":
+            train_pairs, val_pairs = self._group_split(find_pairs(self.root))
         elif (self.root / "images").is_dir():
             pairs = find_pairs(self.root)
             if len(pairs) < 2:
@@ -353,6 +372,12 @@ class FolderDataModule(SegmentationDataModule):
                 f"{self.root}: expected images/ and masks/, or train/ and val/ subfolders"
             )
         return self._read(train_pairs, spec.in_channels), self._read(val_pairs, spec.in_channels)
+
+    def _group_split(self, pairs: list[tuple[Path, Path]]) -> tuple[list, list]:
+        train, val, self.held_out_groups = split_by_group(
+            pairs, self.group_pattern, self.val_groups, self.val_fraction, self.seed
+        )
+        return train, val
 
     def _load_test(self, spec: UNetSpec) -> list[Sample]:
         test = self.root / "test"
