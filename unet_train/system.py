@@ -150,7 +150,11 @@ class SegmentationSystem(L.LightningModule):
     # -- setup -----------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
         weighting = self.hparams["class_weighting"]
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
+        try:
+            trainer = self.trainer
+        except RuntimeError:  # called by hand, outside a Trainer
+            trainer = None
+        datamodule = getattr(trainer, "datamodule", None)
         data_classes = getattr(datamodule, "num_classes", None)
         if data_classes is not None and data_classes != max(self.spec.num_classes, 2):
             raise ValueError(
