@@ -356,6 +356,11 @@ def run_onnx(path: Path, x: np.ndarray, session: Any = None) -> np.ndarray:
 
 def run_savedmodel(path: Path, x: np.ndarray) -> np.ndarray:
     """NCHW logits of a SavedModel folder (``tf.saved_model.load`` and its ``serve`` endpoint)."""
+    return load_savedmodel(path)(x)
+
+
+def load_savedmodel(path: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """A SavedModel folder loaded once, as an NCHW → NCHW logits function."""
     from unet_bridge.frameworks import import_frameworks
 
     import_frameworks()
@@ -365,9 +370,13 @@ def run_savedmodel(path: Path, x: np.ndarray) -> np.ndarray:
         loaded = tf.saved_model.load(str(path))
     except Exception as err:
         raise LoadError(f"{path}: TensorFlow cannot load it ({_first_line(err)})") from None
-    nhwc = np.ascontiguousarray(np.transpose(x, (0, 2, 3, 1)), dtype=np.float32)
-    out = np.asarray(loaded.serve(tf.constant(nhwc)), dtype=np.float32)
-    return np.ascontiguousarray(np.transpose(out, (0, 3, 1, 2)))
+
+    def run(x: np.ndarray) -> np.ndarray:
+        nhwc = np.ascontiguousarray(np.transpose(x, (0, 2, 3, 1)), dtype=np.float32)
+        out = np.asarray(loaded.serve(tf.constant(nhwc)), dtype=np.float32)
+        return np.ascontiguousarray(np.transpose(out, (0, 3, 1, 2)))
+
+    return run
 
 
 def litert_interpreter(path: Path):
@@ -391,28 +400,63 @@ def litert_interpreter(path: Path):
 
 def run_tflite(path: Path, x: np.ndarray) -> np.ndarray:
     """NCHW logits of a ``.tflite`` file in the LiteRT interpreter (NHWC inside)."""
+    return load_tflite(path)(x)
+
+
+def load_tflite(path: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """A ``.tflite`` file in one LiteRT interpreter, as an NCHW → NCHW logits function (tensors
+    are reallocated when the input shape changes)."""
     interpreter = litert_interpreter(path)
-    nhwc = np.ascontiguousarray(np.transpose(x, (0, 2, 3, 1)), dtype=np.float32)
     index = interpreter.get_input_details()[0]["index"]
-    interpreter.resize_tensor_input(index, nhwc.shape, strict=False)
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(index, nhwc)
-    interpreter.invoke()
-    out = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
-    return np.ascontiguousarray(np.transpose(np.asarray(out, np.float32), (0, 3, 1, 2)))
+    shape: list[tuple[int, ...]] = []
+
+    def run(x: np.ndarray) -> np.ndarray:
+        nhwc = np.ascontiguousarray(np.transpose(x, (0, 2, 3, 1)), dtype=np.float32)
+        if not shape or shape[0] != nhwc.shape:
+            interpreter.resize_tensor_input(index, nhwc.shape, strict=False)
+            interpreter.allocate_tensors()
+            shape[:] = [nhwc.shape]
+        interpreter.set_tensor(index, nhwc)
+        interpreter.invoke()
+        out = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+        return np.ascontiguousarray(np.transpose(np.asarray(out, np.float32), (0, 3, 1, 2)))
+
+    return run
 
 
 def run_pt2(path: Path, x: np.ndarray) -> np.ndarray:
     """NCHW logits of a ``torch.export`` program (``torch.export.load``)."""
+    return load_pt2(path)(x)
+
+
+def load_pt2(path: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """A ``torch.export`` program loaded once, as an NCHW → NCHW logits function."""
     import torch
 
     try:
-        program = torch.export.load(str(path))
+        module = torch.export.load(str(path)).module()
     except Exception as err:
         raise LoadError(f"{path}: torch.export cannot load it ({_first_line(err)})") from None
-    with torch.no_grad():
-        out = program.module()(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
-    return out.numpy()
+
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return module(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
+
+    return run
+
+
+def load_onnx(path: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """An ONNX file in one onnxruntime session, as an NCHW → NCHW logits function."""
+    session = onnx_session(path)
+    return lambda x: run_onnx(path, x, session)
+
+
+def load_artefact(path: str | os.PathLike[str]) -> Callable[[np.ndarray], np.ndarray]:
+    """Any exported artefact loaded once in its runtime: NCHW float32 in, NCHW logits out."""
+    suffix = export_of(path).fmt.suffix
+    loaders = {".onnx": load_onnx, ".savedmodel": load_savedmodel, ".tflite": load_tflite,
+               ".pt2": load_pt2}  # fmt: skip
+    return loaders[suffix](Path(path))
 
 
 def _first_line(err: BaseException) -> str:
@@ -705,6 +749,7 @@ __all__ = [
     "export_model",
     "export_of",
     "export_size",
+    "load_artefact",
     "onnx_metadata",
     "onnx_session",
     "precision_tolerance",
