@@ -4,13 +4,14 @@
     python benchmarks/evaluate.py configs/camvid.yaml --budget-min 30 --no-tta
 
 Training runs ``train.py fit`` with ``--trainer.max_time`` set to the budget minus a reserve for the
-final validation and this evaluation. The score is computed on whole validation images through the
-inference path of validation (``SegmentationSystem.predict_labels``), with and without test-time
-augmentation, and reported as pixel error, per-class Dice and IoU, and their means. The same
+final validation and this evaluation. The score is Lightning's own: ``trainer.validate`` (or
+``trainer.test`` with ``--split test``) with the best checkpoint, on whole images through the
+system's tiled inference, with and without test-time augmentation, reported as pixel error,
+per-class Dice and IoU, and their means (all classes, and the foreground classes for Dice). The same
 checkpoint is then run through the real ``unet predict`` command on the same image files and its
-written masks are scored alike: validation and ``unet predict`` share one tiling policy, head and
-label rule, so the two mIoU figures must agree within ``--agree`` (exit status 1 otherwise).
-Results go to ``<run>/evaluation.json`` and one Markdown line on stdout.
+written masks are scored by the system's own metrics: validation and ``unet predict`` share one
+tiling policy, head and label rule, so the two mIoU figures must agree within ``--agree`` (exit
+status 1 otherwise). Results go to ``<run>/evaluation.json`` and one Markdown line on stdout.
 
 Data is read from where the config points (``../shared/data`` for the development sets); nothing is
 copied.
@@ -53,106 +54,108 @@ def train(config: Path, budget_s: float, extra: list[str]) -> Path:
     return REPO / found.group(1)
 
 
-def _metrics(num_classes: int) -> dict:
-    from torchmetrics.classification import (
-        MulticlassAccuracy,
-        MulticlassF1Score,
-        MulticlassJaccardIndex,
-    )
-
-    from unet_spec.data import IGNORE_INDEX
-
-    k = max(num_classes, 2)
+def _summary(figures: dict[str, float], seconds: float, stage: str) -> dict:
+    """The report's figures from what the system logs (:meth:`SegmentationSystem.summarize`)."""
+    classes = sum(1 for k in figures if re.fullmatch(rf"{stage}/dice_\d+", k))
     return {
-        "dice": MulticlassF1Score(k, average="none", ignore_index=IGNORE_INDEX),
-        "iou": MulticlassJaccardIndex(k, average="none", ignore_index=IGNORE_INDEX),
-        "accuracy": MulticlassAccuracy(k, average="micro", ignore_index=IGNORE_INDEX),
-    }
-
-
-def _summary(metrics: dict, seconds: float) -> dict:
-    dice, iou = metrics["dice"].compute(), metrics["iou"].compute()
-    return {
-        "pixel_error": round(1 - float(metrics["accuracy"].compute()), 4),
-        "mean_dice": round(float(dice.mean()), 4),
-        "mean_iou": round(float(iou.mean()), 4),
-        "dice": [round(float(v), 4) for v in dice],
-        "iou": [round(float(v), 4) for v in iou],
+        "pixel_error": round(float(figures[f"{stage}/pixel_error"]), 4),
+        "mean_dice": round(float(figures[f"{stage}/dice"]), 4),
+        "mean_dice_fg": round(float(figures[f"{stage}/dice_fg"]), 4),
+        "mean_iou": round(float(figures[f"{stage}/miou"]), 4),
+        "dice": [round(float(figures[f"{stage}/dice_{k}"]), 4) for k in range(classes)],
+        "iou": [round(float(figures[f"{stage}/iou_{k}"]), 4) for k in range(classes)],
         "seconds": round(seconds, 1),
     }
 
 
-def _load(run: Path):
+def _data(run: Path, spec):
+    """The run's data module, rebuilt from its ``config.yaml`` (data paths relative to the
+    repository, where ``train`` runs ``train.py``)."""
+    import importlib
+
     import yaml
 
-    from unet_train.data import FolderDataModule
+    from unet_train.datasets import Augmentation
+
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    module, _, name = config["data"]["class_path"].rpartition(".")
+    args = dict(config["data"].get("init_args") or {})
+    if isinstance(args.get("augment"), dict):
+        args["augment"] = Augmentation(**args["augment"])
+    if args.get("root") and not Path(args["root"]).is_absolute():
+        args["root"] = str(REPO / args["root"])
+    data = getattr(importlib.import_module(module), name)(**args)
+    data.attach_spec(spec)
+    return data
+
+
+def _load(run: Path, tta: bool | str = False):
+    """The best checkpoint's system (with ``tta`` for its evaluation steps) and the run's data."""
     from unet_train.system import SegmentationSystem
 
     best = run / "checkpoints" / "best.ckpt"
     if not best.is_file():
         raise SystemExit(f"{best}: no such checkpoint")
-    system = SegmentationSystem.load_from_checkpoint(best, map_location="cpu").eval()
-    config = yaml.safe_load((run / "config.yaml").read_text())
-    data_args = dict(config["data"]["init_args"])
-    data = FolderDataModule(**{k: v for k, v in data_args.items() if k != "class_path"})
-    data.attach_spec(system.spec)
-    data.setup("validate")
-    return system, data
+    system = SegmentationSystem.load_from_checkpoint(best, map_location="cpu", tta=tta).eval()
+    return system, _data(run, system.spec), best
 
 
-def evaluate(run: Path, tta: bool | str) -> dict:
-    """Score the best checkpoint of ``run`` on its validation images, as validation does."""
-    import torch
+def evaluate(run: Path, tta: bool | str, split: str = "val") -> dict:
+    """Score the best checkpoint of ``run`` on its ``split`` images with Lightning's
+    ``trainer.validate`` / ``trainer.test``: the run's own metrics, on the CPU as ``unet predict``."""
+    import lightning as L
 
-    system, data = _load(run)
     results = {}
     for use_tta in (False, tta) if tta else (False,):
-        metrics = _metrics(system.spec.num_classes)
+        system, data, best = _load(run, use_tta)
+        trainer = L.Trainer(
+            accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+            enable_progress_bar=False, enable_model_summary=False, default_root_dir=run,
+        )  # fmt: skip
+        run_stage = trainer.validate if split == "val" else trainer.test
         start = time.monotonic()
-        for _, image, mask in data.val_samples:
-            labels = system.predict_labels(torch.from_numpy(image)[None], tta=use_tta)
-            for m in metrics.values():
-                m.update(labels, torch.from_numpy(mask)[None])
-        results["tta" if use_tta else "plain"] = _summary(metrics, time.monotonic() - start)
+        (figures,) = run_stage(system, datamodule=data, ckpt_path=str(best), verbose=False)
+        results["tta" if use_tta else "plain"] = _summary(figures, time.monotonic() - start, split)
     return results
 
 
-def evaluate_predict(run: Path, backend: str) -> dict:
-    """Run ``unet predict`` (a subprocess, as a user would) on the validation image files with the
-    best checkpoint of ``run`` and score the masks it writes."""
+def evaluate_predict(run: Path, backend: str, split: str = "val") -> dict:
+    """Run ``unet predict`` (a subprocess, as a user would) on the ``split`` image files with the
+    best checkpoint of ``run`` and score the masks it writes with the system's metrics."""
     import numpy as np
     import torch
     from PIL import Image
 
     from unet_spec.masks import decode_mask
 
-    system, data = _load(run)
-    paths = [Path(name).resolve() for name, _, _ in data.val_samples]
+    system, data, best = _load(run)
+    data.setup("validate" if split == "val" else "test")
+    samples = data.val_samples if split == "val" else data.test_samples
+    paths = [Path(name).resolve() for name, _, _ in samples]
     stems = [p.stem for p in paths]
     if len(set(stems)) != len(stems):  # masks are named after the stem
-        raise SystemExit("validation images share a file stem; unet predict would overwrite masks")
-    out = run / f"predict-val-{backend}"
+        raise SystemExit(f"{split} images share a file stem; unet predict would overwrite masks")
+    out = run / f"predict-{split}-{backend}"
     cmd = [sys.executable, "-m", "unet_cli", "predict", *map(str, paths),
-           "--weights", str(run / "checkpoints" / "best.ckpt"), "--out", str(out),
-           "--backend", backend]  # fmt: skip
+           "--weights", str(best), "--out", str(out), "--backend", backend]  # fmt: skip
     if system.hparams.get("tile"):  # validation's tile, so both run the same tiles
         cmd += ["--tile", str(system.hparams["tile"])]
-    print(
-        "+", " ".join(cmd[:4]), f"<{len(paths)} validation images>", " ".join(cmd[4 + len(paths) :])
-    )
+    print("+", " ".join(cmd[:4]), f"<{len(paths)} {split} images>", " ".join(cmd[4 + len(paths) :]))
     start = time.monotonic()
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr[-4000:])
         raise SystemExit(f"unet predict failed with exit status {proc.returncode}")
     seconds = time.monotonic() - start
-    metrics = _metrics(system.spec.num_classes)
-    for path, (_, _, mask) in zip(paths, data.val_samples, strict=True):
+    # The written masks, scored by the same metric collection and figures as validation.
+    metrics = system.val_metrics.clone()
+    metrics.reset()
+    for path, (_, _, mask) in zip(paths, samples, strict=True):
         written = np.asarray(Image.open(out / f"{path.stem}_mask.png"))
         labels = torch.from_numpy(decode_mask(written, system.spec.num_classes))[None]
-        for m in metrics.values():
-            m.update(labels, torch.from_numpy(mask)[None])
-    return {"backend": backend, **_summary(metrics, seconds)}
+        metrics.update(labels, torch.from_numpy(mask)[None])
+    figures = {k: float(v) for k, v in system.summarize(metrics.compute(), split).items()}
+    return {"backend": backend, **_summary(figures, seconds, split)}
 
 
 def main() -> None:
@@ -167,6 +170,8 @@ def main() -> None:
     parser.add_argument("--tta-mode", choices=["d4", "hflip"], default="d4",
                         help="d4: the 8 flips/rotations; hflip: image and mirror (road scenes)")  # fmt: skip
     parser.add_argument("--run", type=Path, help="score an existing run folder instead of training")
+    parser.add_argument("--split", choices=["val", "test"], default="val",
+                        help="images scored: validation, or the data's test split")  # fmt: skip
     parser.add_argument("--predict-backend", choices=["torch", "keras"], default="torch",
                         help="backend of the unet predict run scored beside validation")  # fmt: skip
     # The two paths share tiles, head and label rule; their labels can differ only where float
@@ -184,9 +189,10 @@ def main() -> None:
     if args.run and earlier.is_file():  # rescoring a run: keep the training time it reported
         train_s = json.loads(earlier.read_text()).get("train_wall_s", train_s)
     scores = evaluate(
-        run, tta=False if args.no_tta else (True if args.tta_mode == "d4" else "hflip")
-    )
-    predicted = evaluate_predict(run, args.predict_backend)
+        run, tta=False if args.no_tta else (True if args.tta_mode == "d4" else "hflip"),
+        split=args.split,
+    )  # fmt: skip
+    predicted = evaluate_predict(run, args.predict_backend, args.split)
     gap = abs(predicted["mean_iou"] - scores["plain"]["mean_iou"])
     summary = run / "metrics.json"  # absent when the run stopped before its artifacts
     train_metrics = json.loads(summary.read_text()) if summary.is_file() else {}
@@ -198,6 +204,7 @@ def main() -> None:
         "train_wall_s": round(train_s, 1),
         "epochs": train_metrics.get("epochs"),
         "global_step": train_metrics.get("global_step"),
+        "split": args.split,
         "tta_mode": None if args.no_tta else args.tta_mode,
         "scores": scores,
         "unet_predict": predicted,
@@ -214,14 +221,14 @@ def main() -> None:
         + f" | IoU per class {plain['iou']} |"
     )
     print(
-        f"validation mIoU {plain['mean_iou']:.4f}, pixel error {plain['pixel_error']:.4f}; "
+        f"{args.split} mIoU {plain['mean_iou']:.4f}, pixel error {plain['pixel_error']:.4f}; "
         f"unet predict ({predicted['backend']}) mIoU {predicted['mean_iou']:.4f}, "
         f"pixel error {predicted['pixel_error']:.4f}; machine: {report['machine']}"
     )
     print(json.dumps(report, indent=2))
     if gap > args.agree:
         raise SystemExit(
-            f"unet predict and validation disagree: mIoU {predicted['mean_iou']:.4f} vs "
+            f"unet predict and {args.split} disagree: mIoU {predicted['mean_iou']:.4f} vs "
             f"{plain['mean_iou']:.4f} (allowed difference {args.agree})"
         )
 
