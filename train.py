@@ -8,11 +8,15 @@ modules of :mod:`unet_train.data`. Everything is a config key or a command-line 
     python train.py fit --config configs/demo.yaml --ckpt_path runs/demo/version_0/checkpoints/last.ckpt
     python train.py fit --config configs/demo.yaml --trainer.accelerator cpu --trainer.devices 2 \\
         --trainer.strategy ddp
+    python train.py test --config configs/demo.yaml --ckpt_path runs/demo/version_0/checkpoints/best.ckpt
+    python train.py predict --config configs/demo.yaml --ckpt_path runs/demo/version_0/checkpoints/best.ckpt \\
+        --data.init_args.predict_images images/             # NAME_mask.png, NAME_overlay.png
 
 Every run writes into ``runs/<name>/version_<n>/``: checkpoints (best and last), CSV and TensorBoard
 logs, the config, and at the end the canonical weights, the Keras export, overlays, curves and
-metrics (see :mod:`unet_train.callbacks`). A bad input stops the run with a one-line message naming
-the file or field and exit status 2.
+metrics (see :mod:`unet_train.callbacks`). Given a ``--ckpt_path`` inside such a folder, ``fit``
+resumes there and ``validate``, ``test`` and ``predict`` (masks in ``predictions/``) work there.
+A bad input stops the run with a one-line message naming the file or field and exit status 2.
 """
 
 import sys
