@@ -163,3 +163,21 @@ def test_bad_destinations(sources, tmp_path, capsys) -> None:
         _refused(["port", src, str(locked / "o.safetensors")], capsys, locked, "not writable")
     finally:
         locked.chmod(0o755)
+
+
+@pytest.mark.parametrize("prefix", ["", "model.", "module."])
+def test_a_bare_safetensors_state_dict_is_read_with_a_spec(sources, tmp_path, prefix) -> None:
+    """Safetensors saved by other code (no canonical metadata, maybe a prefix) port like any file."""
+    import torch
+    from safetensors.torch import save_file
+
+    folder, weights = sources
+    bare = tmp_path / "bare.safetensors"
+    save_file({prefix + k: torch.from_numpy(v.copy()) for k, v in weights.items()}, bare)
+    with pytest.raises(ValueError, match="no spec"):
+        cf.load_any_weights(bare)
+    read, spec, _ = cf.load_any_weights(bare, SPEC)
+    assert spec == SPEC and all(np.array_equal(read[k], v) for k, v in weights.items())
+    out = tmp_path / "out.safetensors"
+    assert main(["port", str(bare), str(out), "--spec", str(folder / "spec.json")]) == 0
+    assert cf.load_any_weights(out)[1] == SPEC  # the port writes the canonical metadata

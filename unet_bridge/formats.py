@@ -131,26 +131,42 @@ def save_any_weights(
 
 
 # -- the weight formats ---------------------------------------------------------------------------
-def _read_torch(path: Path, spec: UNetSpec | None) -> tuple[dict[str, np.ndarray], UNetSpec, Any]:
-    from unet_torch.io import load_any
+def _read_ckpt(path: Path, spec: UNetSpec | None) -> tuple[dict[str, np.ndarray], UNetSpec, Any]:
+    from unet_torch.io import load_ckpt
 
-    weights, spec = load_any(path, spec)
-    return weights, spec, None
+    return (*load_ckpt(path, spec), None)
 
 
-def _write_torch(weights: Weights, spec: UNetSpec, path: Path, input_size: Size) -> Any:
-    from unet_torch.io import save_any
+def _write_ckpt(weights: Weights, spec: UNetSpec, path: Path, input_size: Size) -> Any:
+    from unet_torch.io import save_ckpt
 
-    return save_any(weights, spec, path)
+    return save_ckpt(weights, spec, path)
+
+
+def _read_pt(path: Path, spec: UNetSpec | None) -> tuple[dict[str, np.ndarray], UNetSpec, Any]:
+    from unet_torch.io import load_pt
+
+    return (*load_pt(path, spec), None)
+
+
+def _write_pt(weights: Weights, spec: UNetSpec, path: Path, input_size: Size) -> Any:
+    from unet_torch.io import save_pt
+
+    return save_pt(weights, spec, path)
 
 
 def _read_canonical(
     path: Path, spec: UNetSpec | None
 ) -> tuple[dict[str, np.ndarray], UNetSpec, Any]:
-    from unet_spec import load_weights
+    from unet_spec.weights import is_canonical_file, load_weights
 
-    weights, spec = load_weights(path, spec)
-    return weights, spec, None
+    if is_canonical_file(path):
+        return (*load_weights(path, spec), None)
+    # A bare state dict saved by other code: names may carry a prefix, which PyTorch's reader
+    # strips (the canonical file itself needs no framework).
+    from unet_torch.io import load_safetensors
+
+    return (*load_safetensors(path, spec), None)
 
 
 def _write_canonical(weights: Weights, spec: UNetSpec, path: Path, input_size: Size) -> Any:
@@ -178,8 +194,8 @@ def _write_h5(weights: Weights, spec: UNetSpec, path: Path, input_size: Size) ->
 
 
 for _fmt in (
-    Format(".ckpt", "Lightning checkpoint", "torch", _read_torch, _write_torch),
-    Format(".pt", "PyTorch state dict", "torch", _read_torch, _write_torch),
+    Format(".ckpt", "Lightning checkpoint", "torch", _read_ckpt, _write_ckpt),
+    Format(".pt", "PyTorch state dict", "torch", _read_pt, _write_pt),
     Format(".safetensors", "canonical safetensors file", "", _read_canonical, _write_canonical),
     Format(".keras", "Keras model", "keras", _read_keras, _write_keras),
     Format(".weights.h5", "Keras weights file", "keras", _read_keras, _write_h5),

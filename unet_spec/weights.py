@@ -86,6 +86,18 @@ def save_weights(
     return atomic_write_bytes(path, data)
 
 
+def is_canonical_file(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a safetensors file carrying the canonical metadata (an unreadable or
+    missing file says no; the reader then reports why)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(Path(path), framework="np") as f:
+            return (f.metadata() or {}).get("format") == FORMAT_NAME
+    except (SafetensorError, OSError, ValueError):
+        return False
+
+
 def read_weights(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], UNetSpec]:
     """Read a canonical file without checking it against anything but its own spec."""
     from safetensors import SafetensorError, safe_open

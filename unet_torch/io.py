@@ -29,60 +29,53 @@ import numpy as np
 import torch
 
 from unet_spec import UNetSpec, atomic_path, build_plan, check_weights, resolve_spec
-from unet_spec.weights import FORMAT_NAME, FORMAT_VERSION, load_weights, save_weights
-
-TORCH_SUFFIXES = (".ckpt", ".pt", ".safetensors")
+from unet_spec.weights import FORMAT_NAME, FORMAT_VERSION, load_weights
 
 # Prefixes under which other code stores the network: the Lightning system's ``self.model`` and
 # ``nn.DataParallel``/DDP's ``module``.
 _PREFIXES = ("model.", "module.", "model.module.")
 
 
-def load_any(
+def load_ckpt(
     path: str | os.PathLike[str], spec: UNetSpec | None = None
 ) -> tuple[dict[str, np.ndarray], UNetSpec]:
-    """Read canonical weights from a ``.ckpt``, ``.pt`` or ``.safetensors`` file.
+    """Canonical weights and spec from a Lightning checkpoint (the network at ``model.``).
 
     Args:
-        path: The file; its suffix picks the reader.
+        path: The ``.ckpt`` file.
         spec: The expected spec. Required when the file carries none; when both exist they must
             agree.
 
-    Returns:
-        The canonical weights (checked against the spec) and the spec.
-
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: Unknown suffix, damaged file, no spec anywhere, a stored spec that differs
-            from ``spec`` (fields named), or tensors missing, unexpected or mis-shaped (named).
+        ValueError: A damaged file, no spec anywhere, a stored spec that differs from ``spec``
+            (fields named), or tensors missing, unexpected or mis-shaped (named).
     """
     path = Path(path)
-    if path.suffix not in TORCH_SUFFIXES:
-        raise ValueError(
-            f"{path}: unknown extension {path.suffix!r}; PyTorch-side files end in "
-            + ", ".join(TORCH_SUFFIXES)
-        )
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    if path.suffix == ".safetensors":
-        return _load_safetensors(path, spec)
     obj = _torch_load(path)
-    if path.suffix == ".ckpt":
-        if not isinstance(obj, dict) or not isinstance(obj.get("state_dict"), Mapping):
-            raise ValueError(f"{path}: not a Lightning checkpoint (no 'state_dict' entry)")
-        hparams = obj.get("hyper_parameters") or {}
-        stored = _spec_from(hparams.get("spec") if isinstance(hparams, Mapping) else None, path)
-        state = obj["state_dict"]
-    else:
-        if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
-            stored, state = _spec_from(obj.get("spec"), path), obj["state_dict"]
-        elif isinstance(obj, Mapping):
-            stored, state = None, obj
-        else:
-            raise ValueError(f"{path}: expected a state dict, found {type(obj).__name__}")
+    if not isinstance(obj, dict) or not isinstance(obj.get("state_dict"), Mapping):
+        raise ValueError(f"{path}: not a Lightning checkpoint (no 'state_dict' entry)")
+    hparams = obj.get("hyper_parameters") or {}
+    stored = _spec_from(hparams.get("spec") if isinstance(hparams, Mapping) else None, path)
     spec = resolve_spec(stored, spec, path)
-    weights = _canonical_from_state(state, spec, path)
-    return weights, spec
+    return _canonical_from_state(obj["state_dict"], spec, path), spec
+
+
+def load_pt(
+    path: str | os.PathLike[str], spec: UNetSpec | None = None
+) -> tuple[dict[str, np.ndarray], UNetSpec]:
+    """Canonical weights and spec from a ``.pt`` file: a bare state dict (keys may carry a
+    ``model.`` or ``module.`` prefix) or what :func:`save_pt` writes. Raises as :func:`load_ckpt`."""
+    path = Path(path)
+    obj = _torch_load(path)
+    if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
+        stored, state = _spec_from(obj.get("spec"), path), obj["state_dict"]
+    elif isinstance(obj, Mapping):
+        stored, state = None, obj
+    else:
+        raise ValueError(f"{path}: expected a state dict, found {type(obj).__name__}")
+    spec = resolve_spec(stored, spec, path)
+    return _canonical_from_state(state, spec, path), spec
 
 
 def _torch_load(path: Path) -> Any:
@@ -134,7 +127,12 @@ def _canonical_from_state(
     return {name: out[name] for name in expected}
 
 
-def _load_safetensors(path: Path, spec: UNetSpec | None) -> tuple[dict[str, np.ndarray], UNetSpec]:
+def load_safetensors(
+    path: str | os.PathLike[str], spec: UNetSpec | None = None
+) -> tuple[dict[str, np.ndarray], UNetSpec]:
+    """Canonical weights from a ``.safetensors`` file: the project's canonical file, or a bare
+    state dict saved by other code (names may carry a prefix; ``spec`` is then required)."""
+    path = Path(path)
     from safetensors import SafetensorError, safe_open
 
     try:
@@ -219,21 +217,3 @@ def save_ckpt(
         "lr_schedulers": [],
     }
     return _atomic_torch_save(obj, Path(path))
-
-
-def save_any(
-    weights: Mapping[str, np.ndarray], spec: UNetSpec, path: str | os.PathLike[str]
-) -> Path:
-    """Write ``weights`` in the format named by ``path``'s suffix (``.ckpt``, ``.pt``,
-    ``.safetensors``), atomically."""
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        return save_weights(weights, spec, path)
-    if path.suffix == ".pt":
-        return save_pt(weights, spec, path)
-    if path.suffix == ".ckpt":
-        return save_ckpt(weights, spec, path)
-    raise ValueError(
-        f"{path}: unknown extension {path.suffix!r}; PyTorch-side files end in "
-        + ", ".join(TORCH_SUFFIXES)
-    )
