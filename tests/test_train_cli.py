@@ -124,6 +124,12 @@ def test_resume_validate_test_predict_share_the_run_folder(tmp_path):
     epochs = {r["epoch"] for r in _csv_rows(run / "metrics.csv") if r["epoch"]}
     assert {float(e) for e in epochs} == {0.0}
 
+    # A row logged after the checkpoint (a crash before the next one): the resumed run drops it.
+    rows = _csv_rows(run / "metrics.csv")
+    with (run / "metrics.csv").open("a", newline="") as f:
+        csv.DictWriter(f, fieldnames=list(rows[0])).writerow(
+            {**dict.fromkeys(rows[0], ""), "epoch": "1", "step": "4", "train/loss_step": "99.0"}
+        )
     # Resuming from the run's last checkpoint continues the same folder: no version_1.
     last = run / "checkpoints" / "last.ckpt"
     proc = _train(tmp_path, *small, "--trainer.max_epochs", "2", "--ckpt_path", str(last))
@@ -137,6 +143,8 @@ def test_resume_validate_test_predict_share_the_run_folder(tmp_path):
     rows = _csv_rows(run / "metrics.csv")  # the first run's rows are kept, not duplicated
     assert {float(r["epoch"]) for r in rows if r["epoch"]} == {0.0, 1.0}
     assert sum(1 for r in rows if r["val/dice"]) == 2
+    assert not [r for r in rows if r["train/loss_step"] == "99.0"]
+    assert len([r for r in rows if r["train/loss_step"]]) == 8  # steps 0-7, once each
     assert len(list(run.glob("events.out.tfevents.*"))) == 2  # TensorBoard: one file per run
     config = (run / "config.yaml").read_text()
     assert "ckpt_path:" in config and "max_epochs: 2" in config

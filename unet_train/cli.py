@@ -183,12 +183,13 @@ class TrainCLI(LightningCLI):
         if not self.trainer.is_global_zero:
             return
         ckpt_path = self.config_init[self.subcommand].get("ckpt_path")
-        epoch = step = None
+        step = None
         if resume and checkpoint_run(ckpt_path) is not None:
             import torch
 
+            # Memory-mapped: only the step is read, not the weights.
             state = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
-            epoch, step = state.get("epoch"), state.get("global_step")
+            step = state.get("global_step")
         for logger in self.trainer.loggers:
             if not isinstance(logger, CSVLogger):
                 continue
@@ -206,11 +207,10 @@ class TrainCLI(LightningCLI):
                     k: float(v) for k, v in row.items() if k != "step" and v not in ("", None)
                 }
                 at = int(float(row.get("step") or 0))
-                if epoch is not None and "epoch" in values and values["epoch"] > epoch:
-                    continue  # logged after the checkpoint: the resumed run logs it again
-                if step is not None and "epoch" not in values and at >= step:
-                    continue
-                writer.log_metrics(values, at)
+                # Rows logged at the checkpoint's step or later came after it was written: the
+                # resumed run logs those steps again.
+                if step is None or at < step:
+                    writer.log_metrics(values, at)
             logger.save()
 
 
