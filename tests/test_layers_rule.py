@@ -54,7 +54,9 @@ RULES = (
         ("unet_torch", "lightning", *UPPER),
         why="a spoke: it never imports the other spoke or a layer above it",
     ),
-    Rule("unet_bridge", ("unet_train", "unet_cli"), why="training and the CLI sit above the bridge"),
+    Rule(
+        "unet_bridge", ("unet_train", "unet_cli"), why="training and the CLI sit above the bridge"
+    ),
     Rule(
         "unet_train",
         ("unet_keras", "tensorflow", "keras", "unet_cli"),
