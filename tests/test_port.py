@@ -181,3 +181,12 @@ def test_a_bare_safetensors_state_dict_is_read_with_a_spec(sources, tmp_path, pr
     out = tmp_path / "out.safetensors"
     assert main(["port", str(bare), str(out), "--spec", str(folder / "spec.json")]) == 0
     assert cf.load_any_weights(out)[1] == SPEC  # the port writes the canonical metadata
+
+
+def test_a_deployment_artefact_is_refused_before_any_work(sources, tmp_path, capsys) -> None:
+    folder, _ = sources
+    dst = tmp_path / "model.onnx"
+    assert main(["port", str(folder / "src.safetensors"), str(dst)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "deployment artefact" in err[0] and "unet export" in err[0]
+    assert list(tmp_path.iterdir()) == []

@@ -41,8 +41,8 @@ def torch_device(name: str) -> str:
 
 
 def torch_model(spec: UNetSpec, weights: Mapping[str, np.ndarray], device: str = "cpu"):
-    """``UNet(spec)`` with ``weights``, in eval mode, on ``device``."""
-    import_frameworks()
+    """``UNet(spec)`` with ``weights``, in eval mode, on ``device`` (PyTorch only: no Keras is
+    loaded, so torch-only installs can use it)."""
     from unet_torch import UNet, load_canonical
 
     return load_canonical(UNet(spec), weights).eval().to(device)

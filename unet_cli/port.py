@@ -39,6 +39,11 @@ def run(args: argparse.Namespace) -> int:
     src: Path = args.src
     dst: Path = args.dst
     src_suffix, dst_suffix = cf.suffix_of(src), cf.suffix_of(dst)
+    if cf.format_of(dst).read is None:
+        raise ValueError(
+            f"{dst}: a {cf.format_of(dst).description} is a deployment artefact, not a weight "
+            f"file; write it with `unet export {src} {dst}`"
+        )
     if not src.is_file():
         raise FileNotFoundError(f"{src}: no such file")
     if dst.exists() and dst.resolve() == src.resolve():

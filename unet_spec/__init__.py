@@ -15,7 +15,7 @@ from unet_spec.compare import (
 from unet_spec.files import atomic_path, atomic_write_bytes, check_destination
 from unet_spec.machine import machine_info, machine_line
 from unet_spec.plan import Block, LayerInfo, Layout, Plan, build_plan, keras_name
-from unet_spec.presets import DEFAULT_SIZES, PRESETS, get_preset
+from unet_spec.presets import DEFAULT_SIZES, PRESETS, get_preset, make_spec
 from unet_spec.spec import UNetSpec
 from unet_spec.weights import (
     canonical_shapes,
@@ -49,6 +49,7 @@ __all__ = [
     "get_preset",
     "keras_name",
     "label_rule",
+    "make_spec",
     "load_weights",
     "machine_info",
     "machine_line",

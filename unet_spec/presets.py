@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from unet_spec.spec import UNetSpec
 
 PRESETS: dict[str, UNetSpec] = {
@@ -52,3 +54,25 @@ def get_preset(name: str) -> UNetSpec:
         raise ValueError(
             f"unknown preset {name!r}; known presets: {', '.join(sorted(PRESETS))}"
         ) from None
+
+
+def make_spec(
+    preset: str | None,
+    overrides: dict[str, Any] | None = None,
+    in_channels: int | None = None,
+    num_classes: int | None = None,
+) -> UNetSpec:
+    """The spec named by ``preset`` with ``overrides`` and the two channel counts applied.
+
+    Without a preset, the overrides apply to :class:`UNetSpec`'s defaults (the paper's model).
+
+    Raises:
+        ValueError: Unknown preset or field, or an invalid value (the field is named).
+    """
+    base = get_preset(preset) if preset else UNetSpec()
+    fields = {**base.to_dict(), **(overrides or {})}
+    if in_channels is not None:
+        fields["in_channels"] = in_channels
+    if num_classes is not None:
+        fields["num_classes"] = num_classes
+    return UNetSpec.from_dict(fields)

@@ -28,35 +28,13 @@ from torchmetrics.classification import (
     MulticlassJaccardIndex,
 )
 
-from unet_spec import UNetSpec, get_preset
+from unet_spec import make_spec
 from unet_spec.data import IGNORE_INDEX, median_frequency_weights
 from unet_spec.tiling import default_tile, labels_from_probs, predict_images, tile_grid
 from unet_torch.model import UNet, probabilities
 from unet_train.losses import LossName, SegmentationLoss
 
 ClassWeighting = Literal["none", "median_frequency", "sqrt_median_frequency"]
-
-
-def resolve_spec(
-    preset: str | None,
-    spec: dict[str, Any] | None = None,
-    in_channels: int | None = None,
-    num_classes: int | None = None,
-) -> UNetSpec:
-    """The spec named by ``preset`` with ``spec`` fields and the two channel counts applied.
-
-    Without a preset, ``spec`` fields apply to :class:`UNetSpec`'s defaults (the paper's model).
-
-    Raises:
-        ValueError: Unknown preset or field, or an invalid value (the field is named).
-    """
-    base = get_preset(preset) if preset else UNetSpec()
-    fields = {**base.to_dict(), **(spec or {})}
-    if in_channels is not None:
-        fields["in_channels"] = in_channels
-    if num_classes is not None:
-        fields["num_classes"] = num_classes
-    return UNetSpec.from_dict(fields)
 
 
 class SegmentationSystem(L.LightningModule):
@@ -119,7 +97,7 @@ class SegmentationSystem(L.LightningModule):
         recompute: list[str] | None = None,
     ) -> None:
         super().__init__()
-        self.spec = resolve_spec(preset, spec, in_channels, num_classes)
+        self.spec = make_spec(preset, spec, in_channels, num_classes)
         if class_weights is not None and class_weighting != "none":
             raise ValueError("give model.class_weights or model.class_weighting, not both")
         if lr <= 0:
