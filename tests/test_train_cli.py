@@ -72,6 +72,9 @@ def test_run_writes_every_artifact(tmp_path):
     )
     assert metrics["global_step"] == 4 and 0 <= metrics["best"]["val/dice"] <= 1
     assert 0 <= metrics["best"]["val/dice_fg"] <= 1 and "val/dice_fg" in metrics["last"]
+    card = (run / "README.md").read_text()
+    assert "Keras export (model.keras) vs PyTorch" in card and "passed" in card
+    assert f"global_step: {metrics['global_step']}" in card or "val/dice" in card
     from unet_spec import load_weights
 
     weights, spec = load_weights(run / "model.safetensors")

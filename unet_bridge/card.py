@@ -153,21 +153,33 @@ def _parity_section(parity: Any) -> list[str]:
     return [*lines, ""]
 
 
+#: Figures a training run's card shows, in this order (the per-class ones stay in metrics.json).
+_FIGURES = ("val/dice", "val/dice_fg", "val/miou", "val/pixel_error", "val/loss", "train/loss")
+
+
 def _metrics_section(metrics: Mapping[str, Any]) -> list[str]:
+    """A training run's ``metrics.json`` (see ``unet_train.callbacks.RunArtifacts``) as a short
+    section: the data, the run's length, the best and last epoch's main figures, the machine."""
     lines = ["## Training", ""]
-    for key in ("data", "dataset", "train_data", "epochs", "steps", "seed"):
+    data = metrics.get("data")
+    if isinstance(data, Mapping):
+        lines.append("- data: " + ", ".join(f"{k} {v}" for k, v in data.items() if v is not None))
+    for key, label in (("epochs", "epochs"), ("global_step", "steps"), ("wall_time_s", "wall s")):
         if key in metrics:
-            lines.append(f"- {key}: {_short(metrics[key])}")
-    scores = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and k != "seed"}
-    for key, value in sorted(scores.items()):
-        if key not in ("epochs", "steps"):
-            lines.append(
-                f"- {key}: {value:.4g}" if isinstance(value, float) else f"- {key}: {value}"
-            )
-    nested = {k: v for k, v in metrics.items() if isinstance(v, Mapping)}
-    for key, value in nested.items():
-        if key not in ("data", "dataset", "train_data"):
-            lines.append(f"- {key}: {_short(value)}")
+            lines.append(f"- {label}: {metrics[key]}")
+    machine = metrics.get("machine")
+    if isinstance(machine, Mapping):
+        lines.append("- machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()))
+    rows = [(name, metrics.get(name)) for name in ("best", "last")]
+    rows = [(name, row) for name, row in rows if isinstance(row, Mapping)]
+    shown = [k for k in _FIGURES if any(k in row for _, row in rows)]
+    if shown:
+        monitor = metrics.get("monitor")
+        lines += ["", f"| epoch ({'best by ' + monitor if monitor else 'best'}) | "
+                  + " | ".join(shown) + " |", "|---" * (len(shown) + 1) + "|"]  # fmt: skip
+        for name, row in rows:
+            cells = [f"{row[k]:.4f}" if isinstance(row.get(k), float) else "" for k in shown]
+            lines.append(f"| {name}: {row.get('epoch', '')} | " + " | ".join(cells) + " |")
     return [*lines, ""]
 
 

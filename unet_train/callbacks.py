@@ -13,7 +13,9 @@ temporary file beside its destination and is renamed into place. ``train.py`` re
   reference on a validation crop); a failed check fails the run (:class:`ParityError`) and leaves
   no ``model.keras``;
 - ``overlays.png`` (image | truth | prediction), ``curves.png`` (loss and Dice per epoch) and
-  ``metrics.json`` (best and last validation figures, files, wall time).
+  ``metrics.json`` (best and last validation figures, files, wall time);
+- ``README.md``: the model card (spec, training figures, the export's parity, how to load it;
+  :func:`unet_bridge.card.write_model_card`).
 
 :class:`MaskWriter` writes what ``predict_step`` returns, one ``NAME_mask.png`` and
 ``NAME_overlay.png`` per image, as ``unet predict`` writes them.
@@ -188,6 +190,7 @@ class RunArtifacts(Callback):
             files["curves"] = str(self._curves(out))
         metrics = self._metrics(trainer, files, parity)
         atomic_write_bytes(out / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
+        files["card"] = str(self._model_card(out, spec, metrics, parity, best))
         best_val = metrics.get("best", {})
         figures = ", ".join(
             f"{k.split('/', 1)[1]}={best_val[k]:.4f}"
@@ -197,6 +200,27 @@ class RunArtifacts(Callback):
         written = ", ".join(Path(p).name for k, p in files.items() if p and k != "best_checkpoint")
         print(f"Results in {out}/ (metrics.json, {written}, checkpoints/); best epoch: {figures}",
               flush=True)  # fmt: skip
+
+    def _model_card(
+        self, out: Path, spec: UNetSpec, metrics: dict, parity: dict | None, source: str
+    ) -> Path:
+        from unet_bridge.card import write_model_card
+
+        summary = None
+        if parity is not None:
+            verdict = "passed" if parity["passed"] else "FAILED"
+            summary = {
+                "Keras export (model.keras) vs PyTorch on a validation crop": (
+                    f"relative error {parity['rel']:.3g} (PyTorch's fp32 noise "
+                    f"{parity['noise_rel']:.3g}, limit {parity['rel_limit']:.3g}), "
+                    f"{parity['flips']} label flips in {parity['decisive']} decisive pixels: "
+                    f"{verdict}"
+                )
+            }
+        return write_model_card(
+            out, spec, parity=summary, metrics=metrics, artefact=out / "model.safetensors",
+            source=source or None,
+        )  # fmt: skip
 
     def _export_keras(
         self, model: UNet, spec: UNetSpec, val: list, datamodule: Any, path: Path
@@ -308,6 +332,7 @@ class RunArtifacts(Callback):
             "global_step": trainer.global_step,
             "wall_time_s": round(self._elapsed + time.monotonic() - self._start, 1),
             "keras_parity": parity,
+            "data": _describe_data(trainer.datamodule),
             "machine": machine_info(),
             "files": files,
             "history": self.history,
@@ -364,6 +389,22 @@ class MaskWriter(BasePredictionWriter):
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.is_global_zero:
             print(f"{len(self.written)} mask(s) written to {self.folder(trainer)}", flush=True)
+
+
+def _describe_data(datamodule: Any) -> dict[str, Any] | None:
+    """What the run trained on, for metrics.json and the model card."""
+    if datamodule is None:
+        return None
+    described: dict[str, Any] = {"module": type(datamodule).__name__}
+    for key in ("root", "split", "held_out_groups", "num_train", "num_val", "image_size"):
+        value = getattr(datamodule, key, None)
+        if value not in (None, [], ""):
+            described[key] = str(value) if isinstance(value, Path) else value
+    for key in ("train_samples", "val_samples"):
+        samples = getattr(datamodule, key, None)
+        if samples:
+            described[key.replace("samples", "images")] = len(samples)
+    return described
 
 
 def _save_figure(fig: Any, path: Path) -> None:
