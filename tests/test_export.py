@@ -177,11 +177,19 @@ def test_onnx_backend_refuses_a_weight_file(files, capsys) -> None:
 
 
 def test_model_card_with_training_metrics(tmp_path) -> None:
-    metrics = {"dataset": "synthetic shapes, 64 px", "val_mIoU": 0.8123, "epochs": 12}
+    # The shape of a training run's metrics.json (unet_train.callbacks.RunArtifacts).
+    metrics = {
+        "monitor": "val/miou", "epochs": 12, "global_step": 960,
+        "data": {"module": "SyntheticDataModule", "num_train": 256, "image_size": 64},
+        "best": {"epoch": 9, "val/miou": 0.8123, "val/dice": 0.9001, "val/dice_3": 0.5},
+        "last": {"epoch": 11, "val/miou": 0.8011, "val/dice": 0.8950},
+    }  # fmt: skip
     path = cf.write_model_card(tmp_path, SPEC, parity={"PyTorch vs Keras": "rel 1e-7"},
                                metrics=metrics)  # fmt: skip
     text = path.read_text()
     assert path == tmp_path / "README.md"
-    assert "## Training" in text and "val_mIoU: 0.8123" in text and "synthetic shapes" in text
+    assert "## Training" in text and "SyntheticDataModule" in text and "steps: 960" in text
+    assert "| best: 9 | 0.9001 | 0.8123 |" in text and "| last: 11 | 0.8950 | 0.8011 |" in text
+    assert "val/dice_3" not in text  # per-class figures stay in metrics.json
     (tmp_path / "metrics.json").write_text(json.dumps(metrics))
     assert cf.find_metrics(tmp_path / "model.safetensors") == metrics
