@@ -47,11 +47,11 @@ def test_channels_last_gives_the_same_output(name: str) -> None:
     size = 252 if spec.padding == "valid" else 64
     model = load_canonical(UNet(spec), random_weights(spec)).eval()
     x = torch.rand(2, spec.in_channels, size, size, generator=torch.Generator().manual_seed(0))
-    with torch.inference_mode():
-        ref = model(x)
-        ref64 = float64_reference(model, x)
-        model_cl = model.to(memory_format=torch.channels_last)
-        out = model_cl(x.to(memory_format=torch.channels_last))
+    ref = model(x).detach()  # with gradients on: NCHW as given, the training path
+    ref64 = float64_reference(model, x)
+    model_cl = model.to(memory_format=torch.channels_last)
+    out = model_cl(x.to(memory_format=torch.channels_last)).detach()
+    assert out.is_contiguous(memory_format=torch.channels_last)
     # A different memory format sums in a different order: fp32 noise, judged like the twins.
     result = check_against_noise(out.numpy(), ref.numpy(), ref64.numpy(), labels="argmax")
     assert result.passed, result

@@ -25,8 +25,8 @@ def _bilinear(x: torch.Tensor, **size_or_scale: object) -> torch.Tensor:
 
     Autocast runs upsampling in float32. Under bf16 autocast that turns every resized skip into a
     float32 tensor, the concat then promotes the decoder's input to float32, and every neighbouring
-    op pays a cast: on an H200 the resize and the copies took a quarter of a ``seed`` bf16 training
-    step (12.7 of 53 ms), 2 ms less in bf16. The kernels accumulate in float32 either way.
+    op pays a cast (the GPU profile in ``benchmarks/README.md`` shows the cost). The kernels
+    accumulate in float32 either way.
     """
     device = x.device.type
     if device in ("cpu", "cuda") and torch.is_autocast_enabled(device):
@@ -62,7 +62,7 @@ class _Crop(torch.autograd.Function):
 
     Autograd's own slice backward scatters into a fresh NCHW tensor. For a channels-last model that
     makes the scatter and the sum with the skip's other gradient (from the max-pool) strided
-    kernels: on an H200, keeping the format took a ``paper`` bf16 training step from 59 to 53 ms.
+    kernels (``benchmarks/README.md`` has the before and after).
     """
 
     @staticmethod
@@ -90,6 +90,37 @@ class CenterCrop(nn.Module):
         if torch.is_grad_enabled() and x.requires_grad:
             return _Crop.apply(x, top, left, rh, rw)
         return x[..., top : top + rh, left : left + rw]
+
+
+def _fused_conv_relu_available() -> bool:
+    """Whether this torch build has oneDNN's convolution with a fused element-wise post-op."""
+    return torch.backends.mkldnn.is_available() and hasattr(
+        torch.ops.mkldnn, "_convolution_pointwise"
+    )
+
+
+_FUSED_CONV_RELU = _fused_conv_relu_available()
+
+
+def _conv_relu(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``relu(conv(x))`` in one oneDNN call: the ReLU runs on each output block while it is still
+    in cache instead of as a second pass over the whole activation map. Inference only (the op has
+    no autograd formula); the convolution is the same oneDNN kernel as ``conv(x)``, so the result
+    is that of ``conv`` then ``ReLU``."""
+    return torch.ops.mkldnn._convolution_pointwise(
+        x, conv.weight, conv.bias, list(conv.padding), list(conv.stride), list(conv.dilation),
+        conv.groups, "relu", [], "",
+    )  # fmt: skip
+
+
+def _unobserved(*modules: nn.Module) -> bool:
+    """Whether fusing may skip calling ``modules``: no forward hooks (per-layer parity taps them)
+    and no ``forward`` replaced on the instance (tests plant defects that way)."""
+    if nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks:
+        return False
+    return not any(
+        m._forward_hooks or m._forward_pre_hooks or "forward" in m.__dict__ for m in modules
+    )
 
 
 class Concat(nn.Module):
@@ -132,15 +163,25 @@ def _make_module(block: Block, spec: UNetSpec, inplace: bool) -> nn.Module | Non
 class UNet(nn.Module):
     """A U-Net whose layers are the blocks of ``spec``'s plan; returns logits (NCHW).
 
+    Inference on the CPU (float32, gradients off, no autocast) runs in channels-last order whatever
+    the caller passes, with each convolution and the ReLU after it fused into one oneDNN call; the
+    logits come back in the input's own memory format (NCHW for an NCHW input). Why: oneDNN's
+    fastest forward convolutions on x86 (its brgemm kernels, chosen for AVX2 and AVX-512 alike)
+    read and write NHWC directly, while an NCHW tensor is reordered to a blocked layout before each
+    convolution and back after it, two passes over every activation map. The parameters stay as
+    they are (``state_dict()`` is the canonical form either way), and training keeps the caller's
+    format: oneDNN's weight-gradient kernel for NHWC is its slower generic one, which makes a
+    channels-last training step slower than NCHW (see ``benchmarks/README.md``).
+
     Args:
         spec: The architecture. Apply :func:`probabilities` (or ``spec.head``) to get
             probabilities.
         recompute: Plan levels (``"enc1"``, ``"mid"``, ``"dec1"``, ...) whose activations are not
             kept for the backward pass but recomputed from the level's input (activation
             checkpointing). The high-resolution encoder levels hold the most memory for the
-            least compute: for ``seed`` at 572², batch 1, ``("enc1", "enc2", "enc3")`` lowers a
-            training step's peak from 2000 MB to 1808 MB for about 1 % more arithmetic
-            (``benchmarks/README.md``). Gradients are unchanged to the bit, and batch-norm running
+            least compute: ``("enc1", "enc2", "enc3")`` recomputes a small share of the
+            multiply-accumulates to drop the largest activation maps (figures in
+            ``benchmarks/README.md``). Gradients are unchanged to the bit, and batch-norm running
             statistics are updated once, not again during the recomputation.
 
     Example:
@@ -189,6 +230,18 @@ class UNet(nn.Module):
                 self._segments.append(_Segment(level, level in self.recompute))
             self._segments[-1].steps.append((block, module, done))
         for seg in self._segments:
+            # A convolution whose only reader is the in-place ReLU right after it can run fused.
+            seg.fusable = {
+                i
+                for i, ((block, module, _), (nxt, nxt_module, _)) in enumerate(
+                    zip(seg.steps, seg.steps[1:], strict=False)
+                )
+                if type(module) is nn.Conv2d
+                and module.padding_mode == "zeros"
+                and type(nxt_module) is nn.ReLU
+                and nxt_module.inplace
+                and nxt.inputs == (block.name,)
+            }
             made = [b.name for b, _, _ in seg.steps]
             reads = [n for b, _, _ in seg.steps for n in b.inputs]
             seg.inputs = tuple(n for n in dict.fromkeys(reads) if n not in made)
@@ -206,7 +259,29 @@ class UNet(nn.Module):
             owner = getattr(owner, part)
         owner.add_module(leaf, module)
 
+    def _cpu_inference(self, x: torch.Tensor) -> bool:
+        """Whether ``x`` takes the channels-last, fused path (see the class docstring)."""
+        return (
+            _FUSED_CONV_RELU
+            and x.device.type == "cpu"
+            and x.dtype == torch.float32
+            and x.dim() == 4
+            and not torch.is_grad_enabled()
+            and not torch.is_autocast_enabled("cpu")
+        )
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._cpu_inference(x):
+            # The caller gets the logits in the layout it gave: NCHW unless x is channels-last.
+            wanted = (
+                torch.channels_last
+                if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+                else torch.contiguous_format
+            )
+            outputs = {"input": x.contiguous(memory_format=torch.channels_last)}
+            for seg in self._segments:
+                seg.run_into(outputs, fuse=True)
+            return outputs[self.plan.output.name].contiguous(memory_format=wanted)
         outputs: dict[str, torch.Tensor] = {"input": x}
         for seg in self._segments:
             if seg.checkpointed and torch.is_grad_enabled():
@@ -233,12 +308,23 @@ class _Segment:
         self.inputs: tuple[str, ...] = ()
         self.outputs: tuple[str, ...] = ()
         self.last_read: tuple[str, ...] = ()  # inputs whose last reader is in this segment
+        self.fusable: set[int] = set()  # steps that are a convolution fusable with the next ReLU
 
-    def run_into(self, outputs: dict[str, torch.Tensor]) -> None:
-        for block, module, done in self.steps:
+    def run_into(self, outputs: dict[str, torch.Tensor], fuse: bool = False) -> None:
+        steps, i = self.steps, 0
+        while i < len(steps):
+            block, module, done = steps[i]
+            if fuse and i in self.fusable and _unobserved(module, steps[i + 1][1]):
+                relu, _, relu_done = steps[i + 1]
+                outputs[relu.name] = _conv_relu(module, outputs[block.inputs[0]])
+                for name in (*done, *relu_done):  # the conv output itself is never materialised
+                    outputs.pop(name, None)
+                i += 2
+                continue
             outputs[block.name] = module(*(outputs[n] for n in block.inputs))
             for name in done:  # free activations nobody reads any more
                 del outputs[name]
+            i += 1
 
     def run(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         outputs = dict(zip(self.inputs, inputs, strict=True))
