@@ -1,21 +1,51 @@
 """Reading images as model input: one reader for training data, inference and the CLI.
 
-Pillow is imported inside the functions, keeping ``import unet_spec`` down to numpy.
+Pillow reads PNG, JPEG, BMP, GIF and WebP; TIFF goes through ``tifffile`` (8-, 16- and 32-bit,
+multi-page, OME-TIFF), with Pillow as the fallback for single-page TIFFs whose compression needs a
+codec that ``tifffile`` lacks. A multi-page TIFF is a *volume*: each slice is one sample, named
+``<volume>#<slice>`` (:func:`slice_name`), read on its own so a volume never needs to fit in memory.
+Pillow and tifffile are imported inside the functions, keeping ``import unet_spec`` down to numpy.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 # ITU-R 601 luma, the weights of Pillow's own "L" conversion.
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+#: Files read by ``tifffile`` (compared in lower case).
+TIFF_SUFFIXES = (".tif", ".tiff")
+#: Pillow modes and their channel counts (palette images count as RGB, or RGBA with transparency).
+_MODE_CHANNELS = {"1": 1, "L": 1, "P": 3, "I": 1, "F": 1, "LA": 2, "La": 2, "PA": 4, "RGB": 3,
+                  "RGBA": 4, "RGBa": 4, "RGBX": 4, "CMYK": 4, "YCbCr": 3, "LAB": 3, "HSV": 3}  # fmt: skip
 
 
-def open_image(path: str | Path) -> Any:
-    """Open and decode ``path`` with Pillow (a truncated file fails here, not later in a worker).
+class ImageInfo(NamedTuple):
+    """What a file's header says: size, channels, slices (1 unless a multi-page volume), mode."""
+
+    height: int
+    width: int
+    channels: int
+    slices: int
+    mode: str
+
+
+def is_tiff(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in TIFF_SUFFIXES
+
+
+def slice_name(path: str | Path, index: int | None) -> str:
+    """The sample name of slice ``index`` of a volume (``vol.tif#3``), or the path itself."""
+    return str(path) if index is None else f"{path}#{index}"
+
+
+def open_image(path: str | Path, load: bool = True) -> Any:
+    """Open ``path`` with Pillow and decode it (a truncated file fails here, not later in a worker);
+    ``load=False`` reads the header only.
 
     Raises:
         FileNotFoundError: No such file.
@@ -28,35 +58,169 @@ def open_image(path: str | Path) -> Any:
         raise FileNotFoundError(f"{path}: no such image")
     try:
         img = Image.open(path)
-        img.load()
+        if load:
+            img.load()
     except Exception as err:  # Pillow raises OSError, SyntaxError, ValueError... for bad files
         raise ValueError(f"{path}: cannot read image ({type(err).__name__}: {err})") from None
     return img
 
 
-def read_image(path: str | Path, in_channels: int, convert: bool = False) -> np.ndarray:
-    """Read ``path`` as ``(C, H, W)`` float32 scaled to [0, 1].
+# -- TIFF -----------------------------------------------------------------------------------------
+class _TiffLayout(NamedTuple):
+    height: int
+    width: int
+    channels: int
+    slices: int
+    page_shape: tuple[int, ...]  # the series' axes stored as separate pages
+    page_axes: str
+    sample_axis: int | None  # axis of the in-page samples (S), or None
 
-    Args:
-        path: Image file (8- or 16-bit, grey, grey+alpha, RGB, RGBA or palette).
-        in_channels: Channels the model expects.
-        convert: Map grey, grey+alpha, RGB and RGBA onto each other when the channel count
-            differs (luma for grey, repetition for RGB, alpha dropped); otherwise a mismatch is an
-            error.
+
+def _tiff_layout(tif: Any, path: Path) -> _TiffLayout:
+    try:
+        return _layout_of(tif, path)
+    except ValueError:
+        raise
+    except Exception as err:  # an odd or damaged file: name it, in one line
+        raise ValueError(f"{path}: cannot read image ({type(err).__name__}: {err})") from None
+
+
+def _layout_of(tif: Any, path: Path) -> _TiffLayout:
+    series = tif.series[0]
+    key = series.keyframe
+    axes, shape = series.axes, tuple(series.shape)
+    n_page = len(axes) - len(key.axes)
+    page_axes, page_shape = axes[:n_page], shape[:n_page]
+    if axes[n_page:] != key.axes or math.prod(page_shape) != len(series.pages):
+        raise ValueError(f"{path}: unsupported TIFF layout (axes {axes}, shape {shape})")
+    if "Y" not in key.axes or "X" not in key.axes:
+        raise ValueError(f"{path}: TIFF pages without Y and X axes ({key.axes})")
+    height, width = key.shape[key.axes.index("Y")], key.shape[key.axes.index("X")]
+    sample_axis = key.axes.index("S") if "S" in key.axes else None
+    in_page = key.shape[sample_axis] if sample_axis is not None else 1
+    across = page_shape[page_axes.index("C")] if "C" in page_axes else 1
+    if in_page > 1 and across > 1:
+        raise ValueError(f"{path}: channels both within and across TIFF pages (axes {axes})")
+    slices = math.prod(s for a, s in zip(page_axes, page_shape, strict=True) if a != "C")
+    return _TiffLayout(height, width, max(in_page, across), slices, page_shape, page_axes,
+                       sample_axis)  # fmt: skip
+
+
+def _open_tiff(path: Path) -> Any:
+    import tifffile
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such image")
+    try:
+        return tifffile.TiffFile(path)
+    except Exception as err:
+        raise ValueError(f"{path}: cannot read image ({type(err).__name__}: {err})") from None
+
+
+def tiff_slice(path: Path, index: int | None) -> np.ndarray | None:
+    """Slice ``index`` as ``(H, W)`` or ``(H, W, C)``; ``None`` when a single-page TIFF needs a
+    codec tifffile lacks (Pillow reads it then)."""
+    with _open_tiff(path) as tif:
+        layout = _tiff_layout(tif, path)
+        k = 0 if index is None else index
+        if not 0 <= k < layout.slices:
+            raise ValueError(f"{path}: no slice {k} (the volume has {layout.slices})")
+        if index is None and layout.slices > 1:
+            raise ValueError(f"{path}: a volume of {layout.slices} slices; read it slice by slice")
+        # The slice's position among the page axes, then one page per channel (C across pages).
+        other = [s for a, s in zip(layout.page_axes, layout.page_shape, strict=True) if a != "C"]
+        pos = list(np.unravel_index(k, other)) if other else []
+        channels = layout.page_shape[layout.page_axes.index("C")] if "C" in layout.page_axes else 1
+        pages = tif.series[0].pages
+        planes = []
+        for c in range(channels):
+            full, it = [], iter(pos)
+            for a in layout.page_axes:
+                full.append(c if a == "C" else int(next(it)))
+            page = int(np.ravel_multi_index(full, layout.page_shape)) if full else 0
+            try:
+                planes.append(pages[page].asarray())
+            except Exception as err:
+                if layout.slices == 1 and "imagecodecs" in str(err):
+                    return None
+                raise ValueError(
+                    f"{path}: cannot read image ({type(err).__name__}: {err})"
+                ) from None
+    arr = planes[0] if channels == 1 else np.stack(planes, axis=-1)
+    if layout.sample_axis is not None and layout.sample_axis != arr.ndim - 1:
+        arr = np.moveaxis(arr, layout.sample_axis, -1)  # planar (S, Y, X) pages
+    return arr
+
+
+def image_info(path: str | Path) -> ImageInfo:
+    """Size, channels and slices from the header, without decoding the pixels.
 
     Raises:
         FileNotFoundError: No such file.
-        ValueError: Unreadable or truncated image, or a channel count other than ``in_channels``.
+        ValueError: Not a readable image header.
     """
+    path = Path(path)
+    if is_tiff(path):
+        with _open_tiff(path) as tif:
+            layout = _tiff_layout(tif, path)
+        return ImageInfo(layout.height, layout.width, layout.channels, layout.slices, "tiff")
+    img = open_image(path, load=False)
+    channels = _MODE_CHANNELS.get(img.mode, len(img.getbands()))
+    if img.mode == "P" and "transparency" in img.info:
+        channels = 4
+    return ImageInfo(img.height, img.width, channels, 1, img.mode)
+
+
+def read_array(path: str | Path, index: int | None = None) -> tuple[np.ndarray, str]:
+    """The pixels of an image (or of slice ``index`` of a volume) as stored: ``(H, W)`` or
+    ``(H, W, C)``, and a mode (Pillow's, or ``"tiff"`` when tifffile read it)."""
+    path = Path(path)
+    if is_tiff(path):
+        arr = tiff_slice(path, index)
+        if arr is not None:
+            return arr, "tiff"
+    elif index is not None:
+        raise ValueError(f"{path}: not a volume (only multi-page TIFFs have slices)")
     img = open_image(path)
     if img.mode == "P":  # a palette is an encoding, not a channel layout
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     elif img.mode == "1":
         img = img.convert("L")
-    arr = np.asarray(img)
-    if arr.dtype == np.uint8:
+    return np.asarray(img), img.mode
+
+
+def read_image(
+    path: str | Path, in_channels: int, convert: bool = False, index: int | None = None
+) -> np.ndarray:
+    """Read ``path`` (or slice ``index`` of a volume) as ``(C, H, W)`` float32 scaled to [0, 1].
+
+    Args:
+        path: Image file (8- or 16-bit, grey, grey+alpha, RGB, RGBA or palette; TIFF of any
+            integer or float type, multi-page volumes slice by slice).
+        in_channels: Channels the model expects.
+        convert: Map grey, grey+alpha, RGB and RGBA onto each other when the channel count
+            differs (luma for grey, repetition for RGB, alpha dropped); otherwise a mismatch is an
+            error.
+        index: The slice of a multi-page TIFF volume.
+
+    Integer TIFFs are scaled by their type's maximum (a 16-bit volume by 65535, whatever the
+    values of one slice); other 16-bit images by 65535 when they exceed 255.
+
+    Raises:
+        FileNotFoundError: No such file.
+        ValueError: Unreadable or truncated image, or a channel count other than ``in_channels``.
+    """
+    arr, mode = read_array(path, index)
+    if mode == "tiff":
+        if arr.dtype == np.bool_:
+            scale = 1.0
+        elif np.issubdtype(arr.dtype, np.integer):
+            scale = float(np.iinfo(arr.dtype).max)
+        else:
+            scale = 1.0
+    elif arr.dtype == np.uint8:
         scale = 255.0
-    elif arr.dtype in (np.uint16, np.int32) or img.mode.startswith("I"):
+    elif arr.dtype in (np.uint16, np.int32) or mode.startswith("I"):
         scale = 65535.0 if arr.max(initial=0) > 255 else 255.0
     else:
         scale = 1.0
@@ -67,9 +231,22 @@ def read_image(path: str | Path, in_channels: int, convert: bool = False) -> np.
         if not convert or have not in (1, 2, 3, 4) or in_channels not in (1, 3):
             hint = " (grey/RGB conversion was not asked for: --convert)" if have <= 4 else ""
             raise ValueError(
-                f"{path}: image has {have} channel(s) ({img.mode}), the model expects "
-                f"in_channels={in_channels}{hint}"
+                f"{slice_name(path, index)}: image has {have} channel(s) ({mode}), the model "
+                f"expects in_channels={in_channels}{hint}"
             )
         colour = arr[:3] if have >= 3 else np.repeat(arr[:1], 3, axis=0)
         arr = np.tensordot(_LUMA, colour, axes=1)[None] if in_channels == 1 else colour
     return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+__all__ = [
+    "TIFF_SUFFIXES",
+    "ImageInfo",
+    "image_info",
+    "is_tiff",
+    "open_image",
+    "read_array",
+    "read_image",
+    "slice_name",
+    "tiff_slice",
+]

@@ -13,13 +13,20 @@ by ``predict_images`` (files or folders, no masks).
 Masks become int64 class ids in ``[0, num_classes)``, with :data:`~unet_spec.data.IGNORE_INDEX` where
 the loss and the metrics must not look (file reading: :mod:`unet_spec.data`).
 
-Every problem with the files is found in ``setup`` (all files are read up front; the datasets are
-small enough to keep in memory) and raised as one ``ValueError``/``FileNotFoundError`` line that
-names the file.
+Folder datasets are read when used (:class:`~unet_spec.data.FileSamples`): memory stays flat
+whatever the dataset's size, with an optional cache bounded in bytes (``cache_bytes``). Every
+problem with the files is still found in ``setup`` and raised as one ``ValueError``/
+``FileNotFoundError`` line that names the file: a header pass checks sizes, slices and channels
+without decoding, then one streaming scan decodes each sample once (in the data-loader workers) to
+find unreadable files and bad mask values and to count the classes; its counts are saved in a small
+cache file, so later runs on unchanged files skip the decoding. A file that goes bad later fails
+in the worker that reads it, with the same one line.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,34 +39,77 @@ from unet_spec import UNetSpec
 from unet_spec.data import (
     GROUP_PATTERN,
     IGNORE_INDEX,
+    ByteCache,
+    FileSamples,
     MaskEncoding,
     Sample,
+    SampleRef,
+    class_counts,
+    expand_pairs,
     find_pairs,
+    group_of,
     image_files,
-    read_mask,
+    parse_bytes,
+    sample_bytes,
+    scan_samples,
     split_by_group,
 )
-from unet_spec.images import read_image
+from unet_spec.images import image_info, is_tiff, read_image, slice_name
 from unet_spec.synthetic import make_dataset
-from unet_spec.weight_map import border_weights
-from unet_train.datasets import Augmentation, TrainCrops, WholeImages
+from unet_train.datasets import Augmentation, BorderMaps, DataFileError, TrainCrops, WholeImages
 
 #: An image to predict: (name, image ``(C, H, W)`` float32 in [0, 1]).
 Unlabelled = tuple[str, np.ndarray]
 
 
+class ImageFiles(Sequence[Unlabelled]):
+    """Images to predict, read when used: ``(name, image)`` items (slices of volumes too)."""
+
+    def __init__(self, items: list[tuple[Path, int | None]], in_channels: int) -> None:
+        self.items, self.in_channels = items, in_channels
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return ImageFiles(self.items[i], self.in_channels)
+        path, index = self.items[i]
+        return slice_name(path, index), read_image(path, self.in_channels, index=index)
+
+
 class ImagesOnly(torch.utils.data.Dataset):
     """Whole images and their names, for prediction (one image per batch: sizes may differ)."""
 
-    def __init__(self, samples: list[Unlabelled]) -> None:
+    def __init__(self, samples: Sequence[Unlabelled]) -> None:
         self.samples = samples
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, str]:
-        name, image = self.samples[i]
+        try:
+            name, image = self.samples[i]
+        except (ValueError, OSError) as err:
+            raise DataFileError(str(err)) from None
         return torch.from_numpy(image), name
+
+
+def _as_is(item: Any) -> Any:
+    return item
+
+
+class _Scan(torch.utils.data.Dataset):
+    """The streaming scan as a dataset, so that the data-loader workers share its decoding."""
+
+    def __init__(self, samples: FileSamples) -> None:
+        self.samples = samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> np.ndarray | str:
+        return self.samples.scan_one(i)
 
 
 # -- data modules ---------------------------------------------------------------------------------
@@ -115,7 +165,7 @@ class SegmentationDataModule(L.LightningDataModule):
                 f"Received: {border_weight}, {border_sigma}"
             )
         self.border_weight, self.border_sigma = border_weight, border_sigma
-        self._border_maps: list[np.ndarray] | None = None
+        self._border_maps: BorderMaps | None = None
         self.num_classes = num_classes
         self.balance_classes = balance_classes
         self.crop_size = crop_size
@@ -130,10 +180,10 @@ class SegmentationDataModule(L.LightningDataModule):
         if isinstance(predict_images, str):
             predict_images = [predict_images]
         self.predict_images = predict_images
-        self.train_samples: list[Sample] = []
-        self.val_samples: list[Sample] = []
-        self.test_samples: list[Sample] = []
-        self.predict_samples: list[Unlabelled] = []
+        self.train_samples: Sequence[Sample] = []
+        self.val_samples: Sequence[Sample] = []
+        self.test_samples: Sequence[Sample] = []
+        self.predict_samples: Sequence[Unlabelled] = []
         self._loaded_for: UNetSpec | None = None
 
     # -- spec ------------------------------------------------------------------------------------
@@ -155,13 +205,13 @@ class SegmentationDataModule(L.LightningDataModule):
         return spec
 
     # -- loading ---------------------------------------------------------------------------------
-    def _load(self, spec: UNetSpec) -> tuple[list[Sample], list[Sample]]:
+    def _load(self, spec: UNetSpec) -> tuple[Sequence[Sample], Sequence[Sample]]:
         raise NotImplementedError
 
-    def _load_test(self, spec: UNetSpec) -> list[Sample]:
+    def _load_test(self, spec: UNetSpec) -> Sequence[Sample]:
         raise NotImplementedError
 
-    def _load_predict(self, spec: UNetSpec) -> list[Unlabelled]:
+    def _load_predict(self, spec: UNetSpec) -> Sequence[Unlabelled]:
         """The images named by ``predict_images`` (subclasses may give a default source)."""
         if not self.predict_images:
             raise ValueError(
@@ -183,8 +233,9 @@ class SegmentationDataModule(L.LightningDataModule):
             self._loaded_for = spec
             self._border_maps = None
         oh, ow = self.layout.output_size
-        for name, _, mask in self.train_samples:
-            h, w = mask.shape
+        for name, (h, w) in zip(
+            _names(self.train_samples), _sizes(self.train_samples), strict=True
+        ):
             if h < oh or w < ow:
                 raise ValueError(
                     f"{name}: image {h}x{w} is smaller than the training target "
@@ -213,17 +264,15 @@ class SegmentationDataModule(L.LightningDataModule):
             persistent_workers=self.num_workers > 0,
         )
 
-    def border_maps(self) -> list[np.ndarray] | None:
-        """The training images' border weight maps (computed once), or ``None`` when disabled."""
+    def border_maps(self) -> BorderMaps | None:
+        """The training images' border weight maps, or ``None`` when disabled: a sequence that
+        computes each map from its mask when used (in-memory samples keep theirs)."""
         if self.border_weight <= 0:
             return None
         if self._border_maps is None:
-            self._border_maps = [
-                border_weights(
-                    mask, self.border_weight, self.border_sigma, ignore_index=IGNORE_INDEX
-                )
-                for _, _, mask in self.train_samples
-            ]
+            self._border_maps = BorderMaps(
+                self.train_samples, self.border_weight, self.border_sigma
+            )
         return self._border_maps
 
     def val_dataloader(self) -> DataLoader:
@@ -251,23 +300,45 @@ class SegmentationDataModule(L.LightningDataModule):
         )
 
 
-def read_images(paths: list[Path], in_channels: int) -> list[Unlabelled]:
-    """Images to predict, named by their paths.
+def _names(samples: Sequence[Sample]) -> list[str]:
+    if isinstance(samples, FileSamples):
+        return samples.names
+    return [name for name, _, _ in samples]
+
+
+def _sizes(samples: Sequence[Sample]) -> list[tuple[int, int]]:
+    if isinstance(samples, FileSamples):
+        return [(int(h), int(w)) for h, w in samples.sizes]
+    return [mask.shape for _, _, mask in samples]
+
+
+def read_images(paths: list[Path], in_channels: int) -> ImageFiles:
+    """Images to predict, named by their paths, read when used (headers are checked now).
 
     Raises:
-        ValueError: No images, or two images with one file stem (their masks would share a name).
+        ValueError: No images, two images with one file stem (their masks would share a name), an
+            unreadable header or a channel count other than ``in_channels``.
         FileNotFoundError: A missing file (named).
     """
     if not paths:
         raise ValueError("data.predict_images: no image files found")
     stems: dict[str, Path] = {}
+    items: list[tuple[Path, int | None]] = []
     for path in paths:
         if path.stem in stems:
             raise ValueError(
                 f"{path}: same file stem as {stems[path.stem]}; the masks are named after the stem"
             )
         stems[path.stem] = path
-    return [(str(path), read_image(path, in_channels)) for path in paths]
+        info = image_info(path)
+        if info.slices > 1:  # the masks are named after the stem: slices would overwrite each other
+            raise ValueError(
+                f"{path}: a volume of {info.slices} slices; prediction reads single images"
+            )
+        if info.channels != in_channels:
+            read_image(path, in_channels)  # its one-line error names the file and the channels
+        items.append((path, None))
+    return ImageFiles(items, in_channels)
 
 
 class FolderDataModule(SegmentationDataModule):
@@ -276,6 +347,10 @@ class FolderDataModule(SegmentationDataModule):
     Layouts: ``root/images`` + ``root/masks`` (split by ``val_fraction``), or ``root/train`` and
     ``root/val`` each holding ``images/`` and ``masks/``. The test split (``train.py test``) is
     ``root/test/`` with ``images/`` and ``masks/``.
+
+    Samples are read from their files when used (see the module's notes on memory). A multi-page
+    TIFF (OME-TIFF too) is a volume: each slice is one sample named ``<volume>#<slice>``, its mask
+    the same slice of the mask volume; a grouped split keeps a volume's slices together.
 
     Args:
         root: The data folder.
@@ -295,6 +370,18 @@ class FolderDataModule(SegmentationDataModule):
             (default: the name up to the first underscore, CamVid's drive).
         val_groups: The groups to hold out (e.g. ``[0006R0]``); default: drawn with ``seed``.
         seed: Seed of the random split.
+        cache_bytes: Decoded samples kept in memory, per process (each data-loader worker holds
+            its own), as bytes or a size such as ``2GB``; 0 (the default) reads every sample
+            from its file each time it is used.
+        preload: Decode every sample once in ``setup`` and keep them all (the in-memory path,
+            for datasets that fit; ``cache_bytes`` is then ignored).
+        scan: ``full`` (decode every sample once in ``setup``, in the data-loader workers, so
+            that every bad file is found then; the class counts are saved in a cache file and
+            unchanged files are not decoded again) or ``headers`` (check the headers only; a
+            truncated file or a bad mask value is then found when the sample is first used, and
+            class counts, when needed, are one pass over the masks).
+        scan_cache: Folder of the scan's cache file (default: ``<root>/.unet-cache``, or
+            ``~/.cache/unet-twins`` where the data folder is read-only).
         **kwargs: The training recipe (see :class:`SegmentationDataModule`).
 
     Example:
@@ -314,9 +401,17 @@ class FolderDataModule(SegmentationDataModule):
         group_pattern: str = GROUP_PATTERN,
         val_groups: list[str] | None = None,
         seed: int = 0,
+        cache_bytes: int | str = 0,
+        preload: bool = False,
+        scan: Literal["full", "headers"] = "full",
+        scan_cache: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(num_classes=num_classes, **kwargs)
+        self.cache_bytes = parse_bytes(cache_bytes, "data.cache_bytes")
+        if scan not in ("full", "headers"):
+            raise ValueError(f"data.scan must be full or headers. Received: {scan!r}")
+        self.preload, self.scan, self.scan_cache = preload, scan, scan_cache
         if val_groups is not None and split != "group":
             raise ValueError(f"data.val_groups needs data.split: group. Received: split={split!r}")
         self.group_pattern, self.val_groups = group_pattern, val_groups
@@ -330,20 +425,47 @@ class FolderDataModule(SegmentationDataModule):
         }  # fmt: skip
         self.val_fraction, self.split, self.seed = val_fraction, split, seed
 
-    def _read(self, pairs: list[tuple[Path, Path]], in_channels: int) -> list[Sample]:
-        samples = []
-        for image_path, mask_path in pairs:
-            image = read_image(image_path, in_channels)
-            mask = read_mask(mask_path, **self.mask_options)
-            if mask.shape != image.shape[1:]:
+    def _read(self, pairs: list[tuple[Path, Path]], in_channels: int) -> Sequence[Sample]:
+        refs, sizes = expand_pairs(pairs, in_channels)
+        return self._samples(refs, sizes, in_channels)
+
+    def _samples(self, refs: list[SampleRef], sizes: np.ndarray, in_channels: int) -> FileSamples:
+        """Samples of ``refs`` checked by the scan (``data.scan``), read when used."""
+        samples = FileSamples(refs, sizes, in_channels, self.mask_options, self.cache_bytes)
+        if len(samples) and 0 < self.cache_bytes and not self.preload:
+            need = max(sample_bytes(int(h), int(w), in_channels) for h, w in samples.sizes)
+            if self.cache_bytes < need:
                 raise ValueError(
-                    f"{mask_path}: mask is {mask.shape[0]}x{mask.shape[1]} but image {image_path} "
-                    f"is {image.shape[1]}x{image.shape[2]}"
+                    f"data.cache_bytes={self.cache_bytes} is smaller than one sample ({need} "
+                    "bytes decoded); set 0 to read every sample from its file, or a larger size"
                 )
-            samples.append((str(image_path), image, mask))
+        if self.preload:
+            loaded = [samples.read(i) for i in range(len(samples))]
+            samples.counts = np.stack(
+                [class_counts(m, self.num_classes) for _, _, m in loaded]
+            ).reshape(-1, self.num_classes)
+            samples.cache = ByteCache(sum(a.nbytes + m.nbytes for _, a, m in loaded))
+            for i, sample in enumerate(loaded):
+                samples.cache.put(i, sample, sample[1].nbytes + sample[2].nbytes)
+        elif self.scan == "full":
+            scan_samples(samples, self._cache_dirs(), self._map_scan)
         return samples
 
-    def _load(self, spec: UNetSpec) -> tuple[list[Sample], list[Sample]]:
+    def _cache_dirs(self) -> list[Path]:
+        if self.scan_cache is not None:
+            return [Path(self.scan_cache)]
+        home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        return [self.root / ".unet-cache", home / "unet-twins"]
+
+    def _map_scan(self, samples: FileSamples) -> Any:
+        """The scan's decoding spread over ``num_workers`` processes, in order."""
+        if self.num_workers == 0:
+            return map(samples.scan_one, range(len(samples)))
+        return DataLoader(
+            _Scan(samples), batch_size=None, num_workers=self.num_workers, collate_fn=_as_is
+        )
+
+    def _load(self, spec: UNetSpec) -> tuple[Sequence[Sample], Sequence[Sample]]:
         if not self.root.is_dir():
             raise FileNotFoundError(f"{self.root}: no such data folder")
         if (self.root / "train").is_dir():
@@ -374,12 +496,18 @@ class FolderDataModule(SegmentationDataModule):
         return self._read(train_pairs, spec.in_channels), self._read(val_pairs, spec.in_channels)
 
     def _group_split(self, pairs: list[tuple[Path, Path]]) -> tuple[list, list]:
+        # Pairs stay pairs; a volume's slices all follow it, its group being the volume's name.
+        def group(pair: tuple[Path, Path]) -> str:
+            if is_tiff(pair[0]) and image_info(pair[0]).slices > 1:
+                return Path(pair[0]).stem
+            return group_of(pair[0], self.group_pattern)
+
         train, val, self.held_out_groups = split_by_group(
-            pairs, self.group_pattern, self.val_groups, self.val_fraction, self.seed
+            pairs, self.group_pattern, self.val_groups, self.val_fraction, self.seed, key=group
         )
         return train, val
 
-    def _load_test(self, spec: UNetSpec) -> list[Sample]:
+    def _load_test(self, spec: UNetSpec) -> Sequence[Sample]:
         test = self.root / "test"
         if not (test / "images").is_dir() or not (test / "masks").is_dir():
             raise FileNotFoundError(

@@ -17,7 +17,8 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from unet_spec.data import IGNORE_INDEX, Sample
+from unet_spec.data import IGNORE_INDEX, FileSamples, Sample
+from unet_spec.weight_map import border_weights
 
 Flips = bool | Literal["horizontal", "vertical"]
 
@@ -92,6 +93,74 @@ class Augmentation:
         return v2.Compose(steps) if steps else v2.Identity()
 
 
+class DataFileError(ValueError):
+    """A bad file found while training (in a data-loader worker too): one line that names it.
+
+    PyTorch re-raises a worker's exception in the main process as ``type(err)(message)`` with the
+    worker's traceback in ``message``; this class keeps only the original one-line error.
+    """
+
+    def __init__(self, message: str) -> None:
+        marker = f"{type(self).__name__}: "
+        if "Traceback" in message and marker in message:
+            message = message.rsplit(marker, 1)[1].strip().splitlines()[0]
+        super().__init__(message)
+
+
+def load(samples: Sequence[Sample], k: int) -> Sample:
+    """Sample ``k``, a bad file raised as :class:`DataFileError` (one line naming the file)."""
+    try:
+        return samples[k]
+    except DataFileError:
+        raise
+    except (ValueError, OSError) as err:
+        raise DataFileError(str(err)) from None
+
+
+def reflect_indices(start: int, length: int, size: int) -> np.ndarray:
+    """Indices ``start .. start + length`` of an axis of ``size`` mirror-padded without repeating
+    the edge (``np.pad(mode="reflect")``), mapped back onto ``0 .. size - 1``."""
+    idx = np.arange(start, start + length)
+    if size == 1:
+        return np.zeros(length, np.int64)
+    period = 2 * (size - 1)
+    idx = np.mod(idx, period)
+    return np.where(idx >= size, period - idx, idx)
+
+
+class BorderMaps(Sequence[np.ndarray]):
+    """The border weight maps (:func:`~unet_spec.weight_map.border_weights`) of some samples,
+    computed when asked for (from the mask at hand when cropping) and never all held at once:
+    in-memory samples keep theirs, file samples keep none."""
+
+    def __init__(self, samples: Sequence[Sample], w0: float, sigma: float) -> None:
+        self.samples, self.w0, self.sigma = samples, w0, sigma
+        self._kept: dict[int, np.ndarray] | None = {} if isinstance(samples, list) else None
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def for_mask(self, mask: np.ndarray, k: int | None = None) -> np.ndarray:
+        if self._kept is not None and k is not None and k in self._kept:
+            return self._kept[k]
+        weights = border_weights(mask, self.w0, self.sigma, ignore_index=IGNORE_INDEX)
+        if self._kept is not None and k is not None:
+            self._kept[k] = weights
+        return weights
+
+    def __getitem__(self, k):  # type: ignore[override]
+        if isinstance(k, slice):
+            return [self[i] for i in range(len(self))[k]]
+        return self.for_mask(load(self.samples, k)[2], k)
+
+
+def _sizes(samples: Sequence[Sample]) -> np.ndarray:
+    """``(n, 2)`` heights and widths: from the headers for files, from the masks in memory."""
+    if isinstance(samples, FileSamples):
+        return samples.sizes
+    return np.array([mask.shape for _, _, mask in samples], np.int64).reshape(-1, 2)
+
+
 class TrainCrops(Dataset):
     """Random training crops: input-size windows of mirror-padded images, output-size targets.
 
@@ -100,8 +169,14 @@ class TrainCrops(Dataset):
     drawn uniformly from the classes present (in a random image holding it): rare classes such as
     CamVid's poles and signs then appear in the targets far more often than their pixel share.
 
-    With ``weights`` (one ``(H, W)`` float map per image, e.g. :func:`border_weights`), each item
-    is ``(image, target, pixel_weights)``: the map is padded, cropped and augmented with the mask.
+    ``samples`` may be in memory (a list) or read when used (:class:`~unet_spec.data.FileSamples`:
+    only the image being cropped is decoded; which classes each image holds comes from the
+    streaming scan, the pixels of a class are found in the image once loaded). The mirror padding
+    is never materialised: a crop's rows and columns are reflected indices into the image.
+
+    With ``weights`` (one ``(H, W)`` float map per image, e.g. :func:`border_weights`, or
+    :class:`BorderMaps` computed from each loaded mask), each item is
+    ``(image, target, pixel_weights)``: the map is padded, cropped and augmented with the mask.
     """
 
     def __init__(
@@ -114,70 +189,76 @@ class TrainCrops(Dataset):
         balance_classes: float = 0.0,
         weights: Sequence[np.ndarray] | None = None,
     ) -> None:
-        self.samples = list(samples)
+        self.samples = samples if isinstance(samples, FileSamples) else list(samples)
         if weights is not None and len(weights) != len(self.samples):
             raise ValueError(f"{len(weights)} weight maps for {len(self.samples)} images")
         self.input_size, self.output_size = input_size, output_size
         self.samples_per_epoch = samples_per_epoch
         self.augment = augment
         self.balance_classes = balance_classes
+        self.sizes = _sizes(self.samples)
         halo = (input_size[0] - output_size[0], input_size[1] - output_size[1])
         # Same split as the plan's center crops: the extra pixel goes to the bottom/right.
         self.pad = ((halo[0] // 2, halo[0] - halo[0] // 2), (halo[1] // 2, halo[1] - halo[1] // 2))
-        self._padded: list[tuple[np.ndarray, np.ndarray]] = [
-            (
-                np.pad(img, ((0, 0), *self.pad), mode="reflect") if any(halo) else img,
-                np.pad(mask, self.pad, mode="reflect") if any(halo) else mask,
-            )
-            for _, img, mask in self.samples
-        ]
-        self._weights = (
-            None
-            if weights is None
-            else [np.pad(w, self.pad, mode="reflect") if any(halo) else w for w in weights]
-        )
+        self._weights = weights
         # Class id -> indices of the images that hold it (for balanced sampling).
         self._holders: dict[int, np.ndarray] = {}
         if balance_classes > 0:
-            present = [set(np.unique(mask).tolist()) - {IGNORE_INDEX} for _, _, mask in samples]
-            for c in sorted(set().union(*present)):
-                self._holders[c] = np.array([i for i, p in enumerate(present) if c in p])
+            if isinstance(self.samples, FileSamples):
+                columns = dict(enumerate(self.samples.presence().T))
+            else:
+                present = [set(np.unique(m).tolist()) - {IGNORE_INDEX} for _, _, m in self.samples]
+                classes = sorted(set().union(*present))
+                columns = {c: np.array([c in p for p in present]) for c in classes}
+            for c, column in columns.items():
+                if column.any():
+                    self._holders[int(c)] = np.flatnonzero(column)
 
     def __len__(self) -> int:
         return self.samples_per_epoch
 
-    def _window(self, i: int) -> tuple[int, int, int]:
-        """Image index and top-left corner of the output window (in the unpadded image)."""
-        (oh, ow), k = self.output_size, i % len(self.samples)
+    def _pick(self, i: int) -> tuple[int, int | None]:
+        """The image of crop ``i``, and the class to centre it on (``None``: anywhere)."""
+        k = i % len(self.samples)
         if self._holders and torch.rand(()).item() < self.balance_classes:
             classes = list(self._holders)
             c = classes[int(torch.randint(len(classes), ()).item())]
             holders = self._holders[c]
-            k = int(holders[int(torch.randint(len(holders), ()).item())])
-            mask = self.samples[k][2]
+            return int(holders[int(torch.randint(len(holders), ()).item())]), c
+        return k, None
+
+    def _corner(self, mask: np.ndarray, c: int | None) -> tuple[int, int]:
+        """Top-left corner of the output window (in the unpadded image)."""
+        (oh, ow), (h, w) = self.output_size, mask.shape
+        if c is not None:
             hits = np.flatnonzero(mask == c)
-            cy, cx = divmod(int(hits[int(torch.randint(len(hits), ()).item())]), mask.shape[1])
-            h, w = mask.shape
-            return k, min(max(cy - oh // 2, 0), h - oh), min(max(cx - ow // 2, 0), w - ow)
-        h, w = self.samples[k][2].shape
+            cy, cx = divmod(int(hits[int(torch.randint(len(hits), ()).item())]), w)
+            return min(max(cy - oh // 2, 0), h - oh), min(max(cx - ow // 2, 0), w - ow)
         y = int(torch.randint(h - oh + 1, ()).item())
         x = int(torch.randint(w - ow + 1, ()).item())
-        return k, y, x
+        return y, x
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
         # The output window lies inside the original image; its input window reaches into the padding.
-        k, y, x = self._window(i)
-        img, mask = self._padded[k]
+        k, c = self._pick(i)
+        _, img, mask = load(self.samples, k)
+        y, x = self._corner(mask, c)
         (ih, iw), (oh, ow) = self.input_size, self.output_size
-        window = (slice(y, y + ih), slice(x, x + iw))
+        rows = reflect_indices(y - self.pad[0][0], ih, mask.shape[0])
+        cols = reflect_indices(x - self.pad[1][0], iw, mask.shape[1])
+        window = np.ix_(rows, cols)
         items = [
-            tv_tensors.Image(torch.from_numpy(img[(slice(None), *window)].copy())),
-            tv_tensors.Mask(torch.from_numpy(mask[window].copy())),
+            tv_tensors.Image(torch.from_numpy(img[:, rows][:, :, cols])),
+            tv_tensors.Mask(torch.from_numpy(mask[window])),
         ]
         if self._weights is not None:
+            if isinstance(self._weights, BorderMaps):
+                weights = self._weights.for_mask(mask, k)
+            else:
+                weights = self._weights[k]
             # A mask to v2: moved by the same geometry, nearest-neighbour under elastic warps (its
             # fill lands where the target is ignored, so it never counts).
-            items.append(tv_tensors.Mask(torch.from_numpy(self._weights[k][window].copy())))
+            items.append(tv_tensors.Mask(torch.from_numpy(np.ascontiguousarray(weights[window]))))
         if self.augment is not None:
             items = list(self.augment(*items))
         top, left = self.pad[0][0], self.pad[1][0]
@@ -190,17 +271,26 @@ class TrainCrops(Dataset):
 
 
 class WholeImages(Dataset):
-    """Whole images and masks, for validation through tiled inference."""
+    """Whole images and masks, for validation through tiled inference (read when used)."""
 
     def __init__(self, samples: Sequence[Sample]) -> None:
-        self.samples = list(samples)
+        self.samples = samples if isinstance(samples, FileSamples) else list(samples)
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        _, img, mask = self.samples[i]
+        _, img, mask = load(self.samples, i)
         return torch.from_numpy(img), torch.from_numpy(mask)
 
 
-__all__ = ["Augmentation", "RandomRot90", "TrainCrops", "WholeImages"]
+__all__ = [
+    "Augmentation",
+    "BorderMaps",
+    "DataFileError",
+    "RandomRot90",
+    "TrainCrops",
+    "WholeImages",
+    "load",
+    "reflect_indices",
+]
