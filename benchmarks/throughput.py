@@ -52,6 +52,9 @@ ADAM_EPS = 1e-7  # Keras' default; torch gets the same so both optimisers do the
 
 
 # -- workloads ------------------------------------------------------------------------------------
+SEED_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "seed.yaml"
+
+
 def _inputs(spec: UNetSpec, size: int, batch: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
     x = rng.random((batch, spec.in_channels, size, size), dtype=np.float32)
@@ -60,64 +63,105 @@ def _inputs(spec: UNetSpec, size: int, batch: int) -> tuple[np.ndarray, np.ndarr
     return x, y
 
 
-class TorchBench:
-    """Torch inference and training step for one spec, size and batch."""
-
-    def __init__(
-        self, spec: UNetSpec, size: int, batch: int, device: str = "cpu", recompute: tuple = ()
-    ) -> None:
+def _set_threads(framework: str, threads: int | None) -> None:
+    if not threads:
+        return
+    if framework == "torch":
         import torch
 
-        from unet_torch import UNet, load_canonical
+        torch.set_num_threads(threads)
+    else:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
+class TorchBench:
+    """The paths a torch user takes without tuning, for one spec, size and batch.
+
+    - ``unet``: ``UNet(spec)`` on an NCHW tensor under ``inference_mode`` (the model picks its
+      own memory format);
+    - ``predict``: ``TorchPredictor.forward`` on a numpy batch, as ``unet predict`` runs each batch
+      of tiles (``unet_bridge.load_predictor`` builds this predictor);
+    - ``train``: one Lightning training step of ``unet_train.system.SegmentationSystem`` with the
+      model settings of ``configs/seed.yaml`` (its loss, optimiser, learning rate): the system's
+      ``training_step``, backward, and the optimiser from its ``configure_optimizers``.
+    """
+
+    def __init__(self, spec_name: str, size: int, batch: int, recompute: tuple = ()) -> None:
+        import torch
+
+        from unet_torch import load_canonical
+        from unet_torch.predict import TorchPredictor
 
         self.torch = torch
-        self.device = torch.device(device)
-        self.spec = spec
+        spec = get_preset(spec_name)
+        weights = random_weights(spec)
         x, y = _inputs(spec, size, batch)
-        self.x = torch.from_numpy(x).to(self.device)
-        self.y = torch.from_numpy(y).to(self.device)
-        model = UNet(spec, recompute=recompute)
-        self.model = load_canonical(model, random_weights(spec)).to(self.device)
-        self.x_cl = self.x.contiguous(memory_format=torch.channels_last)
+        self.x_np = x
+        self.x = torch.from_numpy(x)
+        self.labels = torch.from_numpy(y[:, 0] > 0.5).long()  # class ids for the system's loss
+        self.predictor = TorchPredictor(spec, weights)
+        self.system = self._system(spec_name, recompute)
+        load_canonical(self.system.model, weights)
+        self.model = self.predictor.model
         self.opt = None
 
-    def _sync(self) -> None:
-        if self.device.type == "cuda":
-            self.torch.cuda.synchronize()
+    @staticmethod
+    def _system(spec_name: str, recompute: tuple):
+        import yaml
 
-    def infer(self, channels_last: bool) -> None:
-        torch = self.torch
-        fmt = torch.channels_last if channels_last else torch.contiguous_format
-        self.model.eval().to(memory_format=fmt)
-        with torch.inference_mode():
-            self.model(self.x_cl if channels_last else self.x)
-        self._sync()
+        from unet_train.system import SegmentationSystem
 
-    def train_step(self) -> None:
-        torch = self.torch
+        settings = yaml.safe_load(SEED_CONFIG.read_text())["model"]
+        settings.update(preset=spec_name, recompute=list(recompute) or None)
+        return SegmentationSystem(**settings)
+
+    def unet(self) -> None:
+        from unet_torch import UNet  # noqa: F401  (the same module the system wraps)
+
+        with self.torch.inference_mode():
+            self.system.model.eval()(self.x)
+
+    def predict(self) -> None:
+        self.predictor.forward(self.x_np)
+
+    def train(self) -> None:
+        import warnings
+
+        system = self.system
         if self.opt is None:
-            # NCHW for training: on this CPU (AVX2, oneDNN) channels_last convolution backward
-            # takes 1.6-2x longer than NCHW (seed 572², batch 1: 15.7-19.6 s against 9.9 s),
-            # while channels_last wins for inference. The inference variants set their own format.
-            self.model.train().to(memory_format=torch.contiguous_format)
-            self.opt = torch.optim.Adam(self.model.parameters(), lr=LR, eps=ADAM_EPS)
-            self.loss = torch.nn.BCEWithLogitsLoss()
-        self.model.train().to(memory_format=torch.contiguous_format)  # infer() leaves it in eval
+            # configure_optimizers reads the trainer's step count only for the scheduler; a
+            # scheduler changes the learning rate, not the work of a step.
+            system._trainer = _NoTrainer()
+            opt = system.configure_optimizers()
+            system._trainer = None  # self.log then only warns
+            self.opt = opt["optimizer"] if isinstance(opt, dict) else opt
+        system.train()
         self.opt.zero_grad(set_to_none=True)
-        loss = self.loss(self.model(self.x), self.y)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # self.log without a running trainer
+            loss = system.training_step((self.x, self.labels), 0)
         loss.backward()
         self.opt.step()
-        self._sync()
+
+
+class _NoTrainer:
+    """The one attribute ``configure_optimizers`` reads from a trainer."""
+
+    estimated_stepping_batches = float("inf")
 
 
 class KerasBench:
     """Keras inference and training step for the same spec, size, batch, weights and loss."""
 
-    def __init__(self, spec: UNetSpec, size: int, batch: int) -> None:
+    def __init__(self, spec_name: str, size: int, batch: int) -> None:
         import keras
 
         from unet_keras import build_unet, from_canonical, to_nhwc  # orders triton before TF
 
+        spec = get_preset(spec_name)
         self.keras = keras
         x, y = _inputs(spec, size, batch)
         self.x = to_nhwc(x)
@@ -132,7 +176,7 @@ class KerasBench:
     def predict(self) -> None:
         self.model.predict(self.x, batch_size=self.batch, verbose=0)
 
-    def train_step(self) -> None:
+    def train(self) -> None:
         keras = self.keras
         if not self.compiled:
             self.model.compile(
@@ -143,77 +187,73 @@ class KerasBench:
         self.model.train_on_batch(self.x, self.y)
 
 
-def _timed(fn, rounds: int, warmup: int) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(rounds):
+# Timed variants, in the order they alternate: each torch path next to the Keras call it is
+# compared with, so a slow spell of the shared machine hits both sides of a ratio.
+VARIANTS = (
+    ("torch", "unet"),
+    ("keras", "call"),
+    ("torch", "predict"),
+    ("keras", "predict"),
+    ("torch", "train"),
+    ("keras", "train"),
+)
+
+
+def serve(framework: str, spec_name: str, size: int, batch: int, threads: int | None) -> None:
+    """Worker loop: build the bench, then run one named variant per line read from stdin and answer
+    with its wall time. Both frameworks live in separate processes (the full seed model crashed in
+    libc's ``free`` when PyTorch and TensorFlow trained in one process) but take turns, so their
+    runs interleave one by one."""
+    _set_threads(framework, threads)
+    bench = (TorchBench if framework == "torch" else KerasBench)(spec_name, size, batch)
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        name = line.strip()
         t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return out
+        getattr(bench, name)()
+        print(json.dumps({"s": time.perf_counter() - t}), flush=True)
 
 
-def time_one(
-    framework: str,
-    spec_name: str,
-    size: int,
-    batch: int,
-    rounds: int,
-    warmup: int,
-    recompute: tuple = (),
-) -> dict:
-    """Median seconds per call of one framework's variants, round-robin within the process."""
-    spec = get_preset(spec_name)
-    if framework == "torch":
-        tb = TorchBench(spec, size, batch)
-        variants = {
-            "torch_nchw": lambda: tb.infer(False),
-            "torch_channels_last": lambda: tb.infer(True),
-            "torch_train": tb.train_step,
-        }
-        if recompute:
-            variants["torch_train_recompute"] = TorchBench(
-                spec, size, batch, recompute=recompute
-            ).train_step
-    else:
-        kb = KerasBench(spec, size, batch)
-        variants = {
-            "keras_call": kb.call,
-            "keras_predict": kb.predict,
-            "keras_train": kb.train_step,
-        }
-    for fn in variants.values():
-        _timed(fn, 0, warmup)
-    samples: dict[str, list[float]] = {k: [] for k in variants}
-    for _ in range(rounds):  # slow spells of the shared machine spread over all variants
-        for name, fn in variants.items():
-            samples[name] += _timed(fn, 1, 0)
-    return {"median": {k: statistics.median(v) for k, v in samples.items()}, "samples": samples}
+class _Worker:
+    def __init__(self, framework: str, spec_name: str, size: int, batch: int, threads) -> None:
+        cmd = [sys.executable, __file__, "--worker", f"serve_{framework}", "--presets", spec_name,
+               "--size", str(size), "--batch", str(batch)]  # fmt: skip
+        cmd += ["--threads", str(threads)] if threads else []
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self._read()
+
+    def _read(self) -> dict:
+        while line := self.proc.stdout.readline():
+            if line.startswith("{"):
+                return json.loads(line)
+        raise RuntimeError(f"timing worker exited ({self.proc.wait()})")
+
+    def run(self, name: str) -> float:
+        self.proc.stdin.write(name + "\n")
+        self.proc.stdin.flush()
+        return self._read()["s"]
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
 
 
 def time_pair(
-    spec_name: str, size: int, batch: int, rounds: int, warmup: int, recompute: tuple = ()
+    spec_name: str, size: int, batch: int, rounds: int, warmup: int, threads=None, variants=VARIANTS
 ) -> dict:
-    """Median seconds per call of every variant.
-
-    Each framework runs in its own subprocess, one after the other: the full seed model crashes
-    (in libc's ``free``) when PyTorch and TensorFlow train in the same process on this stack.
-    """
-    out: dict = {"samples": {}}
-    for framework in ("torch", "keras"):
-        cmd = [sys.executable, __file__, "--worker", f"time_{framework}", "--presets", spec_name,
-               "--size", str(size), "--batch", str(batch), "--rounds", str(rounds),
-               "--warmup", str(warmup), *_recompute_args(recompute)]  # fmt: skip
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise RuntimeError(
-                f"{framework} timing worker failed ({proc.returncode}):\n{proc.stderr[-2000:]}"
-            )
-        res = json.loads(proc.stdout.strip().splitlines()[-1])
-        out.update(res["median"])
-        out["samples"].update(res["samples"])
-    return out
+    """Median seconds per call of every variant, torch and Keras alternating call by call."""
+    workers = {fw: _Worker(fw, spec_name, size, batch, threads) for fw in ("torch", "keras")}
+    try:
+        samples: dict[str, list[float]] = {f"{fw}_{v}": [] for fw, v in variants}
+        for r in range(warmup + rounds):
+            for fw, v in variants:
+                t = workers[fw].run(v)
+                if r >= warmup:
+                    samples[f"{fw}_{v}"].append(t)
+    finally:
+        for w in workers.values():
+            w.close()
+    return {"median": {k: statistics.median(v) for k, v in samples.items()}, "samples": samples}
 
 
 def _peak_rss_mb() -> float:
@@ -227,25 +267,20 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def _recompute_args(recompute: tuple) -> list[str]:
-    return ["--recompute", *recompute] if recompute else []
-
-
 def worker(kind: str, spec_name: str, size: int, batch: int, recompute: tuple = ()) -> dict:
     """Run one workload twice in a fresh process and report its peak RSS (and the idle baseline)."""
-    spec = get_preset(spec_name)
     if kind.startswith("torch"):
         import torch  # noqa: F401
 
         base = _peak_rss_mb()
-        bench = TorchBench(spec, size, batch, recompute=recompute if "recompute" in kind else ())
-        fn = (lambda: bench.infer(True)) if kind == "torch_infer" else bench.train_step
+        bench = TorchBench(spec_name, size, batch, recompute if "recompute" in kind else ())
+        fn = bench.unet if kind == "torch_infer" else bench.train
     else:
         import unet_keras  # noqa: F401
 
         base = _peak_rss_mb()
-        kbench = KerasBench(spec, size, batch)
-        fn = kbench.call if kind == "keras_infer" else kbench.train_step
+        kbench = KerasBench(spec_name, size, batch)
+        fn = kbench.call if kind == "keras_infer" else kbench.train
     fn()
     fn()
     return {"peak_rss_mb": _peak_rss_mb(), "import_rss_mb": base}
@@ -265,22 +300,141 @@ def memory(spec_name: str, size: int, batch: int, recompute: tuple = ()) -> dict
     return out
 
 
+def _recompute_args(recompute: tuple) -> list[str]:
+    return ["--recompute", *recompute] if recompute else []
+
+
+# -- the CPU's FP32 peak --------------------------------------------------------------------------
+# A dependent chain of integer adds retires one add per cycle on every x86 core, so its rate is the
+# clock the core actually runs at (the boost clock, which /proc/cpuinfo does not show). Twelve
+# independent FMA chains keep every FMA pipe busy (latency 4 × 2 pipes < 12), so their rate is the
+# core's FMA throughput, which checks the FMA-units assumption of the peak formula.
+_PEAK_C = r"""
+#include <immintrin.h>
+#include <stdio.h>
+#include <time.h>
+static double now(void){struct timespec t;clock_gettime(CLOCK_MONOTONIC,&t);return t.tv_sec+t.tv_nsec*1e-9;}
+#define CH(M,T,P) T M##0=P##_set1_ps(0),M##1=P##_set1_ps(1),M##2=P##_set1_ps(2),M##3=P##_set1_ps(3),\
+ M##4=P##_set1_ps(4),M##5=P##_set1_ps(5),M##6=P##_set1_ps(6),M##7=P##_set1_ps(7),M##8=P##_set1_ps(8),\
+ M##9=P##_set1_ps(9),M##10=P##_set1_ps(10),M##11=P##_set1_ps(11);
+#define ST(M,P) M##0=P##_fmadd_ps(M##0,b,c);M##1=P##_fmadd_ps(M##1,b,c);M##2=P##_fmadd_ps(M##2,b,c);\
+ M##3=P##_fmadd_ps(M##3,b,c);M##4=P##_fmadd_ps(M##4,b,c);M##5=P##_fmadd_ps(M##5,b,c);\
+ M##6=P##_fmadd_ps(M##6,b,c);M##7=P##_fmadd_ps(M##7,b,c);M##8=P##_fmadd_ps(M##8,b,c);\
+ M##9=P##_fmadd_ps(M##9,b,c);M##10=P##_fmadd_ps(M##10,b,c);M##11=P##_fmadd_ps(M##11,b,c);
+#define SUM(M,P) P##_add_ps(P##_add_ps(P##_add_ps(M##0,M##1),P##_add_ps(M##2,M##3)),\
+ P##_add_ps(P##_add_ps(P##_add_ps(M##4,M##5),P##_add_ps(M##6,M##7)),\
+ P##_add_ps(P##_add_ps(M##8,M##9),P##_add_ps(M##10,M##11))))
+volatile float sink;
+__attribute__((target("avx512f"))) double fma512(long n){
+  __m512 b=_mm512_set1_ps(1.0000001f),c=_mm512_set1_ps(1e-9f); CH(a,__m512,_mm512)
+  double t=now(); for(long k=0;k<n;k++){ST(a,_mm512)} t=now()-t;
+  float o[16]; _mm512_storeu_ps(o,SUM(a,_mm512)); sink=o[0]; return n*12.0*16*2/t/1e9;}
+__attribute__((target("avx2,fma"))) double fma256(long n){
+  __m256 b=_mm256_set1_ps(1.0000001f),c=_mm256_set1_ps(1e-9f); CH(a,__m256,_mm256)
+  double t=now(); for(long k=0;k<n;k++){ST(a,_mm256)} t=now()-t;
+  float o[8]; _mm256_storeu_ps(o,SUM(a,_mm256)); sink=o[0]; return n*12.0*8*2/t/1e9;}
+double clock_ghz(long n){ long x=0; double t=now();
+  for(long k=0;k<n;k++){ __asm__ volatile("add $1,%0\n\tadd $1,%0\n\tadd $1,%0\n\tadd $1,%0\n\t"
+     "add $1,%0\n\tadd $1,%0\n\tadd $1,%0\n\tadd $1,%0":"+r"(x)); }
+  t=now()-t; return n*8.0/t/1e9; }
+int main(int argc,char**argv){ double c=0,f5=0,f2=0,v; int avx512=argc>1;
+  for(int r=0;r<25;r++){ v=clock_ghz(10000000); if(v>c)c=v;
+    if(avx512){v=fma512(5000000); if(v>f5)f5=v;}
+    v=fma256(5000000); if(v>f2)f2=v; }
+  printf("{\"clock_ghz\": %.3f, \"fma512_gflops_core\": %.1f, \"fma256_gflops_core\": %.1f}\n",c,f5,f2);
+  return 0; }
+"""
+
+FMA_UNITS_PER_CORE = 2  # Zen 4/5 and Intel server cores since Skylake-SP have two FMA pipes
+
+
+def _cpuinfo_mhz() -> float | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("cpu MHz"):
+                return float(line.split(":")[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def cpu_peak(threads: int) -> dict:
+    """FP32 peak of ``threads`` cores at the ISA oneDNN may use: cores × FMA units × lanes × 2 ×
+    clock, with the clock measured (falls back to /proc/cpuinfo's, the base clock, without a C
+    compiler). The lanes follow ``ONEDNN_MAX_CPU_ISA``: 16 with AVX-512, 8 under an AVX2 cap."""
+    import shutil
+    import tempfile
+
+    info = machine_info()
+    isa_cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or "").upper()
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    avx512 = " avx512f" in flags and (not isa_cap or "AVX512" in isa_cap or isa_cap == "ALL")
+    out: dict = {"cpuinfo_mhz": _cpuinfo_mhz(), "fma_units_per_core": FMA_UNITS_PER_CORE,
+                 "lanes": 16 if avx512 else 8, "cores": threads, "isa": info.get("isa")}  # fmt: skip
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc:
+        with tempfile.TemporaryDirectory() as d:
+            src, exe = Path(d) / "peak.c", Path(d) / "peak"
+            src.write_text(_PEAK_C)
+            build = subprocess.run([cc, "-O2", "-o", str(exe), str(src)], capture_output=True)
+            if build.returncode == 0:
+                run = subprocess.run([str(exe), *(["512"] if " avx512f" in flags else [])],
+                                     capture_output=True, text=True)  # fmt: skip
+                out.update(json.loads(run.stdout))
+    clock = out.get("clock_ghz") or (out["cpuinfo_mhz"] or 0) / 1000
+    out["clock_used_ghz"] = clock
+    out["peak_gflops"] = threads * FMA_UNITS_PER_CORE * out["lanes"] * 2 * clock
+    return out
+
+
+def gemm_gflops(threads: int, n: int = 4096, reps: int = 5) -> dict:
+    """A large FP32 GEMM two ways: ``torch.mm`` (MKL) and a 1×1 convolution (oneDNN, the library
+    the convolutions run in), best of ``reps``."""
+    import torch
+    import torch.nn.functional as F
+
+    torch.set_num_threads(threads)
+    a, b = torch.rand(n, n), torch.rand(n, n)
+    x = torch.rand(1, n, 64, 64).contiguous(memory_format=torch.channels_last)  # M = 64², K = n
+    w = torch.rand(n, n, 1, 1)
+    out = {}
+    for name, fn, flops in (("mkl_mm", lambda: torch.mm(a, b), 2 * n**3),
+                            ("onednn_1x1_conv", lambda: F.conv2d(x, w), 2 * n * n * 64 * 64)):  # fmt: skip
+        fn()
+        best = min(_timed(fn) for _ in range(reps))
+        out[name] = flops / best / 1e9
+    return out
+
+
+def _timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
 # -- CPU report -----------------------------------------------------------------------------------
-def cpu(args: argparse.Namespace) -> dict:
+def cpu_config(args: argparse.Namespace) -> dict:
+    """Every preset and batch at this process's ISA cap and ``args.threads``."""
     import torch
 
+    threads = args.threads or torch.get_num_threads()
+    torch.set_num_threads(threads)
+    peak = cpu_peak(threads)
+    gemm = gemm_gflops(threads)
     results = []
     for name in args.presets:
         size = args.size or DEFAULT_SIZES[name]
+        macs = get_preset(name).plan().layout(size).macs
         for batch in args.batch:
             t0 = time.perf_counter()
-            row = {"preset": name, "size": size, "batch": batch}
+            row = {"preset": name, "size": size, "batch": batch,
+                   "gflop_forward": 2 * macs * batch / 1e9}  # fmt: skip
+            timing = time_pair(name, size, batch, args.rounds, args.warmup, threads)
+            row["time_s"], row["samples"] = timing["median"], timing["samples"]
             recompute = tuple(args.recompute)
-            row["time_s"] = time_pair(name, size, batch, args.rounds, args.warmup, recompute)
-            if recompute:
-                row["recompute"] = list(recompute)
             if not args.no_memory:
                 row["memory"] = memory(name, size, batch, recompute)
+                row["recompute"] = list(recompute)
             results.append(row)
             print(f"  measured {name} {size}² batch {batch} in {time.perf_counter() - t0:.0f} s",
                   file=sys.stderr)  # fmt: skip
@@ -291,64 +445,113 @@ def cpu(args: argparse.Namespace) -> dict:
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_line(),
         "machine_info": machine_info(),
+        "isa_cap": os.environ.get("ONEDNN_MAX_CPU_ISA") or "default",
+        "threads": threads,
+        "peak": peak,
+        "gemm_gflops": gemm,
         "torch": torch.__version__,
         "keras": keras.__version__,
-        "threads": torch.get_num_threads(),
         "rounds": args.rounds,
+        "load_average": os.getloadavg(),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "results": results,
     }
 
 
-def print_cpu(report: dict) -> None:
-    print(f"# {report['machine']} · torch {report['torch']} · keras {report['keras']} · "
-          f"{report['threads']} threads · median of {report['rounds']} rounds")  # fmt: skip
-    head = (f"| {'preset':11s} | {'size':>4s} | {'batch':>5s} | {'torch NCHW':>10s} | "
-            f"{'torch CL':>8s} | {'keras call':>10s} | {'keras pred':>10s} | {'infer ×':>7s} | "
-            f"{'torch train':>11s} | {'keras train':>11s} | {'train ×':>7s} |")  # fmt: skip
-    print(head)
-    print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")
-    for r in report["results"]:
-        t = r["time_s"]
-        best_keras = min(t["keras_call"], t["keras_predict"])
-        print(f"| {r['preset']:11s} | {r['size']:>4d} | {r['batch']:>5d} | {t['torch_nchw']:>9.3f}s | "
-              f"{t['torch_channels_last']:>7.3f}s | {t['keras_call']:>9.3f}s | "
-              f"{t['keras_predict']:>9.3f}s | {best_keras / t['torch_channels_last']:>6.2f}× | "
-              f"{t['torch_train']:>10.3f}s | {t['keras_train']:>10.3f}s | "
-              f"{t['keras_train'] / t['torch_train']:>6.2f}× |")  # fmt: skip
-    if any("memory" in r for r in report["results"]):
-        print()
-        print(
-            "| preset      | size | batch | torch infer | keras infer | ratio | torch train | keras train | ratio |"
-        )
-        print(
-            "|-------------|------|-------|-------------|-------------|-------|-------------|-------------|-------|"
-        )
-        for r in report["results"]:
-            m = r.get("memory")
-            if not m:
-                continue
-            p = {k: v["peak_rss_mb"] for k, v in m.items()}
-            print(f"| {r['preset']:11s} | {r['size']:>4d} | {r['batch']:>5d} | {p['torch_infer']:>8.0f} MB | "
-                  f"{p['keras_infer']:>8.0f} MB | {p['torch_infer'] / p['keras_infer']:.2f} | "
-                  f"{p['torch_train']:>8.0f} MB | {p['keras_train']:>8.0f} MB | "
-                  f"{p['torch_train'] / p['keras_train']:.2f} |")  # fmt: skip
-    rows = [r for r in report["results"] if "torch_train_recompute" in r["time_s"]]
-    if rows:
-        print(
-            "\n| preset | size | batch | recompute | torch train | train × | torch train peak | ratio |"
-        )
-        print("|---|---|---|---|---|---|---|---|")
-        for r in rows:
-            t, m = r["time_s"], r.get("memory", {})
-            peak = m.get("torch_train_recompute", {}).get("peak_rss_mb")
-            keras_peak = m.get("keras_train", {}).get("peak_rss_mb")
-            mem = f"{peak:.0f} MB | {peak / keras_peak:.2f}" if peak and keras_peak else "- | -"
-            print(f"| {r['preset']} | {r['size']} | {r['batch']} | {' '.join(r['recompute'])} | "
-                  f"{t['torch_train_recompute']:.3f}s | "
-                  f"{t['keras_train'] / t['torch_train_recompute']:.2f}× | {mem} |")  # fmt: skip
-    print("\nratios: infer × = fastest Keras / torch channels_last; train × = Keras / torch; "
-          "memory ratio = torch / Keras peak RSS")  # fmt: skip
+def cpu(args: argparse.Namespace) -> dict:
+    """One configuration in this process, or with ``--matrix`` each ISA cap × thread count in its
+    own child process (the ISA cap must be set before oneDNN starts)."""
+    if not args.matrix:
+        return {"mode": "cpu-matrix", "configs": [cpu_config(args)]}
+    configs = []
+    for spec in args.matrix:
+        isa, threads = spec.split(":")
+        env = dict(os.environ)
+        env.pop("ONEDNN_MAX_CPU_ISA", None)
+        if isa != "default":
+            env["ONEDNN_MAX_CPU_ISA"] = isa
+        batches = [str(b) for b in args.batch if threads == "2" or b == 1 or args.all_batches]
+        with __import__("tempfile").NamedTemporaryFile(suffix=".json") as tmp:
+            cmd = [sys.executable, __file__, "--presets", ",".join(args.presets), "--batch",
+                   *batches, "--rounds", str(args.rounds), "--warmup", str(args.warmup),
+                   "--threads", threads, "--json", tmp.name,
+                   *(["--size", str(args.size)] if args.size else []),
+                   *(["--no-memory"] if args.no_memory or configs else []),
+                   *_recompute_args(tuple(args.recompute))]  # fmt: skip
+            subprocess.run(cmd, env=env, check=True, stdout=sys.stderr)
+            configs += json.loads(Path(tmp.name).read_text())["configs"]
+    return {"mode": "cpu-matrix", "configs": configs}
+
+
+def _row_figures(cfg: dict, r: dict) -> list[dict]:
+    """Per compared pair: seconds both sides, ratio Keras/torch, torch GFLOP/s and share of peak."""
+    t, peak = r["time_s"], cfg["peak"]["peak_gflops"]
+    out = []
+    for what, torch_key, keras_key, factor in (
+        ("UNet(spec) inference", "torch_unet", "keras_call", 1),
+        ("unet predict (TorchPredictor)", "torch_predict", "keras_predict", 1),
+        ("Lightning training step", "torch_train", "keras_train", 3),
+    ):
+        if torch_key not in t or keras_key not in t:
+            continue
+        flop = r["gflop_forward"] * factor
+        out.append({"what": what, "torch_s": t[torch_key], "keras_s": t[keras_key],
+                    "ratio": t[keras_key] / t[torch_key],
+                    "torch_gflops": flop / t[torch_key], "keras_gflops": flop / t[keras_key],
+                    "torch_peak_share": flop / t[torch_key] / peak,
+                    "keras_peak_share": flop / t[keras_key] / peak})  # fmt: skip
+    return out
+
+
+def markdown_cpu(report: dict) -> str:
+    lines = []
+    for cfg in report["configs"]:
+        pk = cfg["peak"]
+        lines += [f"### {cfg['machine']}",
+                  "",
+                  f"ISA cap `{cfg['isa_cap']}`, {cfg['threads']} thread(s); torch {cfg['torch']}, "
+                  f"Keras {cfg['keras']}; median of {cfg['rounds']} rounds, torch and Keras "
+                  f"alternating call by call; load average at the end "
+                  f"{', '.join(f'{v:.1f}' for v in cfg['load_average'])} (shared machine). "
+                  f"FP32 peak {pk['peak_gflops']:.0f} GFLOP/s = {pk['cores']} cores × "
+                  f"{pk['fma_units_per_core']} FMA × {pk['lanes']} lanes × 2 × "
+                  f"{pk['clock_used_ghz']:.2f} GHz (measured clock; /proc/cpuinfo says "
+                  f"{(pk['cpuinfo_mhz'] or 0) / 1000:.2f} GHz; measured FMA rate per core "
+                  f"{pk.get('fma512_gflops_core', 0):.0f} GFLOP/s AVX-512, "
+                  f"{pk.get('fma256_gflops_core', 0):.0f} AVX2). Large GEMM (4096): "
+                  f"{cfg['gemm_gflops']['mkl_mm']:.0f} GFLOP/s `torch.mm` (MKL), "
+                  f"{cfg['gemm_gflops']['onednn_1x1_conv']:.0f} GFLOP/s as a oneDNN 1×1 conv.",
+                  "",
+                  "| preset | size | batch | path | torch | Keras | Keras / torch | torch GFLOP/s | "
+                  "torch % peak | Keras GFLOP/s | Keras % peak |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for r in cfg["results"]:
+            for f in _row_figures(cfg, r):
+                lines.append(
+                    f"| {r['preset']} | {r['size']} | {r['batch']} | {f['what']} | "
+                    f"{f['torch_s']:.3f} s | {f['keras_s']:.3f} s | **{f['ratio']:.2f}×** | "
+                    f"{f['torch_gflops']:.0f} | {100 * f['torch_peak_share']:.0f} % | "
+                    f"{f['keras_gflops']:.0f} | {100 * f['keras_peak_share']:.0f} % |"
+                )
+        mem = [r for r in cfg["results"] if "memory" in r]
+        if mem:
+            lines += ["", "| preset | size | batch | torch infer | Keras infer | torch train | "
+                      "torch train, recompute | Keras train | train ratio (plain / recompute) |",
+                      "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+            for r in mem:
+                p = {k: v["peak_rss_mb"] for k, v in r["memory"].items()}
+                rec = p.get("torch_train_recompute")
+                lines.append(
+                    f"| {r['preset']} | {r['size']} | {r['batch']} | {p['torch_infer']:.0f} MB | "
+                    f"{p['keras_infer']:.0f} MB | {p['torch_train']:.0f} MB | "
+                    + (f"{rec:.0f} MB" if rec else "-")
+                    + f" | {p['keras_train']:.0f} MB | "
+                    f"{p['torch_train'] / p['keras_train']:.2f} / "
+                    + (f"{rec / p['keras_train']:.2f}" if rec else "-")
+                    + " |"
+                )
+        lines.append("")
+    return "\n".join(lines)
 
 
 # -- GPU ------------------------------------------------------------------------------------------
@@ -580,15 +783,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--recompute", nargs="+", default=[], metavar="LEVEL",
                    help="also time a torch training step that recomputes these plan levels "
                         "(activation checkpointing), e.g. enc1 enc2 enc3")  # fmt: skip
+    p.add_argument("--threads", type=int, help="CPU threads for both frameworks (default: torch's)")
+    p.add_argument("--matrix", nargs="+", metavar="ISA:THREADS",
+                   help="CPU configurations, each in its own process, e.g. default:2 AVX2:2 "
+                        "default:1 AVX2:1 (1-thread rows at batch 1 unless --all-batches; peak "
+                        "memory measured in the first configuration only)")  # fmt: skip
+    p.add_argument("--all-batches", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--markdown", type=Path, help="also write the CPU tables as Markdown here")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
-        if args.worker.startswith("time_"):
-            res = time_one(args.worker[5:], args.presets[0], args.size, args.batch[0], args.rounds,
-                           args.warmup, tuple(args.recompute))  # fmt: skip
-        else:
-            res = worker(args.worker, args.presets[0], args.size, args.batch[0],
-                         tuple(args.recompute))  # fmt: skip
+        if args.worker.startswith("serve_"):
+            serve(args.worker[6:], args.presets[0], args.size, args.batch[0], args.threads)
+            return 0
+        _set_threads("torch" if args.worker.startswith("torch") else "keras", args.threads)
+        res = worker(args.worker, args.presets[0], args.size, args.batch[0],
+                     tuple(args.recompute))  # fmt: skip
         print(json.dumps(res))
         return 0
     if args.quick:
@@ -604,7 +814,10 @@ def main(argv: list[str] | None = None) -> int:
         print_gpu(report)
     else:
         report = cpu(args)
-        print_cpu(report)
+        text = markdown_cpu(report)
+        print(text)
+        if args.markdown:
+            args.markdown.write_text(text)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2))
     print(f"\nwrote {args.json}", file=sys.stderr)
