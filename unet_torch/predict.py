@@ -39,7 +39,9 @@ class TorchPredictor(TiledPredictor):
         weights: Canonical weights (name → array), checked against ``spec``.
         device: ``"cpu"`` or ``"cuda"``.
         channels_last: Run in NHWC memory order, which oneDNN (CPU) and cuDNN (tensor cores)
-            convolve faster than NCHW; the results are the same function.
+            convolve faster than NCHW; the results are the same function. On the CPU the model
+            already runs inference channels-last with fused convolution + ReLU whatever this says
+            (:class:`~unet_torch.model.UNet`), so the flag matters on CUDA.
         head: Apply the spec's head so :meth:`forward` returns probabilities (else logits).
     """
 
