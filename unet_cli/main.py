@@ -20,6 +20,7 @@ SUBCOMMANDS = {
     "parity": "unet_cli.parity",
     "predict": "unet_cli.predict",
     "export": "unet_cli.export",
+    "data": "unet_cli.data",
 }
 
 #: The install extra that brings each framework module (the top-level import name).
@@ -35,6 +36,7 @@ EXTRAS = {
     "onnx": ("ONNX", "onnx"),
     "onnxruntime": ("onnxruntime", "onnx"),
     "onnxscript": ("ONNX", "onnx"),
+    "litdata": ("PyTorch", "torch"),
 }
 
 

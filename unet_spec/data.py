@@ -58,6 +58,7 @@ def read_mask(
     ignore_value: int | None = None,
     palette: Sequence[Sequence[int]] | None = None,
     index: int | None = None,
+    data: bytes | None = None,
 ) -> np.ndarray:
     """Read a mask (or slice ``index`` of a multi-page TIFF volume of masks) as int64 class ids ``(H, W)``, :data:`IGNORE_INDEX` where ignored.
 
@@ -72,16 +73,17 @@ def read_mask(
         ignore_value: Raw value (palette position for ``"palette"``) to ignore.
         palette: RGB colours of the classes for ``"palette"``.
         index: The slice of a volume.
+        data: The file's bytes (streamed shards), ``path`` then only names it.
 
     Raises:
         ValueError: Unreadable file, or values that are neither a class nor ``ignore_value``.
     """
     path = Path(path)
-    arr = tiff_slice(path, index) if is_tiff(path) else None
+    arr = tiff_slice(path, index, data) if is_tiff(path) else None
     if index is not None and not is_tiff(path):
         raise ValueError(f"{path}: not a volume (only multi-page TIFFs have slices)")
     name = slice_name(path, index)
-    img = open_image(path) if arr is None else None
+    img = open_image(path, data=data) if arr is None else None
     mode = img.mode if img is not None else ("tiff" if arr.ndim == 2 else "tiff-rgb")
     if encoding == "auto":
         if palette is not None:

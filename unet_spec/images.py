@@ -9,6 +9,7 @@ Pillow and tifffile are imported inside the functions, keeping ``import unet_spe
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -43,9 +44,9 @@ def slice_name(path: str | Path, index: int | None) -> str:
     return str(path) if index is None else f"{path}#{index}"
 
 
-def open_image(path: str | Path, load: bool = True) -> Any:
+def open_image(path: str | Path, load: bool = True, data: bytes | None = None) -> Any:
     """Open ``path`` with Pillow and decode it (a truncated file fails here, not later in a worker);
-    ``load=False`` reads the header only.
+    ``load=False`` reads the header only; ``data`` gives the file's bytes (``path`` then only names it).
 
     Raises:
         FileNotFoundError: No such file.
@@ -54,10 +55,10 @@ def open_image(path: str | Path, load: bool = True) -> Any:
     from PIL import Image
 
     path = Path(path)
-    if not path.is_file():
+    if data is None and not path.is_file():
         raise FileNotFoundError(f"{path}: no such image")
     try:
-        img = Image.open(path)
+        img = Image.open(path if data is None else io.BytesIO(data))
         if load:
             img.load()
     except Exception as err:  # Pillow raises OSError, SyntaxError, ValueError... for bad files
@@ -106,21 +107,21 @@ def _layout_of(tif: Any, path: Path) -> _TiffLayout:
                        sample_axis)  # fmt: skip
 
 
-def _open_tiff(path: Path) -> Any:
+def _open_tiff(path: Path, data: bytes | None = None) -> Any:
     import tifffile
 
-    if not path.is_file():
+    if data is None and not path.is_file():
         raise FileNotFoundError(f"{path}: no such image")
     try:
-        return tifffile.TiffFile(path)
+        return tifffile.TiffFile(path if data is None else io.BytesIO(data))
     except Exception as err:
         raise ValueError(f"{path}: cannot read image ({type(err).__name__}: {err})") from None
 
 
-def tiff_slice(path: Path, index: int | None) -> np.ndarray | None:
+def tiff_slice(path: Path, index: int | None, data: bytes | None = None) -> np.ndarray | None:
     """Slice ``index`` as ``(H, W)`` or ``(H, W, C)``; ``None`` when a single-page TIFF needs a
     codec tifffile lacks (Pillow reads it then)."""
-    with _open_tiff(path) as tif:
+    with _open_tiff(path, data) as tif:
         layout = _tiff_layout(tif, path)
         k = 0 if index is None else index
         if not 0 <= k < layout.slices:
@@ -171,17 +172,19 @@ def image_info(path: str | Path) -> ImageInfo:
     return ImageInfo(img.height, img.width, channels, 1, img.mode)
 
 
-def read_array(path: str | Path, index: int | None = None) -> tuple[np.ndarray, str]:
+def read_array(
+    path: str | Path, index: int | None = None, data: bytes | None = None
+) -> tuple[np.ndarray, str]:
     """The pixels of an image (or of slice ``index`` of a volume) as stored: ``(H, W)`` or
     ``(H, W, C)``, and a mode (Pillow's, or ``"tiff"`` when tifffile read it)."""
     path = Path(path)
     if is_tiff(path):
-        arr = tiff_slice(path, index)
+        arr = tiff_slice(path, index, data)
         if arr is not None:
             return arr, "tiff"
     elif index is not None:
         raise ValueError(f"{path}: not a volume (only multi-page TIFFs have slices)")
-    img = open_image(path)
+    img = open_image(path, data=data)
     if img.mode == "P":  # a palette is an encoding, not a channel layout
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     elif img.mode == "1":
@@ -190,7 +193,11 @@ def read_array(path: str | Path, index: int | None = None) -> tuple[np.ndarray, 
 
 
 def read_image(
-    path: str | Path, in_channels: int, convert: bool = False, index: int | None = None
+    path: str | Path,
+    in_channels: int,
+    convert: bool = False,
+    index: int | None = None,
+    data: bytes | None = None,
 ) -> np.ndarray:
     """Read ``path`` (or slice ``index`` of a volume) as ``(C, H, W)`` float32 scaled to [0, 1].
 
@@ -202,6 +209,7 @@ def read_image(
             differs (luma for grey, repetition for RGB, alpha dropped); otherwise a mismatch is an
             error.
         index: The slice of a multi-page TIFF volume.
+        data: The file's bytes (streamed shards), ``path`` then only names it.
 
     Integer TIFFs are scaled by their type's maximum (a 16-bit volume by 65535, whatever the
     values of one slice); other 16-bit images by 65535 when they exceed 255.
@@ -210,7 +218,7 @@ def read_image(
         FileNotFoundError: No such file.
         ValueError: Unreadable or truncated image, or a channel count other than ``in_channels``.
     """
-    arr, mode = read_array(path, index)
+    arr, mode = read_array(path, index, data)
     if mode == "tiff":
         if arr.dtype == np.bool_:
             scale = 1.0

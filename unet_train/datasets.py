@@ -242,6 +242,18 @@ class TrainCrops(Dataset):
         # The output window lies inside the original image; its input window reaches into the padding.
         k, c = self._pick(i)
         _, img, mask = load(self.samples, k)
+        weights = None
+        if self._weights is not None:
+            if isinstance(self._weights, BorderMaps):
+                weights = self._weights.for_mask(mask, k)
+            else:
+                weights = self._weights[k]
+        return self.crop(img, mask, weights, c)
+
+    def crop(
+        self, img: np.ndarray, mask: np.ndarray, weights: np.ndarray | None, c: int | None = None
+    ) -> tuple[torch.Tensor, ...]:
+        """One random crop of a decoded sample (centred on a pixel of class ``c`` if given)."""
         y, x = self._corner(mask, c)
         (ih, iw), (oh, ow) = self.input_size, self.output_size
         rows = reflect_indices(y - self.pad[0][0], ih, mask.shape[0])
@@ -251,11 +263,7 @@ class TrainCrops(Dataset):
             tv_tensors.Image(torch.from_numpy(img[:, rows][:, :, cols])),
             tv_tensors.Mask(torch.from_numpy(mask[window])),
         ]
-        if self._weights is not None:
-            if isinstance(self._weights, BorderMaps):
-                weights = self._weights.for_mask(mask, k)
-            else:
-                weights = self._weights[k]
+        if weights is not None:
             # A mask to v2: moved by the same geometry, nearest-neighbour under elastic warps (its
             # fill lands where the target is ignored, so it never counts).
             items.append(tv_tensors.Mask(torch.from_numpy(np.ascontiguousarray(weights[window]))))
@@ -265,7 +273,7 @@ class TrainCrops(Dataset):
         center = (slice(top, top + oh), slice(left, left + ow))
         out = [items[0].as_subclass(torch.Tensor).contiguous()]
         out.append(items[1][center].as_subclass(torch.Tensor).long().contiguous())
-        if self._weights is not None:
+        if weights is not None:
             out.append(items[2][center].as_subclass(torch.Tensor).float().contiguous())
         return tuple(out)
 

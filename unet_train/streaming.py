@@ -1,0 +1,333 @@
+"""Streaming shards with LitData: datasets larger than a disk, on a local path or object storage.
+
+:func:`pack` writes a folder dataset as LitData chunks (``unet data pack FOLDER OUT``). Images and
+masks stay encoded (the PNG/JPEG/TIFF bytes of the files; a slice of a volume as a one-page TIFF),
+so the shards are no larger than the source, and packing needs no spec. ``FOLDER/train``,
+``FOLDER/val`` and ``FOLDER/test`` become ``OUT/train``, ``OUT/val`` and ``OUT/test``; a folder with
+``images/`` and ``masks/`` becomes ``OUT/train``.
+
+:class:`StreamingDataModule` trains from ``OUT`` (a local path or an ``s3://``, ``gs://``, ... URL
+that LitData reads): each rank and each data-loader worker streams its own part of the chunks, and
+the training loader is LitData's :class:`~litdata.StreamingDataLoader`, whose ``state_dict`` Lightning
+checkpoints, so resuming mid-epoch neither repeats nor skips samples.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from litdata import StreamingDataLoader, StreamingDataset, optimize
+from litdata.streaming.writer import BinaryWriter
+
+from unet_spec import atomic_path
+from unet_spec.data import MaskEncoding, find_pairs, parse_bytes, read_mask
+from unet_spec.images import image_info, read_image, slice_name, tiff_slice
+from unet_train.data import SegmentationDataModule
+from unet_train.datasets import BorderMaps, DataFileError, TrainCrops
+
+SPLITS = ("train", "val", "test")
+
+
+# -- packing --------------------------------------------------------------------------------------
+def _encoded(path: Path, index: int | None) -> bytes:
+    """The bytes of a file, or of one slice of a volume as a one-page TIFF."""
+    if index is None:
+        return path.read_bytes()
+    import io
+
+    import tifffile
+
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, tiff_slice(path, index), photometric=None)
+    return buffer.getvalue()
+
+
+def _record(item: tuple[str, str, int, str]) -> dict[str, Any]:
+    image, mask, index, base = Path(item[0]), Path(item[1]), item[2], item[3]
+    k = None if index < 0 else index
+    suffix = ".tif" if k is not None else image.suffix.lower()
+    mask_suffix = ".tif" if k is not None else mask.suffix.lower()
+    return {"name": slice_name(image.relative_to(base), k), "image": _encoded(image, k), "image_suffix": suffix,
+            "mask": _encoded(mask, k), "mask_suffix": mask_suffix}  # fmt: skip
+
+
+def pack(folder: str | Path, out: str | Path, shard_size: int | str = "256MB", workers: int = 1):
+    """Write ``folder``'s image/mask pairs as LitData shards under ``out/<split>``.
+
+    Returns:
+        ``{split: number of samples}``.
+
+    Raises:
+        FileNotFoundError, ValueError: A missing folder, a bad layout, an unreadable header or an
+            output folder that exists already (each one line, naming it).
+    """
+    folder, out = Path(folder), Path(out)
+    chunk_bytes = parse_bytes(shard_size, "--shard-size")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such data folder")
+    if out.exists():
+        raise ValueError(f"{out}: exists; pack into a new folder")
+    if (folder / "images").is_dir():
+        splits = {"train": folder}
+    else:
+        splits = {s: folder / s for s in SPLITS if (folder / s).is_dir()}
+    if not splits:
+        raise FileNotFoundError(f"{folder}: expected images/ and masks/, or train/ and val/")
+    items_of: dict[str, list[tuple[str, str, int, str]]] = {}
+    for split, where in splits.items():  # every header first: bad input fails before writing
+        items = []
+        for image, mask in find_pairs(where):
+            info, minfo = image_info(image), image_info(mask)
+            if (info.height, info.width, info.slices) != (minfo.height, minfo.width, minfo.slices):
+                raise ValueError(f"{mask}: mask does not match image {image} in size or slices")
+            slices = [-1] if info.slices == 1 else list(range(info.slices))
+            items.extend((str(image), str(mask), k, str(folder)) for k in slices)
+        items_of[split] = items
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out, folder=True) as tmp:
+        for split, items in items_of.items():
+            if workers > 1:
+                optimize(fn=_record, inputs=items, output_dir=str(tmp / split),
+                         chunk_bytes=chunk_bytes, num_workers=workers, verbose=False)  # fmt: skip
+                continue
+            writer = BinaryWriter(str(tmp / split), chunk_bytes=chunk_bytes)
+            for i, item in enumerate(items):
+                writer[i] = _record(item)
+            writer.done()
+            writer.merge()
+    counts = {split: len(items) for split, items in items_of.items()}
+    return counts
+
+
+# -- checking -------------------------------------------------------------------------------------
+def _is_url(path: str) -> bool:
+    return "://" in path and not path.startswith("file://")
+
+
+def check_shards(path: str) -> None:
+    """A local shard folder must hold its ``index.json`` and every chunk it lists, whole.
+
+    Raises:
+        FileNotFoundError: No such folder, no ``index.json``, or a missing chunk (named).
+        ValueError: An unreadable ``index.json`` or a chunk of the wrong size (named).
+    """
+    folder = Path(path.removeprefix("file://"))
+    index = folder / "index.json"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such shard folder (write it with unet data pack)")
+    if not index.is_file():
+        raise FileNotFoundError(f"{index}: no such file; {folder} is not a packed dataset")
+    try:
+        chunks = json.loads(index.read_text())["chunks"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{index}: not a LitData index ({type(err).__name__}: {err})") from None
+    for chunk in chunks:
+        file = folder / chunk["filename"]
+        if not file.is_file():
+            raise FileNotFoundError(f"{file}: missing shard (listed in {index})")
+        size = chunk.get("chunk_bytes")
+        if size is not None and file.stat().st_size < int(size):
+            raise ValueError(f"{file}: shard is {file.stat().st_size} bytes, {index} says {size}")
+
+
+def check_url(url: str, timeout: float = 10.0) -> None:
+    """An ``s3://`` dataset must answer for its ``index.json`` within ``timeout`` seconds (one
+    attempt: LitData's own client retries for minutes before giving up).
+
+    Raises:
+        ValueError: Unreachable storage, no such bucket or key, or no credentials (one line).
+    """
+    if not url.startswith("s3://"):
+        return
+    import boto3
+    from botocore.config import Config
+
+    bucket, _, key = url.removeprefix("s3://").partition("/")
+    config = Config(connect_timeout=timeout, read_timeout=timeout, retries={"max_attempts": 1})
+    try:
+        boto3.client("s3", config=config).head_object(Bucket=bucket, Key=f"{key}/index.json")
+    except Exception as err:
+        message = " ".join(str(err).split())[:300]
+        raise ValueError(f"{url}: cannot be reached ({type(err).__name__}: {message})") from None
+
+
+def open_shards(path: str, cls: type[StreamingDataset] | None = None, **kwargs: Any):
+    """A :class:`ShardSamples` (or ``cls``) over ``path``, with bad input as one line."""
+    if not _is_url(path):
+        check_shards(path)
+    else:
+        check_url(path)
+    try:
+        return (cls or ShardSamples)(path, **kwargs)
+    except (FileNotFoundError, ValueError) as err:
+        raise type(err)(f"{path}: {' '.join(str(err).split())}") from None
+    except Exception as err:  # unreachable storage: botocore, obstore, fsspec errors
+        message = " ".join(str(err).split())[:300]
+        raise ValueError(f"{path}: cannot be reached ({type(err).__name__}: {message})") from None
+
+
+# -- datasets -------------------------------------------------------------------------------------
+class ShardSamples(StreamingDataset):
+    """Labelled samples streamed from shards: ``(name, image (C, H, W), mask (H, W))``.
+
+    Args:
+        input_dir: Shard folder or URL.
+        in_channels: Image channels the model expects.
+        mask_options: Keyword arguments of :func:`read_mask`.
+        **kwargs: :class:`litdata.StreamingDataset` options (``shuffle``, ``seed``, ...).
+    """
+
+    def __init__(
+        self, input_dir: str, in_channels: int = 3, mask_options: dict | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(input_dir, **kwargs)
+        self.in_channels = in_channels
+        self.mask_options = mask_options or {"num_classes": 2}
+
+    def decode(self, record: dict[str, Any]) -> tuple[str, np.ndarray, np.ndarray]:
+        name = record["name"]
+        try:
+            image = read_image(Path(name).with_suffix(record["image_suffix"]), self.in_channels,
+                               data=record["image"])  # fmt: skip
+            mask = read_mask(Path(f"{name} (mask)").with_suffix(record["mask_suffix"]),
+                             **self.mask_options, data=record["mask"])  # fmt: skip
+        except (ValueError, OSError) as err:
+            raise DataFileError(f"{name}: {err}") from None
+        if mask.shape != image.shape[1:]:
+            raise DataFileError(f"{name}: mask is {mask.shape} but image {image.shape[1:]}")
+        return name, image, mask
+
+    def __getitem__(self, index: Any) -> Any:
+        return self.decode(super().__getitem__(index))
+
+
+class StreamingCrops(ShardSamples):
+    """Training crops (:class:`~unet_train.datasets.TrainCrops`) of streamed samples: one crop per
+    sample; with ``balance_classes``, that share is centred on a class drawn from those present in
+    the sample."""
+
+    def __init__(self, input_dir: str, crops: TrainCrops, border: BorderMaps | None = None,
+                 **kwargs: Any) -> None:  # fmt: skip
+        super().__init__(input_dir, **kwargs)
+        self.crops, self.border = crops, border
+
+    def __getitem__(self, index: Any) -> tuple[torch.Tensor, ...]:
+        _, image, mask = super().__getitem__(index)
+        c = None
+        if self.crops.balance_classes > 0 and torch.rand(()).item() < self.crops.balance_classes:
+            present = [v for v in np.unique(mask).tolist() if v < self.mask_options["num_classes"]]
+            c = present[int(torch.randint(len(present), ()).item())] if present else None
+        weights = self.border.for_mask(mask) if self.border is not None else None
+        return self.crops.crop(image, mask, weights, c)
+
+
+class StreamingDataModule(SegmentationDataModule):
+    """Train from packed shards (``unet data pack``) on a local path or a URL.
+
+    Args:
+        root: The packed folder (``root/train``, optional ``root/val`` and ``root/test``): a path
+            or a URL LitData reads (``s3://bucket/data``).
+        num_classes, mask_encoding, value_map, ignore_value, palette: As for
+            :class:`~unet_train.data.FolderDataModule`.
+        shuffle: Shuffle the training chunks and samples each epoch (seeded by ``seed``).
+        seed: The shuffle's seed (the same on every rank).
+        cache_dir: Where chunks of a URL are downloaded (default: LitData's).
+        max_cache_size: Disk those chunks may take (e.g. ``50GB``).
+        validation: Validate on ``root/val`` (a local root without it trains without validation).
+        **kwargs: The training recipe (:class:`~unet_train.data.SegmentationDataModule`);
+            ``samples_per_epoch`` does not apply (an epoch is one pass over the shards).
+    """
+
+    def __init__(
+        self,
+        root: str,
+        num_classes: int = 2,
+        mask_encoding: MaskEncoding = "auto",
+        value_map: dict[int, int] | None = None,
+        ignore_value: int | None = None,
+        palette: list[list[int]] | None = None,
+        shuffle: bool = True,
+        seed: int = 0,
+        cache_dir: str | None = None,
+        max_cache_size: str = "50GB",
+        validation: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(num_classes=num_classes, **kwargs)
+        self.root = root.rstrip("/")
+        self.mask_options = {
+            "num_classes": num_classes, "encoding": mask_encoding, "value_map": value_map,
+            "ignore_value": ignore_value, "palette": palette,
+        }  # fmt: skip
+        self.shuffle, self.seed, self.validation = shuffle, seed, validation
+        self.stream_options: dict[str, Any] = {"max_cache_size": max_cache_size}
+        if cache_dir is not None:
+            self.stream_options["cache_dir"] = cache_dir
+        self._datasets: dict[str, StreamingDataset | None] = {}
+
+    def _split(self, split: str) -> str:
+        return f"{self.root}/{split}"
+
+    def _exists(self, split: str) -> bool:
+        """A local split exists when its folder does; a URL's ``val`` is read when
+        ``data.validation`` is on (it must then be there)."""
+        if _is_url(self.root):
+            return self.validation
+        return self.validation and Path(self._split(split).removeprefix("file://")).is_dir()
+
+    def setup(self, stage: str | None = None) -> None:
+        spec = self.spec
+        self.layout = spec.plan().check_size(self.crop_size)
+        options = {"in_channels": spec.in_channels, "mask_options": self.mask_options}
+        if stage in (None, "fit"):
+            crops = TrainCrops([], self.layout.input_size, self.layout.output_size, 0,
+                               self.augment.build(spec.in_channels), self.balance_classes)  # fmt: skip
+            border = (BorderMaps([], self.border_weight, self.border_sigma)
+                      if self.border_weight > 0 else None)  # fmt: skip
+            self._datasets["train"] = open_shards(
+                self._split("train"), StreamingCrops, crops=crops, border=border, shuffle=self.shuffle,
+                seed=self.seed, drop_last=True, **options, **self.stream_options,
+            )  # fmt: skip
+        splits = {"fit": ("val",), None: ("val",), "validate": ("val",), "test": ("test",)}
+        for split in splits.get(stage, ()):
+            if split == "test" or self._exists(split):
+                self._datasets[split] = open_shards(
+                    self._split(split), ShardSamples, **options, **self.stream_options
+                )
+
+    def train_dataloader(self) -> StreamingDataLoader:
+        return StreamingDataLoader(self._datasets["train"], batch_size=self.batch_size,
+                                   num_workers=self.num_workers, drop_last=True)  # fmt: skip
+
+    def _whole_stream(self, split: str) -> Any:
+        dataset = self._datasets.get(split)
+        if dataset is None:
+            return []  # no validation shards: validation is skipped
+        return StreamingDataLoader(dataset, batch_size=self.val_batch_size,
+                                   num_workers=self.num_workers, collate_fn=_whole_batch)  # fmt: skip
+
+    def val_dataloader(self) -> Any:
+        return self._whole_stream("val")
+
+    def test_dataloader(self) -> Any:
+        return self._whole_stream("test")
+
+
+def _whole_batch(items: list[tuple[str, np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, ...]:
+    images = torch.stack([torch.from_numpy(image) for _, image, _ in items])
+    masks = torch.stack([torch.from_numpy(mask) for _, _, mask in items])
+    return images, masks
+
+
+__all__ = [
+    "ShardSamples",
+    "StreamingCrops",
+    "StreamingDataModule",
+    "check_shards",
+    "open_shards",
+    "pack",
+]
