@@ -179,7 +179,8 @@ class RunArtifacts(Callback):
             save_weights(canonical_state(model), spec, out / "model.safetensors")
         )
         datamodule = trainer.datamodule
-        val = list(getattr(datamodule, "val_samples", []) or [])
+        # A sequence that may read its images when indexed: only the few used here are decoded.
+        val = getattr(datamodule, "val_samples", None) or []
         parity = None
         if self.keras_export and val:
             parity = self._export_keras(model, spec, val, datamodule, out / "model.keras")
