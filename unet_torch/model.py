@@ -92,37 +92,6 @@ class CenterCrop(nn.Module):
         return x[..., top : top + rh, left : left + rw]
 
 
-def _fused_conv_relu_available() -> bool:
-    """Whether this torch build has oneDNN's convolution with a fused element-wise post-op."""
-    return torch.backends.mkldnn.is_available() and hasattr(
-        torch.ops.mkldnn, "_convolution_pointwise"
-    )
-
-
-_FUSED_CONV_RELU = _fused_conv_relu_available()
-
-
-def _conv_relu(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """``relu(conv(x))`` in one oneDNN call: the ReLU runs on each output block while it is still
-    in cache instead of as a second pass over the whole activation map. Inference only (the op has
-    no autograd formula); the convolution is the same oneDNN kernel as ``conv(x)``, so the result
-    is that of ``conv`` then ``ReLU``."""
-    return torch.ops.mkldnn._convolution_pointwise(
-        x, conv.weight, conv.bias, list(conv.padding), list(conv.stride), list(conv.dilation),
-        conv.groups, "relu", [], "",
-    )  # fmt: skip
-
-
-def _unobserved(*modules: nn.Module) -> bool:
-    """Whether fusing may skip calling ``modules``: no forward hooks (per-layer parity taps them)
-    and no ``forward`` replaced on the instance (tests plant defects that way)."""
-    if nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks:
-        return False
-    return not any(
-        m._forward_hooks or m._forward_pre_hooks or "forward" in m.__dict__ for m in modules
-    )
-
-
 class Concat(nn.Module):
     """Channel concatenation in plan order (``[upsampled, skip]``)."""
 
@@ -164,8 +133,7 @@ class UNet(nn.Module):
     """A U-Net whose layers are the blocks of ``spec``'s plan; returns logits (NCHW).
 
     Inference on the CPU (float32, gradients off, no autocast) runs in channels-last order whatever
-    the caller passes, with each convolution and the ReLU after it fused into one oneDNN call; the
-    logits come back in the input's own memory format (NCHW for an NCHW input). Why: oneDNN's
+    the caller passes; the logits come back in the input's own memory format (NCHW for an NCHW input). Why: oneDNN's
     fastest forward convolutions on x86 (its brgemm kernels, chosen for AVX2 and AVX-512 alike)
     read and write NHWC directly, while an NCHW tensor is reordered to a blocked layout before each
     convolution and back after it, two passes over every activation map. The parameters stay as
@@ -230,18 +198,6 @@ class UNet(nn.Module):
                 self._segments.append(_Segment(level, level in self.recompute))
             self._segments[-1].steps.append((block, module, done))
         for seg in self._segments:
-            # A convolution whose only reader is the in-place ReLU right after it can run fused.
-            seg.fusable = {
-                i
-                for i, ((block, module, _), (nxt, nxt_module, _)) in enumerate(
-                    zip(seg.steps, seg.steps[1:], strict=False)
-                )
-                if type(module) is nn.Conv2d
-                and module.padding_mode == "zeros"
-                and type(nxt_module) is nn.ReLU
-                and nxt_module.inplace
-                and nxt.inputs == (block.name,)
-            }
             made = [b.name for b, _, _ in seg.steps]
             reads = [n for b, _, _ in seg.steps for n in b.inputs]
             seg.inputs = tuple(n for n in dict.fromkeys(reads) if n not in made)
@@ -260,10 +216,9 @@ class UNet(nn.Module):
         owner.add_module(leaf, module)
 
     def _cpu_inference(self, x: torch.Tensor) -> bool:
-        """Whether ``x`` takes the channels-last, fused path (see the class docstring)."""
+        """Whether ``x`` takes the channels-last inference path (see the class docstring)."""
         return (
-            _FUSED_CONV_RELU
-            and x.device.type == "cpu"
+            x.device.type == "cpu"
             and x.dtype == torch.float32
             and x.dim() == 4
             and not torch.is_grad_enabled()
@@ -280,7 +235,7 @@ class UNet(nn.Module):
             )
             outputs = {"input": x.contiguous(memory_format=torch.channels_last)}
             for seg in self._segments:
-                seg.run_into(outputs, fuse=True)
+                seg.run_into(outputs)
             return outputs[self.plan.output.name].contiguous(memory_format=wanted)
         outputs: dict[str, torch.Tensor] = {"input": x}
         for seg in self._segments:
@@ -308,23 +263,12 @@ class _Segment:
         self.inputs: tuple[str, ...] = ()
         self.outputs: tuple[str, ...] = ()
         self.last_read: tuple[str, ...] = ()  # inputs whose last reader is in this segment
-        self.fusable: set[int] = set()  # steps that are a convolution fusable with the next ReLU
 
-    def run_into(self, outputs: dict[str, torch.Tensor], fuse: bool = False) -> None:
-        steps, i = self.steps, 0
-        while i < len(steps):
-            block, module, done = steps[i]
-            if fuse and i in self.fusable and _unobserved(module, steps[i + 1][1]):
-                relu, _, relu_done = steps[i + 1]
-                outputs[relu.name] = _conv_relu(module, outputs[block.inputs[0]])
-                for name in (*done, *relu_done):  # the conv output itself is never materialised
-                    outputs.pop(name, None)
-                i += 2
-                continue
+    def run_into(self, outputs: dict[str, torch.Tensor]) -> None:
+        for block, module, done in self.steps:
             outputs[block.name] = module(*(outputs[n] for n in block.inputs))
             for name in done:  # free activations nobody reads any more
                 del outputs[name]
-            i += 1
 
     def run(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         outputs = dict(zip(self.inputs, inputs, strict=True))
@@ -340,7 +284,7 @@ def _recompute_context(seg: _Segment):
     its batch counter is put back afterwards. torch's checkpoint restores the RNG state itself, so
     dropout draws the same mask.
     """
-    norms = [m for _, m, _ in seg.steps if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    norms = [m for _, m, _ in seg.steps if isinstance(m, nn.BatchNorm2d)]
 
     @contextlib.contextmanager
     def frozen_statistics() -> Iterator[None]:
