@@ -134,9 +134,9 @@ class TorchBench:
         if self.opt is None:
             # configure_optimizers reads the trainer's step count only for the scheduler; a
             # scheduler changes the learning rate, not the work of a step.
-            system._trainer = _NoTrainer()
+            system.trainer = _NoTrainer()  # the public setter
             opt = system.configure_optimizers()
-            system._trainer = None  # self.log then only warns
+            system.trainer = None  # self.log then only warns
             self.opt = opt["optimizer"] if isinstance(opt, dict) else opt
         system.train()
         self.opt.zero_grad(set_to_none=True)
