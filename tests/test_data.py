@@ -275,3 +275,26 @@ def test_image_smaller_than_crop(tmp_path):
 def test_invalid_crop_size_lists_valid_ones(tmp_path):
     with pytest.raises(ValueError, match="Nearest valid sizes"):
         _module(_folder(tmp_path / "d"), crop_size=18)
+
+
+def test_scale_zooms_image_and_mask_together_with_nearest_labels():
+    from torchvision import tv_tensors
+
+    torch.manual_seed(3)
+    mask = torch.zeros(64, 64, dtype=torch.int64)
+    mask[16:48, 16:48] = 2  # a square, and the image marks it too
+    image = (mask == 2).float()[None].repeat(3, 1, 1)
+    augment = Augmentation(flips=False, rot90=False, jitter=0, scale=0.5).build(3)
+    zoomed = []
+    for _ in range(8):
+        img, out = augment(tv_tensors.Image(image), tv_tensors.Mask(mask))
+        assert set(out.unique().tolist()) <= {0, 2, IGNORE_INDEX}  # no interpolated labels
+        inside = out == 2
+        # Same geometry: the zoomed square of the image lies on the zoomed square of the mask
+        # (bilinear edges aside).
+        assert (img[0][inside] > 0.5).float().mean() > 0.9
+        assert (img[0][out == 0] < 0.5).float().mean() > 0.9
+        zoomed.append(int(inside.sum()))
+    assert len(set(zoomed)) > 1 and min(zoomed) != 32 * 32 != max(zoomed)
+    with pytest.raises(ValueError, match="data.augment.scale must be >= 0"):
+        Augmentation(scale=-0.1)

@@ -52,6 +52,9 @@ class Augmentation:
         elastic_alpha: Displacement magnitude of the elastic deformation (pixels).
         elastic_sigma: Smoothness of the elastic displacement field (pixels).
         jitter: Brightness/contrast (and, for RGB, saturation) jitter strength.
+        scale: Random zoom of the crop about its centre, by a factor drawn from
+            ``[1 / (1 + scale), 1 + scale]`` (0 disables it): objects at other distances than the
+            training images show them, as in scenes from another camera or drive.
     """
 
     flips: Flips = True
@@ -60,6 +63,7 @@ class Augmentation:
     elastic_alpha: float = 30.0
     elastic_sigma: float = 6.0
     jitter: float = 0.1
+    scale: float = 0.0
 
     def __post_init__(self) -> None:
         if self.flips not in (True, False, "horizontal", "vertical"):
@@ -71,6 +75,8 @@ class Augmentation:
             raise ValueError(f"data.augment.elastic must be in [0, 1]. Received: {self.elastic}")
         if self.jitter < 0:
             raise ValueError(f"data.augment.jitter must be >= 0. Received: {self.jitter}")
+        if self.scale < 0:
+            raise ValueError(f"data.augment.scale must be >= 0. Received: {self.scale}")
 
     def build(self, in_channels: int) -> v2.Transform:
         """The torchvision v2 transform (colour transforms leave masks alone by design of v2)."""
@@ -81,9 +87,13 @@ class Augmentation:
             steps.append(v2.RandomVerticalFlip())
         if self.rot90:
             steps.append(RandomRot90())
+        # Pixels pulled in from outside the crop get the ignore label: they never teach anything.
+        fill = {tv_tensors.Image: 0.0, tv_tensors.Mask: IGNORE_INDEX}
+        if self.scale > 0:
+            # Masks are resampled nearest-neighbour by v2 whatever the image's interpolation.
+            zoom = (1.0 / (1.0 + self.scale), 1.0 + self.scale)
+            steps.append(v2.RandomAffine(degrees=0.0, scale=zoom, fill=fill))
         if self.elastic > 0:
-            # Pixels pulled in from outside the crop get the ignore label: they never teach anything.
-            fill = {tv_tensors.Image: 0.0, tv_tensors.Mask: IGNORE_INDEX}
             warp = v2.ElasticTransform(self.elastic_alpha, self.elastic_sigma, fill=fill)
             steps.append(v2.RandomApply([warp], p=self.elastic))
         if self.jitter > 0:
