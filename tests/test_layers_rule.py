@@ -39,9 +39,9 @@ UPPER = ("unet_bridge", "unet_train", "unet_cli")
 RULES = (
     Rule(
         "unet_spec",
-        (*FRAMEWORKS, "PIL", "scipy", "unet_torch", "unet_keras", *UPPER),
+        (*FRAMEWORKS, "PIL", "scipy", "tifffile", "unet_torch", "unet_keras", *UPPER),
         module_level_only=True,
-        why="the spec is the base layer: numpy only when imported (Pillow and scipy lazily)",
+        why="the spec is the base layer: numpy only when imported (Pillow, scipy, tifffile lazily)",
     ),
     Rule("unet_spec", ("unet_torch", "unet_keras", *UPPER), why="the spec is the base layer"),
     Rule(
