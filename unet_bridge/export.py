@@ -142,7 +142,9 @@ def _metadata(spec: UNetSpec, fixed: int | None, precision: str) -> dict[str, st
 
 def _torch_module(spec: UNetSpec, weights: Weights):
     """The model the torch writers export (a hook for planted-defect tests)."""
-    return load_canonical_torch(spec, weights)
+    from unet_bridge.parity import torch_model
+
+    return torch_model(spec, weights)
 
 
 def _torch_dynamic_shapes(spec: UNetSpec, fixed: int | None) -> dict[str, dict[int, Any]]:
@@ -618,12 +620,12 @@ def verify_artefact(
 ) -> list[ExportCheck]:
     """Run ``path`` in its runtime on each input and judge it against the PyTorch model (fp32, and
     float64 for the noise). Needs PyTorch, not Keras."""
-    from unet_bridge.parity import check_outputs, torch_taps
+    from unet_bridge.parity import check_outputs, torch_model, torch_taps
 
     run = run or export_of(path).run
     out_name = build_plan(spec).output.name
-    model = load_canonical_torch(spec, weights)
-    model64 = load_canonical_torch(spec, weights).double()
+    model = torch_model(spec, weights)
+    model64 = torch_model(spec, weights).double()
     checks = []
     for name, x in xs.items():
         got = run(path, x)
@@ -639,13 +641,6 @@ def verify_artefact(
             ExportCheck(name, tuple(x.shape), logits, output, compare(got, ref64).argmax_agreement)
         )
     return checks
-
-
-def load_canonical_torch(spec: UNetSpec, weights: Weights):
-    """The canonical PyTorch model (the reference every export is judged against)."""
-    from unet_torch import UNet, load_canonical
-
-    return load_canonical(UNet(spec), weights).eval()
 
 
 def export_model(
