@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from unet_bridge import inputs
-from unet_bridge.formats import Size, format_of, load_any_weights, save_any_weights
+from unet_bridge.formats import Size, format_of, load_any_weights
 from unet_bridge.parity import (
     ParityReport,
     head,
@@ -78,7 +78,7 @@ def write_verified(
     dst = Path(dst)
     fmt = format_of(dst)
     with atomic_path(dst, folder=fmt.folder) as tmp:
-        save_any_weights(weights, spec, tmp, input_size)
+        fmt.write(weights, spec, tmp, input_size)  # tmp is already the atomic stand-in for dst
         if not verify:
             return PortResult(True, "not verified (--no-verify)")
         result = verify_file(weights, spec, tmp, source_model, seed, dst, x, tolerance)
