@@ -48,6 +48,7 @@ from unet_spec import (
     compare,
 )
 from unet_spec.compare import FP32_EPS
+from unet_spec.sizes import any_size
 
 #: Precisions an export can be written in; each format takes the ones in :data:`FORMAT_PRECISIONS`.
 PRECISIONS = ("fp32", "fp16", "dynamic-int8")
@@ -66,15 +67,6 @@ Runner = Callable[[Path, np.ndarray], np.ndarray]
 
 
 # -- sizes ----------------------------------------------------------------------------------------
-def any_size(spec: UNetSpec) -> bool:
-    """Whether ``spec`` takes every multiple of ``2**depth`` (so H and W can be dynamic)."""
-    if spec.padding != "same" or spec.skip_merge != "none":
-        return False
-    cell = 2**spec.depth
-    plan = build_plan(spec)
-    return all(plan.is_valid_size(k * cell) for k in (1, 2, 3, 5))
-
-
 def size_rule(spec: UNetSpec, size: int | None) -> str:
     """The valid-size rule of an artefact, in words (written into its metadata and card)."""
     if size is None:

@@ -33,16 +33,23 @@ def small_size(spec: UNetSpec) -> int:
     return build_plan(spec).nearest_valid_size(12 * 2**spec.depth, direction="up")
 
 
+def any_size(spec: UNetSpec) -> bool:
+    """Whether one model of ``spec`` takes every input size the plan allows (any multiple of
+    ``2**depth``): true when no skip merge depends on the size, which the spec allows with same
+    padding only."""
+    return spec.skip_merge == "none"
+
+
 def model_size(spec: UNetSpec) -> int | None:
     """The input size a saved Keras model is built for: ``None`` (any) when the spec allows any
     size (no skip merge depends on it), else :func:`default_size`."""
-    return None if spec.skip_merge == "none" else default_size(spec)
+    return None if any_size(spec) else default_size(spec)
 
 
 def build_size(spec: UNetSpec) -> int | None:
     """A size to build a model at when only its weights matter: ``None`` (any) when the spec allows
     it, else :func:`small_size`."""
-    return None if spec.skip_merge == "none" else small_size(spec)
+    return None if any_size(spec) else small_size(spec)
 
 
 def check_size(spec: UNetSpec, size: int) -> int:
@@ -51,4 +58,12 @@ def check_size(spec: UNetSpec, size: int) -> int:
     return size
 
 
-__all__ = ["build_size", "check_size", "default_size", "model_size", "preset_name", "small_size"]
+__all__ = [
+    "any_size",
+    "build_size",
+    "check_size",
+    "default_size",
+    "model_size",
+    "preset_name",
+    "small_size",
+]
