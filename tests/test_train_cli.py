@@ -102,6 +102,25 @@ def test_runs_without_a_logger_get_their_own_folders(tmp_path):
     )
 
 
+def test_last_checkpoint_is_the_last_epoch_not_the_last_best(tmp_path):
+    # Monitoring ``step`` in ``min`` mode makes the first validation the best one for good:
+    # ``last.ckpt`` must still follow the run to its end (it is what a resumed run continues).
+    small = (*TINY, "--trainer.max_epochs", "3", "--artifacts.keras_export", "false",
+             "--model.spec", '{"depth": 2, "base_filters": 4}',
+             "--checkpoint.monitor", "step", "--checkpoint.mode", "min")  # fmt: skip
+    proc = _train(tmp_path, *small)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpts = tmp_path / "runs" / "demo" / "version_0" / "checkpoints"
+    assert sorted(p.name for p in ckpts.iterdir()) == ["best.ckpt", "last.ckpt"]
+    step = {
+        name: torch.load(ckpts / f"{name}.ckpt", map_location="cpu", weights_only=True)[
+            "global_step"
+        ]
+        for name in ("best", "last")
+    }
+    assert step == {"best": 4, "last": 12}
+
+
 def test_print_config(tmp_path):
     proc = _train(tmp_path, "--print_config")
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -31,7 +31,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter, Callback
+from lightning.pytorch.callbacks import BasePredictionWriter, Callback, Checkpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from unet_spec import (
@@ -93,6 +93,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
             super().save_checkpoint(checkpoint, tmp, storage_options)
+
+
+def monitored_checkpoint(trainer: L.Trainer) -> Checkpoint | None:
+    """The checkpoint callback that keeps the best epoch (``train.py`` adds an unmonitored one
+    for ``last.ckpt``), else the trainer's first."""
+    monitored = [cb for cb in trainer.checkpoint_callbacks if getattr(cb, "monitor", None)]
+    return monitored[0] if monitored else trainer.checkpoint_callback
 
 
 def run_dir(trainer: L.Trainer) -> Path:
@@ -162,7 +169,7 @@ class RunArtifacts(Callback):
             return
         out = run_dir(trainer)
         out.mkdir(parents=True, exist_ok=True)
-        ckpt_cb = trainer.checkpoint_callback
+        ckpt_cb = monitored_checkpoint(trainer)
         best = getattr(ckpt_cb, "best_model_path", "") or getattr(ckpt_cb, "last_model_path", "")
         spec: UNetSpec = pl_module.spec
         if best and Path(best).is_file():
@@ -316,7 +323,7 @@ class RunArtifacts(Callback):
         return path
 
     def _metrics(self, trainer: L.Trainer, files: dict[str, str], parity: dict | None) -> dict:
-        ckpt = trainer.checkpoint_callback
+        ckpt = monitored_checkpoint(trainer)
         monitor = getattr(ckpt, "monitor", None)
         mode = getattr(ckpt, "mode", "max")
         scored = [r for r in self.history if monitor and monitor in r]

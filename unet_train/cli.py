@@ -99,13 +99,22 @@ class TrainCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        # ``last.ckpt`` is the end of every epoch, what a resumed run continues from. Lightning's
+        # ``save_last`` only copies a checkpoint when the monitored one is saved, so after the
+        # best epoch it would go stale; a second, unmonitored checkpoint keeps the latest instead.
+        parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val/dice",
                 "checkpoint.mode": "max",
                 "checkpoint.filename": "best",
                 "checkpoint.auto_insert_metric_name": False,
-                "checkpoint.save_last": True,
+                "checkpoint.save_last": False,
+                "last_checkpoint.monitor": None,
+                "last_checkpoint.filename": "last",
+                "last_checkpoint.save_top_k": 1,
+                "last_checkpoint.save_on_train_epoch_end": True,
+                "last_checkpoint.enable_version_counter": False,
             }
         )
         parser.add_lightning_class_args(RunArtifacts, "artifacts")
