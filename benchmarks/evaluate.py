@@ -1,14 +1,14 @@
-"""Train a config under a wall-clock budget, then score its best checkpoint on the validation images.
+"""Train a config under a wall-clock budget, then score its checkpoints on the validation images.
 
     python benchmarks/evaluate.py configs/isbi2012.yaml --budget-min 30
     python benchmarks/evaluate.py configs/camvid.yaml --budget-min 30 --no-tta
 
 Training runs ``train.py fit`` with ``--trainer.max_time`` set to the budget minus a reserve for the
 final validation and this evaluation. The score is Lightning's own: ``trainer.validate`` (or
-``trainer.test`` with ``--split test``) with the best checkpoint, on whole images through the
-system's tiled inference, with and without test-time augmentation, reported as pixel error,
-per-class Dice and IoU, and their means (all classes, and the foreground classes for Dice). The same
-checkpoint is then run through the real ``unet predict`` command on the same image files and its
+``trainer.test`` with ``--split test``) with the best checkpoint and the last one, on whole images
+through the system's tiled inference, with and without test-time augmentation, reported as pixel
+error, per-class Dice and IoU, and their means (all classes, and the foreground classes for Dice).
+The best checkpoint is then run through the real ``unet predict`` command on the same image files and its
 written masks are scored by the system's own metrics: validation and ``unet predict`` share one
 tiling policy, head and label rule, so the two mIoU figures must agree within ``--agree`` (exit
 status 1 otherwise). Results go to ``<run>/evaluation.json`` and one Markdown line on stdout.
@@ -89,33 +89,35 @@ def _data(run: Path, spec):
     return data
 
 
-def _load(run: Path, tta: bool | str = False):
-    """The best checkpoint's system (with ``tta`` for its evaluation steps) and the run's data."""
+def _load(run: Path, tta: bool | str = False, checkpoint: str = "best"):
+    """A checkpoint's system (with ``tta`` for its evaluation steps) and the run's data."""
     from unet_train.system import SegmentationSystem
 
-    best = run / "checkpoints" / "best.ckpt"
-    if not best.is_file():
-        raise SystemExit(f"{best}: no such checkpoint")
-    system = SegmentationSystem.load_from_checkpoint(best, map_location="cpu", tta=tta).eval()
-    return system, _data(run, system.spec), best
+    path = run / "checkpoints" / f"{checkpoint}.ckpt"
+    if not path.is_file():
+        raise SystemExit(f"{path}: no such checkpoint")
+    system = SegmentationSystem.load_from_checkpoint(path, map_location="cpu", tta=tta).eval()
+    return system, _data(run, system.spec), path
 
 
-def evaluate(run: Path, tta: bool | str, split: str = "val") -> dict:
-    """Score the best checkpoint of ``run`` on its ``split`` images with Lightning's
+def evaluate(run: Path, tta: bool | str, split: str = "val", checkpoint: str = "best") -> dict:
+    """Score a checkpoint of ``run`` (``best`` or ``last``) on its ``split`` images with Lightning's
     ``trainer.validate`` / ``trainer.test``: the run's own metrics, on the CPU as ``unet predict``."""
     import lightning as L
+    import torch
 
     results = {}
     for use_tta in (False, tta) if tta else (False,):
-        system, data, best = _load(run, use_tta)
+        system, data, path = _load(run, use_tta, checkpoint)
         trainer = L.Trainer(
             accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
             enable_progress_bar=False, enable_model_summary=False, default_root_dir=run,
         )  # fmt: skip
         run_stage = trainer.validate if split == "val" else trainer.test
         start = time.monotonic()
-        (figures,) = run_stage(system, datamodule=data, ckpt_path=str(best), verbose=False)
+        (figures,) = run_stage(system, datamodule=data, ckpt_path=str(path), verbose=False)
         results["tta" if use_tta else "plain"] = _summary(figures, time.monotonic() - start, split)
+    results["global_step"] = torch.load(path, map_location="cpu", weights_only=True)["global_step"]
     return results
 
 
@@ -188,10 +190,13 @@ def main() -> None:
     earlier = run / "evaluation.json"
     if args.run and earlier.is_file():  # rescoring a run: keep the training time it reported
         train_s = json.loads(earlier.read_text()).get("train_wall_s", train_s)
-    scores = evaluate(
-        run, tta=False if args.no_tta else (True if args.tta_mode == "d4" else "hflip"),
-        split=args.split,
-    )  # fmt: skip
+    tta_mode = False if args.no_tta else (True if args.tta_mode == "d4" else "hflip")
+    scores = evaluate(run, tta=tta_mode, split=args.split)
+    # The best checkpoint is chosen by the plain validation score on these very images, which
+    # favours the plain view over TTA; the last checkpoint is chosen by neither: the fair
+    # comparison of the two.
+    if (run / "checkpoints" / "last.ckpt").is_file():
+        scores["last"] = evaluate(run, tta=tta_mode, split=args.split, checkpoint="last")
     predicted = evaluate_predict(run, args.predict_backend, args.split)
     gap = abs(predicted["mean_iou"] - scores["plain"]["mean_iou"])
     summary = run / "metrics.json"  # absent when the run stopped before its artifacts
@@ -220,6 +225,15 @@ def main() -> None:
         + (f" (TTA {tta['mean_iou']:.4f})" if tta else "")
         + f" | IoU per class {plain['iou']} |"
     )
+    last = scores.get("last")
+    if last:
+        print(
+            f"last checkpoint (step {last['global_step']}): pixel error "
+            f"{last['plain']['pixel_error']:.4f}"
+            + (f" (TTA {last['tta']['pixel_error']:.4f})" if tta else "")
+            + f", mIoU {last['plain']['mean_iou']:.4f}"
+            + (f" (TTA {last['tta']['mean_iou']:.4f})" if tta else "")
+        )
     print(
         f"{args.split} mIoU {plain['mean_iou']:.4f}, pixel error {plain['pixel_error']:.4f}; "
         f"unet predict ({predicted['backend']}) mIoU {predicted['mean_iou']:.4f}, "
