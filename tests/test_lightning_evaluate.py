@@ -57,8 +57,9 @@ def run(tmp_path_factory) -> Path:
     ckpt = ModelCheckpoint(
         dirpath=run / "checkpoints", filename="best", monitor="val/dice", mode="max"
     )
+    last = ModelCheckpoint(dirpath=run / "checkpoints", filename="last", monitor=None)
     trainer = L.Trainer(
-        accelerator="cpu", devices=1, logger=False, callbacks=[ckpt], max_steps=16,
+        accelerator="cpu", devices=1, logger=False, callbacks=[ckpt, last], max_steps=16,
         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
         plugins=[AtomicCheckpointIO()], default_root_dir=root,
     )  # fmt: skip
@@ -75,9 +76,16 @@ def test_lightning_scores_agree_with_unet_predict(run, split):
     assert len(plain["dice"]) == len(plain["iou"]) == 3
     assert plain["mean_iou"] == pytest.approx(np.mean(plain["iou"]), abs=1e-4)
     assert plain["mean_dice_fg"] == pytest.approx(np.mean(plain["dice"][1:]), abs=1e-4)
-    assert 0 <= plain["pixel_error"] < 1 and set(scores) == {"plain", "tta"}
+    assert 0 <= plain["pixel_error"] < 1 and set(scores) == {"plain", "tta", "global_step"}
     assert max(plain["iou"]) > 0, "no class found at all: the comparison would be empty"
     predicted = evaluate.evaluate_predict(run, "torch", split)
     assert (run / f"predict-{split}-torch").is_dir()
     assert abs(predicted["mean_iou"] - plain["mean_iou"]) <= 0.002
     assert predicted["dice"] == pytest.approx(plain["dice"], abs=0.01)
+
+
+def test_the_last_checkpoint_is_scored_too(run):
+    evaluate = _evaluate_module()
+    last = evaluate.evaluate(run, tta=False, split="val", checkpoint="last")
+    assert last["global_step"] == 16 and set(last) == {"plain", "global_step"}
+    assert 0 <= last["plain"]["pixel_error"] < 1
