@@ -3,8 +3,9 @@
     python benchmarks/step_profile.py                       # seed at 572², batch 1
     python benchmarks/step_profile.py --presets seed-small --size 252 --json out.json
 
-The torch side runs one training step of ``unet_train.system.SegmentationSystem`` (the workload of
-``benchmarks/throughput.py``) under ``torch.profiler`` and prints, for every convolution, its forward
+The torch side times the training step of ``unet_train.system.SegmentationSystem`` (the workload of
+``benchmarks/throughput.py``) in NCHW, the default, and with ``model.channels_last`` (alternating),
+then runs one NCHW step under ``torch.profiler`` and prints, for every convolution, its forward
 and backward time and their GFLOP/s (forward 2·MACs, backward 4·MACs: the input gradient and the
 weight gradient); the first convolution's input needs no gradient, so its backward counts 2·MACs.
 The Keras side times ``model(x)`` and ``train_on_batch`` of the same model with TensorFlow's
@@ -63,13 +64,23 @@ def torch_side(preset: str, size: int, batch: int, rounds: int) -> dict:
         if isinstance(module, torch.nn.Conv2d | torch.nn.ConvTranspose2d):
             names[module] = name
             handles.append(module.register_forward_hook(hook))
+
+    def memory_format(channels_last: bool) -> None:
+        # What ``model.channels_last: true`` does: the weights and each batch in NHWC order.
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        model.to(memory_format=fmt)
+        bench.system.hparams["channels_last"] = channels_last
+
+    steps: dict[bool, list[float]] = {False: [], True: []}
+    for r in range(1 + rounds):  # the first round warms both formats up
+        for channels_last in (False, True):
+            memory_format(channels_last)
+            t = time.perf_counter()
+            bench.train()
+            if r:
+                steps[channels_last].append(time.perf_counter() - t)
+    memory_format(False)  # the profile is of the default: NCHW
     bench.train()
-    bench.train()
-    steps = []
-    for _ in range(rounds):
-        t = time.perf_counter()
-        bench.train()
-        steps.append(time.perf_counter() - t)
     records.clear()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         bench.train()
@@ -96,7 +107,8 @@ def torch_side(preset: str, size: int, batch: int, rounds: int) -> dict:
             "backward_gflops": bwd_flops / bwd_s / 1e9,
         })  # fmt: skip
     return {
-        "step_s": statistics.median(steps),
+        "step_s": statistics.median(steps[False]),
+        "channels_last_step_s": statistics.median(steps[True]),
         "threads": torch.get_num_threads(),
         "conv_forward_s": sum(r["forward_s"] for r in layers),
         "conv_backward_s": sum(r["backward_s"] for r in layers),
@@ -170,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{report['machine']}; {args.presets} {args.size}², batch {args.batch}")
     print(f"torch training step {t['step_s']:.3f} s: convolutions forward {t['conv_forward_s']:.3f} s, "
           f"backward {t['conv_backward_s']:.3f} s "
-          f"({t['conv_backward_s'] / t['conv_forward_s']:.2f}× forward)")  # fmt: skip
+          f"({t['conv_backward_s'] / t['conv_forward_s']:.2f}× forward); "
+          f"with model.channels_last: {t['channels_last_step_s']:.3f} s")  # fmt: skip
     print(
         "| convolution | GMACs | forward s | GFLOP/s | backward s | GFLOP/s | backward / forward |"
     )
