@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import json
 import os
 import resource
@@ -93,20 +94,24 @@ class TorchBench:
         import torch
 
         from unet_torch import load_canonical
-        from unet_torch.predict import TorchPredictor
 
         self.torch = torch
-        spec = get_preset(spec_name)
-        weights = random_weights(spec)
+        self.spec = spec = get_preset(spec_name)
+        self.weights = weights = random_weights(spec)
         x, y = _inputs(spec, size, batch)
         self.x_np = x
         self.x = torch.from_numpy(x)
         self.labels = torch.from_numpy(y[:, 0] > 0.5).long()  # class ids for the system's loss
-        self.predictor = TorchPredictor(spec, weights)
         self.system = self._system(spec_name, recompute)
         load_canonical(self.system.model, weights)
-        self.model = self.predictor.model
         self.opt = None
+
+    @functools.cached_property
+    def predictor(self):
+        """Built when first used: a memory worker measures only the model its workload needs."""
+        from unet_torch.predict import TorchPredictor
+
+        return TorchPredictor(self.spec, self.weights)
 
     @staticmethod
     def _system(spec_name: str, recompute: tuple):
