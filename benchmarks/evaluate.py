@@ -8,9 +8,9 @@ final validation and this evaluation. The score is Lightning's own: ``trainer.va
 ``trainer.test`` with ``--split test``) with the best checkpoint and the last one, on whole images
 through the system's tiled inference, with and without test-time augmentation, reported as pixel
 error, per-class Dice and IoU, and their means (all classes, and the foreground classes for Dice).
-The best checkpoint is then run through the real ``unet predict`` command on the same image files and its
-written masks are scored by the system's own metrics: validation and ``unet predict`` share one
-tiling policy, head and label rule, so the two mIoU figures must agree within ``--agree`` (exit
+The best checkpoint is then run through the real ``unet predict`` command on the same image files
+and its written masks are scored by the system's own metrics: validation and ``unet predict`` share
+one tiling policy, head and label rule, so the two mIoU figures must agree within ``--agree`` (exit
 status 1 otherwise). Results go to ``<run>/evaluation.json`` and one Markdown line on stdout.
 
 Data is read from where the config points (``../shared/data`` for the development sets); nothing is
@@ -117,7 +117,9 @@ def evaluate(run: Path, tta: bool | str, split: str = "val", checkpoint: str = "
         start = time.monotonic()
         (figures,) = run_stage(system, datamodule=data, ckpt_path=str(path), verbose=False)
         results["tta" if use_tta else "plain"] = _summary(figures, time.monotonic() - start, split)
-    results["global_step"] = torch.load(path, map_location="cpu", weights_only=True)["global_step"]
+    # Memory-mapped: the step is read without loading the tensors again.
+    ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    results["global_step"] = ckpt["global_step"]
     return results
 
 
