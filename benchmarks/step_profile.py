@@ -40,30 +40,8 @@ def torch_side(preset: str, size: int, batch: int, rounds: int) -> dict:
 
     bench = TorchBench(preset, size, batch)
     model = bench.system.model
-    records: list[dict] = []
-
-    # Forward hooks see each convolution's shapes (its MACs); the profiler's rows, in call order,
-    # give its forward and backward times (backward runs the convolutions in reverse order).
-    def hook(module, inputs, output):
-        w = module.weight
-        transposed = isinstance(module, torch.nn.ConvTranspose2d)
-        cin, cout = (w.shape[0], w.shape[1]) if transposed else (w.shape[1], w.shape[0])
-        spatial = (
-            (inputs[0].shape[-2] * inputs[0].shape[-1])
-            if transposed
-            else (output.shape[-2] * output.shape[-1])
-        )
-        macs = inputs[0].shape[0] * spatial * cin * cout * w.shape[-2] * w.shape[-1]
-        records.append(
-            {"layer": names[module], "macs": macs, "input_grad": inputs[0].requires_grad}
-        )
-
-    names = {}
-    handles = []
-    for name, module in model.named_modules():
-        if isinstance(module, torch.nn.Conv2d | torch.nn.ConvTranspose2d):
-            names[module] = name
-            handles.append(module.register_forward_hook(hook))
+    # The plan's convolutions in the order the model runs them, with their MACs at this size.
+    convs = [info for info in bench.spec.layout(size) if info.macs]
 
     def memory_format(channels_last: bool) -> None:
         # What ``model.channels_last: true`` does: the weights and each batch in NHWC order.
@@ -81,29 +59,29 @@ def torch_side(preset: str, size: int, batch: int, rounds: int) -> dict:
                 steps[channels_last].append(time.perf_counter() - t)
     memory_format(False)  # the profile is of the default: NCHW
     bench.train()
-    records.clear()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         bench.train()
-    for h in handles:
-        h.remove()
+    # The profiler's rows in call order; backward runs the convolutions in reverse order.
     events = [
         e for e in prof.events() if e.name in ("aten::convolution", "aten::convolution_backward")
     ]
     forward = [e for e in events if e.name == "aten::convolution"]
     backward = [e for e in events if e.name == "aten::convolution_backward"][::-1]  # reverse order
-    if not (len(forward) == len(backward) == len(records)):
+    if not (len(forward) == len(backward) == len(convs)):
         raise SystemExit(
             f"profiler rows ({len(forward)} forward, {len(backward)} backward) do not match the "
-            f"{len(records)} convolutions"
+            f"{len(convs)} convolutions"
         )
     layers = []
-    for rec, f, b in zip(records, forward, backward, strict=True):
+    for info, f, b in zip(convs, forward, backward, strict=True):
+        macs = batch * info.macs
         fwd_s, bwd_s = f.cpu_time_total / 1e6, b.cpu_time_total / 1e6
-        bwd_flops = (4 if rec["input_grad"] else 2) * rec["macs"]
+        # No input gradient where the convolution reads the network's input.
+        bwd_flops = (2 if info.block.inputs == ("input",) else 4) * macs
         layers.append({
-            "layer": rec["layer"], "gmacs": rec["macs"] / 1e9,
+            "layer": info.block.name, "gmacs": macs / 1e9,
             "forward_s": fwd_s, "backward_s": bwd_s,
-            "forward_gflops": 2 * rec["macs"] / fwd_s / 1e9,
+            "forward_gflops": 2 * macs / fwd_s / 1e9,
             "backward_gflops": bwd_flops / bwd_s / 1e9,
         })  # fmt: skip
     return {
