@@ -113,6 +113,18 @@ class _Scan(torch.utils.data.Dataset):
 
 
 # -- data modules ---------------------------------------------------------------------------------
+def mask_options(
+    num_classes: int,
+    mask_encoding: MaskEncoding,
+    value_map: dict[int, int] | None,
+    ignore_value: int | None,
+    palette: list[list[int]] | None,
+) -> dict[str, Any]:
+    """The data modules' mask fields as :func:`~unet_spec.data.read_mask`'s keyword arguments."""
+    return {"num_classes": num_classes, "encoding": mask_encoding, "value_map": value_map,
+            "ignore_value": ignore_value, "palette": palette}  # fmt: skip
+
+
 class SegmentationDataModule(L.LightningDataModule):
     """Shared training recipe; subclasses only say where the samples come from (``_load``).
 
@@ -419,10 +431,9 @@ class FolderDataModule(SegmentationDataModule):
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"data.val_fraction must be in (0, 1). Received: {val_fraction}")
         self.root = Path(root)
-        self.mask_options = {
-            "num_classes": num_classes, "encoding": mask_encoding, "value_map": value_map,
-            "ignore_value": ignore_value, "palette": palette,
-        }  # fmt: skip
+        self.mask_options = mask_options(
+            num_classes, mask_encoding, value_map, ignore_value, palette
+        )
         self.val_fraction, self.split, self.seed = val_fraction, split, seed
 
     def _read(self, pairs: list[tuple[Path, Path]], in_channels: int) -> Sequence[Sample]:

@@ -26,7 +26,7 @@ from litdata.streaming.writer import BinaryWriter
 from unet_spec import atomic_path
 from unet_spec.data import MaskEncoding, find_pairs, parse_bytes, read_mask
 from unet_spec.images import image_info, read_image, slice_name, tiff_slice
-from unet_train.data import SegmentationDataModule
+from unet_train.data import SegmentationDataModule, mask_options
 from unet_train.datasets import BorderMaps, DataFileError, TrainCrops
 
 SPLITS = ("train", "val", "test")
@@ -259,10 +259,9 @@ class StreamingDataModule(SegmentationDataModule):
     ) -> None:
         super().__init__(num_classes=num_classes, **kwargs)
         self.root = root.rstrip("/")
-        self.mask_options = {
-            "num_classes": num_classes, "encoding": mask_encoding, "value_map": value_map,
-            "ignore_value": ignore_value, "palette": palette,
-        }  # fmt: skip
+        self.mask_options = mask_options(
+            num_classes, mask_encoding, value_map, ignore_value, palette
+        )
         self.shuffle, self.seed, self.validation = shuffle, seed, validation
         self.stream_options: dict[str, Any] = {"max_cache_size": max_cache_size}
         if cache_dir is not None:
