@@ -133,13 +133,14 @@ class UNet(nn.Module):
     """A U-Net whose layers are the blocks of ``spec``'s plan; returns logits (NCHW).
 
     Inference on the CPU (float32, gradients off, no autocast) runs in channels-last order whatever
-    the caller passes; the logits come back in the input's own memory format (NCHW for an NCHW input). Why: oneDNN's
-    fastest forward convolutions on x86 (its brgemm kernels, chosen for AVX2 and AVX-512 alike)
-    read and write NHWC directly, while an NCHW tensor is reordered to a blocked layout before each
-    convolution and back after it, two passes over every activation map. The parameters stay as
-    they are (``state_dict()`` is the canonical form either way), and training keeps the caller's
-    format: oneDNN's weight-gradient kernel for NHWC is its slower generic one, which makes a
-    channels-last training step slower than NCHW (see ``benchmarks/README.md``).
+    the caller passes; the logits come back in the input's own memory format (NCHW for an NCHW
+    input). Why: oneDNN's fastest forward convolutions on x86 (its brgemm kernels, chosen for AVX2
+    and AVX-512 alike) read and write NHWC directly, while an NCHW tensor is reordered to a blocked
+    layout before each convolution and back after it, two passes over every activation map. The
+    parameters stay as they are (``state_dict()`` is the canonical form either way), and training
+    keeps the caller's format: below AVX-512, oneDNN's weight-gradient kernel for NHWC is its slow
+    generic one, which makes a channels-last training step much slower than NCHW there, for a few
+    per cent gained at AVX-512 (see ``benchmarks/README.md``).
 
     Args:
         spec: The architecture. Apply :func:`probabilities` (or ``spec.head``) to get
