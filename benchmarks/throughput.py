@@ -7,6 +7,9 @@ CPU mode (default) measures, for every preset and batch size:
 - one training step (forward, backward, Adam update; the same logits loss on both sides);
 - peak resident memory of inference and of a training step, each framework in its own subprocess.
 
+Every process runs with ``unet_spec.keep_freed_memory()`` in force, as ``train.py`` and ``unet``
+run (``--malloc system`` measures glibc's default instead); the tables' machine line says which.
+
 Each framework is timed in its own subprocess (the two together crash on the full seed model),
 its variants alternating round by round so background load hits them alike; the median of the
 rounds is reported. On a shared machine run it more than once and compare the ratios. It prints a table with torch/Keras ratios and writes JSON.
@@ -43,10 +46,12 @@ from unet_spec import (
     DEFAULT_SIZES,
     UNetSpec,
     get_preset,
+    keep_freed_memory,
     machine_info,
     machine_line,
     random_weights,
 )
+from unet_spec.allocator import ENV_VAR as ALLOCATOR_ENV
 
 LR = 1e-4
 ADAM_EPS = 1e-7  # Keras' default; torch gets the same so both optimisers do the same update
@@ -795,8 +800,18 @@ def main(argv: list[str] | None = None) -> int:
                         "memory measured in the first configuration only)")  # fmt: skip
     p.add_argument("--all-batches", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--markdown", type=Path, help="also write the CPU tables as Markdown here")
+    p.add_argument(
+        "--malloc",
+        choices=("keep", "system"),
+        default="keep",
+        help="keep: malloc keeps freed memory, as train.py and unet set it "
+        "(unet_spec.keep_freed_memory); system: glibc's default, for comparison",
+    )
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.malloc == "system":
+        os.environ[ALLOCATOR_ENV] = "system"  # inherited by every worker process
+    keep_freed_memory()
     if args.worker:
         if args.worker.startswith("serve_"):
             serve(args.worker[6:], args.presets[0], args.size, args.batch[0], args.threads)

@@ -4,6 +4,7 @@ Importing this package loads no deep-learning framework (only numpy), so tools t
 architectures stay light; ``unet_torch`` and ``unet_keras`` build models from what is defined here.
 """
 
+from unet_spec.allocator import freed_memory_kept, keep_freed_memory
 from unet_spec.compare import (
     Comparison,
     NoiseCheck,
@@ -46,7 +47,9 @@ __all__ = [
     "check_against_noise",
     "check_weights",
     "compare",
+    "freed_memory_kept",
     "get_preset",
+    "keep_freed_memory",
     "keras_name",
     "label_rule",
     "make_spec",

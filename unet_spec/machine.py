@@ -13,6 +13,8 @@ import platform
 from functools import cache
 from typing import Any
 
+from unet_spec.allocator import freed_memory_kept
+
 
 @cache
 def cpu_model() -> str:
@@ -28,7 +30,8 @@ def cpu_model() -> str:
 
 
 def machine_info() -> dict[str, Any]:
-    """CPU model, torch's CPU capability, the oneDNN ISA cap, thread counts and versions.
+    """CPU model, torch's CPU capability, the oneDNN ISA cap, thread counts, versions, and whether
+    ``malloc`` keeps freed memory (:func:`unet_spec.keep_freed_memory`).
 
     ``cpu_capability`` is ``torch.backends.cpu.get_cpu_capability()`` (``AVX512``, ``AVX2``, …);
     ``onednn_max_cpu_isa`` is the ``ONEDNN_MAX_CPU_ISA`` cap in force (``default``: none).
@@ -38,6 +41,7 @@ def machine_info() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "default"),
         "python": platform.python_version(),
+        "malloc": "keeps freed memory" if freed_memory_kept() else "system",
     }
     try:
         import torch
@@ -51,7 +55,7 @@ def machine_info() -> dict[str, Any]:
 
 def machine_line(info: dict[str, Any] | None = None) -> str:
     """One line for the head of a results table, e.g.
-    ``AMD EPYC, 2 cores, torch AVX512, oneDNN ISA default, 2 threads``."""
+    ``AMD EPYC, 2 cores, torch AVX512, oneDNN ISA default, 2 threads, malloc system``."""
     info = machine_info() if info is None else info
     parts = [f"{info['cpu']}", f"{info['cores']} cores"]
     if "cpu_capability" in info:
@@ -59,4 +63,6 @@ def machine_line(info: dict[str, Any] | None = None) -> str:
     parts.append(f"oneDNN ISA {info['onednn_max_cpu_isa']}")
     if "torch_threads" in info:
         parts.append(f"{info['torch_threads']} threads")
+    if "malloc" in info:
+        parts.append(f"malloc {info['malloc']}")
     return ", ".join(parts)

@@ -1,0 +1,102 @@
+"""``unet_spec.keep_freed_memory``: freed large blocks are reused without new page faults.
+
+Each check runs in a fresh interpreter, because the setting is process-wide and cannot be undone.
+The measure is the count of minor page faults when a freed 64 MiB block is allocated again and
+written: a block handed back to the system comes back as 16,384 new pages, a kept one as none.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+glibc_only = pytest.mark.skipif(
+    platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
+    reason="mallopt is glibc's",
+)
+
+PAGES = 16384  # 64 MiB of 4 KiB pages, far above glibc's largest mmap threshold (32 MiB)
+
+PROBE = textwrap.dedent(
+    f"""
+    import ctypes, json, resource
+    from unet_spec import freed_memory_kept, keep_freed_memory, machine_line
+
+    applied = keep_freed_memory()
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = (ctypes.c_size_t,)
+    libc.free.argtypes = (ctypes.c_void_p,)
+    size = {PAGES} * 4096
+
+    def round_trip():
+        block = libc.malloc(size)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        ctypes.memset(block, 1, size)  # touch every page
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+        libc.free(block)
+        return faults
+
+    round_trip()  # the first use faults in either way
+    print(json.dumps({{"applied": applied, "kept": freed_memory_kept(),
+                      "faults": round_trip(), "line": machine_line()}}))
+    """
+)
+
+
+def probe(**env: str) -> dict:
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("MALLOC_") and k not in ("GLIBC_TUNABLES", "LD_PRELOAD", "UNET_MALLOC")
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], env={**clean, **env}, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@glibc_only
+def test_freed_blocks_come_back_without_page_faults():
+    kept = probe()
+    assert kept["applied"] and kept["kept"]
+    assert kept["faults"] < PAGES // 10, kept
+    assert "malloc keeps freed memory" in kept["line"]
+    # The same round trip with malloc left alone: the block is unmapped and faulted in again.
+    system = probe(UNET_MALLOC="system")
+    assert not system["applied"] and not system["kept"]
+    assert system["faults"] > PAGES // 2, system
+    assert "malloc system" in system["line"]
+
+
+@glibc_only
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"MALLOC_MMAP_MAX_": "65536"},
+        {"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=1048576"},
+    ],
+)
+def test_a_choice_made_in_the_environment_is_left_alone(env):
+    assert probe(**env)["applied"] is False
+
+
+def test_the_entry_points_keep_freed_memory(monkeypatch, capsys):
+    import unet_cli.main
+    import unet_train.cli
+
+    calls = []
+    for module in (unet_cli.main, unet_train.cli):
+        monkeypatch.setattr(module, "keep_freed_memory", lambda: calls.append(1) or True)
+    assert unet_cli.main.main(["summary", "--preset", "seed-small"]) == 0
+    assert calls == [1]
+    with pytest.raises(SystemExit):
+        unet_train.cli.main(["--help"])
+    assert calls == [1, 1]
