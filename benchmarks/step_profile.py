@@ -12,7 +12,9 @@ The Keras side times ``model(x)`` and ``train_on_batch`` of the same model with 
 inter-op pool at one thread and at its default, one per core (the intra-op pool keeps
 ``--threads``): with more than one inter-op thread TensorFlow runs independent kernels at once, such
 as a convolution's input gradient and its weight gradient. Each side runs in its own process, one
-after the other.
+after the other. Both report the minor page faults of one step: memory that ``malloc`` handed back
+to the system and the kernel had to map in and zero again (``--malloc system`` shows glibc's
+default; the default is ``unet_spec.keep_freed_memory()``, as ``train.py`` runs).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -31,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from unet_spec import machine_line
+from unet_spec.allocator import ENV_VAR as ALLOCATOR_ENV
 
 
 def torch_side(preset: str, size: int, batch: int, rounds: int) -> dict:
@@ -58,7 +62,9 @@ def torch_side(preset: str, size: int, batch: int, rounds: int) -> dict:
             if r:
                 steps[channels_last].append(time.perf_counter() - t)
     memory_format(False)  # the profile is of the default: NCHW
+    faults = minor_faults()
     bench.train()
+    faults = minor_faults() - faults
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         bench.train()
     # The profiler's rows in call order; backward runs the convolutions in reverse order.
@@ -88,10 +94,17 @@ def torch_side(preset: str, size: int, batch: int, rounds: int) -> dict:
         "step_s": statistics.median(steps[False]),
         "channels_last_step_s": statistics.median(steps[True]),
         "threads": torch.get_num_threads(),
+        "page_faults": faults,
+        "machine": machine_line(),  # this process's, with its malloc setting
         "conv_forward_s": sum(r["forward_s"] for r in layers),
         "conv_backward_s": sum(r["backward_s"] for r in layers),
         "layers": layers,
     }
+
+
+def minor_faults() -> int:
+    """Minor page faults of this process so far: pages the kernel had to map in and zero."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def keras_side(preset: str, size: int, batch: int, rounds: int, threads: int, inter: int) -> dict:
@@ -104,7 +117,9 @@ def keras_side(preset: str, size: int, batch: int, rounds: int, threads: int, in
     bench = KerasBench(preset, size, batch)
     bench.call()
     bench.train()
+    faults = minor_faults()
     bench.train()
+    faults = minor_faults() - faults
     calls, steps = [], []
     for _ in range(rounds):
         t = time.perf_counter()
@@ -115,6 +130,7 @@ def keras_side(preset: str, size: int, batch: int, rounds: int, threads: int, in
         steps.append(time.perf_counter() - t)
     return {
         "inter_op": inter,
+        "page_faults": faults,
         "forward_s": statistics.median(calls),
         "step_s": statistics.median(steps),
     }
@@ -128,9 +144,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--json", type=Path)
+    p.add_argument("--malloc", choices=("keep", "system"), default="keep",
+                   help="keep: malloc keeps freed memory, as train.py sets it; system: glibc's "
+                   "default")  # fmt: skip
     p.add_argument("--worker", choices=["torch", "keras"], help=argparse.SUPPRESS)
     p.add_argument("--inter", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.malloc == "system":
+        os.environ[ALLOCATOR_ENV] = "system"  # inherited by both workers
     if args.worker == "torch":
         import torch
 
@@ -151,9 +172,10 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(proc.stderr[-3000:])
         return json.loads(proc.stdout.strip().splitlines()[-1])
 
-    report = {"machine": machine_line(), "preset": args.presets, "size": args.size,
-              "batch": args.batch, "threads": args.threads}  # fmt: skip
+    report = {"preset": args.presets, "size": args.size, "batch": args.batch,
+              "threads": args.threads}  # fmt: skip
     report["torch"] = run("--worker", "torch")
+    report["machine"] = report["torch"]["machine"]
     # 0: TensorFlow's own choice (one inter-op thread per core), what a Keras user gets.
     report["keras"] = [run("--worker", "keras", "--inter", str(n)) for n in (1, 0)]
     t = report["torch"]
@@ -161,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"torch training step {t['step_s']:.3f} s: convolutions forward {t['conv_forward_s']:.3f} s, "
           f"backward {t['conv_backward_s']:.3f} s "
           f"({t['conv_backward_s'] / t['conv_forward_s']:.2f}× forward); "
-          f"with model.channels_last: {t['channels_last_step_s']:.3f} s")  # fmt: skip
+          f"with model.channels_last: {t['channels_last_step_s']:.3f} s; "
+          f"{t['page_faults']} page faults per step")  # fmt: skip
     print(
         "| convolution | GMACs | forward s | GFLOP/s | backward s | GFLOP/s | backward / forward |"
     )
@@ -173,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     for k in report["keras"]:
         print(
             f"Keras, inter-op threads {k['inter_op']}: model(x) {k['forward_s']:.3f} s, "
-            f"training step {k['step_s']:.3f} s ({k['step_s'] / k['forward_s']:.2f}× forward)"
+            f"training step {k['step_s']:.3f} s ({k['step_s'] / k['forward_s']:.2f}× forward), "
+            f"{k['page_faults']} page faults per step"
         )
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")

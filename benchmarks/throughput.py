@@ -7,8 +7,9 @@ CPU mode (default) measures, for every preset and batch size:
 - one training step (forward, backward, Adam update; the same logits loss on both sides);
 - peak resident memory of inference and of a training step, each framework in its own subprocess.
 
-Every process runs with ``unet_spec.keep_freed_memory()`` in force, as ``train.py`` and ``unet``
-run (``--malloc system`` measures glibc's default instead); the tables' machine line says which.
+The torch processes run with ``unet_spec.keep_freed_memory()`` in force, as every torch path does
+(building a ``UNet`` turns it on); ``--malloc system`` leaves glibc's default instead. The tables'
+machine line gives the torch worker's setting; the Keras workers never change ``malloc``.
 
 Each framework is timed in its own subprocess (the two together crash on the full seed model),
 its variants alternating round by round so background load hits them alike; the median of the
@@ -46,7 +47,6 @@ from unet_spec import (
     DEFAULT_SIZES,
     UNetSpec,
     get_preset,
-    keep_freed_memory,
     machine_info,
     machine_line,
     random_weights,
@@ -216,7 +216,8 @@ def serve(framework: str, spec_name: str, size: int, batch: int, threads: int | 
     runs interleave one by one."""
     _set_threads(framework, threads)
     bench = (TorchBench if framework == "torch" else KerasBench)(spec_name, size, batch)
-    print(json.dumps({"ready": True}), flush=True)
+    # The worker's own machine line: whether malloc keeps freed memory is this process's state.
+    print(json.dumps({"ready": True, "machine": machine_info()}), flush=True)
     for line in sys.stdin:
         name = line.strip()
         t = time.perf_counter()
@@ -230,7 +231,7 @@ class _Worker:
                "--size", str(size), "--batch", str(batch)]  # fmt: skip
         cmd += ["--threads", str(threads)] if threads else []
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self._read()
+        self.machine = self._read()["machine"]
 
     def _read(self) -> dict:
         while line := self.proc.stdout.readline():
@@ -263,7 +264,11 @@ def time_pair(
     finally:
         for w in workers.values():
             w.close()
-    return {"median": {k: statistics.median(v) for k, v in samples.items()}, "samples": samples}
+    return {
+        "median": {k: statistics.median(v) for k, v in samples.items()},
+        "samples": samples,
+        "machine": {fw: w.machine for fw, w in workers.items()},
+    }
 
 
 def _peak_rss_mb() -> float:
@@ -441,6 +446,7 @@ def cpu_config(args: argparse.Namespace) -> dict:
                    "gflop_forward": 2 * macs * batch / 1e9}  # fmt: skip
             timing = time_pair(name, size, batch, args.rounds, args.warmup, threads)
             row["time_s"], row["samples"] = timing["median"], timing["samples"]
+            row["worker_machine"] = timing["machine"]
             recompute = tuple(args.recompute)
             if not args.no_memory:
                 row["memory"] = memory(name, size, batch, recompute)
@@ -453,7 +459,8 @@ def cpu_config(args: argparse.Namespace) -> dict:
     return {
         "mode": "cpu",
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine_line(),
+        # As the torch worker saw it (its malloc setting included); Keras' malloc is left alone.
+        "machine": machine_line(results[-1]["worker_machine"]["torch"]),
         "machine_info": machine_info(),
         "isa_cap": os.environ.get("ONEDNN_MAX_CPU_ISA") or "default",
         "threads": threads,
@@ -811,7 +818,6 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.malloc == "system":
         os.environ[ALLOCATOR_ENV] = "system"  # inherited by every worker process
-    keep_freed_memory()
     if args.worker:
         if args.worker.startswith("serve_"):
             serve(args.worker[6:], args.presets[0], args.size, args.batch[0], args.threads)

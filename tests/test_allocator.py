@@ -88,15 +88,20 @@ def test_a_choice_made_in_the_environment_is_left_alone(env):
     assert probe(**env)["applied"] is False
 
 
-def test_the_entry_points_keep_freed_memory(monkeypatch, capsys):
-    import unet_cli.main
-    import unet_train.cli
-
-    calls = []
-    for module in (unet_cli.main, unet_train.cli):
-        monkeypatch.setattr(module, "keep_freed_memory", lambda: calls.append(1) or True)
-    assert unet_cli.main.main(["summary", "--preset", "seed-small"]) == 0
-    assert calls == [1]
-    with pytest.raises(SystemExit):
-        unet_train.cli.main(["--help"])
-    assert calls == [1, 1]
+@glibc_only
+def test_building_a_unet_keeps_freed_memory():
+    """``UNet(spec)`` turns it on, so every torch path (scripts, train.py, unet) runs this way."""
+    code = (
+        "from unet_spec import freed_memory_kept, get_preset\n"
+        "before = freed_memory_kept()\n"
+        "from unet_torch import UNet\n"
+        "UNet(get_preset('seed-small'))\n"
+        "print(before, freed_memory_kept())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "UNET_MALLOC"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "True"]
+    env["UNET_MALLOC"] = "system"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.split() == ["False", "False"], out.stderr

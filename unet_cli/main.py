@@ -14,8 +14,6 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from unet_spec import keep_freed_memory
-
 SUBCOMMANDS = {
     "summary": "unet_cli.summary",
     "port": "unet_cli.port",
@@ -74,7 +72,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    keep_freed_memory()  # predictions and exports reuse freed memory (unet_spec.allocator)
     try:
         return int(args._run(args) or 0)
     except ModuleNotFoundError as err:

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import nn
 
-from unet_spec import Block, UNetSpec, build_plan, check_weights
+from unet_spec import Block, UNetSpec, build_plan, check_weights, keep_freed_memory
 
 
 def _bilinear(x: torch.Tensor, **size_or_scale: object) -> torch.Tensor:
@@ -142,6 +142,12 @@ class UNet(nn.Module):
     generic one, which makes a channels-last training step much slower than NCHW there, for a few
     per cent gained at AVX-512 (see ``benchmarks/README.md``).
 
+    Building a ``UNet`` also calls :func:`unet_spec.keep_freed_memory`: from then on glibc's
+    ``malloc`` reuses the freed activation maps of one call for the next instead of handing them
+    back to the system, which made every map come back as freshly faulted-in pages on every call.
+    The process keeps its peak memory reserved afterwards, as TensorFlow's allocator does;
+    ``UNET_MALLOC=system`` in the environment leaves ``malloc`` alone.
+
     Args:
         spec: The architecture. Apply :func:`probabilities` (or ``spec.head``) to get
             probabilities.
@@ -162,6 +168,7 @@ class UNet(nn.Module):
 
     def __init__(self, spec: UNetSpec, recompute: Sequence[str] = ()) -> None:
         super().__init__()
+        keep_freed_memory()
         self.spec = spec
         self.plan = build_plan(spec)
         levels = [b.name.split(".")[0] for b in self.plan.blocks]

@@ -32,7 +32,6 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins.io import CheckpointIO
 
-from unet_spec import keep_freed_memory
 from unet_train.callbacks import (
     AtomicCheckpointIO,
     FiniteLossGuard,
@@ -226,7 +225,6 @@ class TrainCLI(LightningCLI):
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status (2 for bad input or a failed run)."""
-    keep_freed_memory()  # a step's activation maps reuse freed memory (unet_spec.allocator)
     try:
         TrainCLI(
             SegmentationSystem,
