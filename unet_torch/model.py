@@ -138,9 +138,9 @@ class UNet(nn.Module):
     and AVX-512 alike) read and write NHWC directly, while an NCHW tensor is reordered to a blocked
     layout before each convolution and back after it, two passes over every activation map. The
     parameters stay as they are (``state_dict()`` is the canonical form either way), and training
-    keeps the caller's format: below AVX-512, oneDNN's weight-gradient kernel for NHWC is its slow
-    generic one, which makes a channels-last training step much slower than NCHW there, for a few
-    per cent gained at AVX-512 (see ``benchmarks/README.md``).
+    keeps the caller's format: oneDNN's weight-gradient kernel for NHWC is its slow generic one,
+    which makes a channels-last training step slower than NCHW on the CPU, by far below AVX-512
+    (see ``benchmarks/README.md``).
 
     Building a ``UNet`` also calls :func:`unet_spec.keep_freed_memory`: from then on glibc's
     ``malloc`` reuses the freed activation maps of one call for the next instead of handing them
