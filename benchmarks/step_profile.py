@@ -14,7 +14,7 @@ inter-op pool at one thread and at its default, one per core (the intra-op pool 
 as a convolution's input gradient and its weight gradient. Each side runs in its own process, one
 after the other. Both report the minor page faults of one step: memory that ``malloc`` handed back
 to the system and the kernel had to map in and zero again (``--malloc system`` shows glibc's
-default; the default is ``unet_spec.keep_freed_memory()``, as ``train.py`` runs).
+default; the default is ``unet_spec.keep_freed_memory()``, which building a ``UNet`` turns on).
 """
 
 from __future__ import annotations
@@ -145,8 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--json", type=Path)
     p.add_argument("--malloc", choices=("keep", "system"), default="keep",
-                   help="keep: malloc keeps freed memory, as train.py sets it; system: glibc's "
-                   "default")  # fmt: skip
+                   help="keep: malloc keeps freed memory, as building a UNet sets it; "
+                   "system: glibc's default")  # fmt: skip
     p.add_argument("--worker", choices=["torch", "keras"], help=argparse.SUPPRESS)
     p.add_argument("--inter", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)

@@ -811,7 +811,7 @@ def main(argv: list[str] | None = None) -> int:
         "--malloc",
         choices=("keep", "system"),
         default="keep",
-        help="keep: malloc keeps freed memory, as train.py and unet set it "
+        help="keep: malloc keeps freed memory, as building a UNet sets it "
         "(unet_spec.keep_freed_memory); system: glibc's default, for comparison",
     )
     p.add_argument("--worker", help=argparse.SUPPRESS)

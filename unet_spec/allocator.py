@@ -3,8 +3,8 @@
 A U-Net forward or training step allocates and frees the same large activation maps on every call:
 at 572², one 64-channel map is 83 MB. glibc serves any block above its mmap threshold (32 MiB at
 most) with a fresh ``mmap`` and unmaps it on ``free``, so every such map comes back as new pages
-that the kernel faults in and zeroes one 4 KiB page at a time, about 20,000 faults per map, on
-every call. PyTorch's CPU allocator calls ``malloc`` directly, so that cost lands on every
+that the kernel faults in and zeroes one 4 KiB page at a time, one fault per page, on every
+call. PyTorch's CPU allocator calls ``malloc`` directly, so that cost lands on every
 convolution's output; TensorFlow keeps freed memory in its own CPU allocator and never pays it.
 ``benchmarks/README.md`` has the measured effect on inference and on a training step.
 
@@ -21,6 +21,7 @@ PyTorch's CUDA caching allocator do. Building a ``unet_torch.UNet`` calls it, so
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import platform
 
@@ -49,6 +50,12 @@ def _chosen_elsewhere() -> str | None:
     return None
 
 
+@functools.cache
+def _glibc() -> bool:
+    # platform.libc_ver reads the interpreter's binary: once per process is enough.
+    return platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+
+
 def keep_freed_memory() -> bool:
     """Make glibc's ``malloc`` keep freed blocks for reuse; returns whether it is in force.
 
@@ -59,7 +66,7 @@ def keep_freed_memory() -> bool:
     global _applied
     if _applied:
         return True
-    if _chosen_elsewhere() or platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    if _chosen_elsewhere() or not _glibc():
         return False
     try:
         mallopt = ctypes.CDLL(None).mallopt
