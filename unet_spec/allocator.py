@@ -35,19 +35,19 @@ ENV_VAR = "UNET_MALLOC"
 _applied = False
 
 
-def _chosen_elsewhere() -> str | None:
-    """Why the allocator is someone else's choice here, or None."""
+def _chosen_elsewhere() -> bool:
+    """Whether the user opted out or the environment already chose how ``malloc`` behaves."""
     env = os.environ
-    if env.get(ENV_VAR, "").lower() == "system":
-        return f"{ENV_VAR}=system"
-    if "malloc" in env.get("LD_PRELOAD", ""):
-        return "LD_PRELOAD names another malloc"
     tunables = env.get("GLIBC_TUNABLES", "")
-    if any(
-        k in env for k in ("MALLOC_MMAP_MAX_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
-    ) or any(k in tunables for k in ("mmap_max", "mmap_threshold", "trim_threshold")):
-        return "the environment sets malloc's mmap and trim parameters"
-    return None
+    return (
+        env.get(ENV_VAR, "").lower() == "system"
+        or "malloc" in env.get("LD_PRELOAD", "")  # jemalloc, tcmalloc, mimalloc ...
+        or any(
+            k in env
+            for k in ("MALLOC_MMAP_MAX_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
+        )
+        or any(k in tunables for k in ("mmap_max", "mmap_threshold", "trim_threshold"))
+    )
 
 
 @functools.cache
