@@ -298,3 +298,52 @@ def test_scale_zooms_image_and_mask_together_with_nearest_labels():
     assert len(set(zoomed)) > 1 and min(zoomed) != 32 * 32 != max(zoomed)
     with pytest.raises(ValueError, match="data.augment.scale must be >= 0"):
         Augmentation(scale=-0.1)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"gamma": 0.5}, {"blur": 1.0, "blur_sigma": 2.0}, {"noise": 0.1}],
+    ids=["gamma", "blur", "noise"],
+)
+def test_photometric_augmentation_changes_images_and_leaves_masks_alone(options):
+    from torchvision import tv_tensors
+
+    torch.manual_seed(0)
+    augment = Augmentation(flips=False, rot90=False, jitter=0, **options).build(1)
+    # A ramp with a sharp edge: gamma bends the ramp, blur softens the edge, noise adds both.
+    image = torch.linspace(0.05, 0.95, 32).repeat(32, 1)[None]
+    image[:, :, 16:] = image[:, :, 16:].flip(-1)
+    mask = torch.randint(0, 3, (32, 32))
+    changed = []
+    for _ in range(6):
+        img, out, weights = augment(
+            tv_tensors.Image(image), tv_tensors.Mask(mask), tv_tensors.Mask(mask.float())
+        )
+        # Labels and weight maps are never resampled or perturbed.
+        assert torch.equal(out, mask) and torch.equal(weights, mask.float())
+        assert img.shape == image.shape and 0.0 <= float(img.min()) and float(img.max()) <= 1.0
+        changed.append(float((img - image).abs().max()))
+    assert min(changed) > 1e-3  # every draw changes the image visibly
+    assert len(set(changed)) > 1  # and the strength is random
+
+
+def test_gamma_keeps_the_range_and_the_order_of_intensities():
+    from unet_train.datasets import RandomGamma
+
+    torch.manual_seed(1)
+    ramp = torch.linspace(0.0, 1.0, 50)[None, None]
+    gammas = RandomGamma(1.0)
+    for _ in range(10):
+        out = gammas(ramp)  # a plain tensor is the image to v2
+        assert out[..., 0] == 0.0 and out[..., -1] == 1.0
+        assert bool((out.diff(dim=-1) >= 0).all())
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [({"gamma": -1}, "gamma"), ({"noise": -0.1}, "noise"), ({"blur": 1.5}, "blur"),
+     ({"blur": 0.5, "blur_sigma": 0.0}, "blur_sigma")],
+)  # fmt: skip
+def test_bad_photometric_options_are_named(options, field):
+    with pytest.raises(ValueError, match=f"data.augment.{field} must be"):
+        Augmentation(**options)

@@ -40,6 +40,31 @@ class RandomRot90(v2.Transform):
         )
 
 
+class RandomGamma(v2.Transform):
+    """Raise image intensities to a random power (masks untouched).
+
+    torchvision v2 has ``adjust_gamma`` but no random gamma transform. The exponent is drawn
+    log-uniformly from ``[1 / (1 + strength), 1 + strength]``, so darkening and brightening the
+    mid-tones are equally likely. Images must lie in [0, 1].
+    """
+
+    def __init__(self, strength: float) -> None:
+        super().__init__()
+        self.log_max = float(np.log1p(strength))
+
+    def make_params(self, flat_inputs: list) -> dict:
+        u = float(torch.empty(()).uniform_(-self.log_max, self.log_max))
+        return {"gamma": float(np.exp(u))}
+
+    def transform(self, inpt, params: dict):
+        # v2 hands this method the image (a tv_tensors.Image, or the first plain tensor when
+        # there is none) and the masks; masks and weight maps keep their values.
+        is_plain = isinstance(inpt, torch.Tensor) and not isinstance(inpt, tv_tensors.TVTensor)
+        if isinstance(inpt, tv_tensors.Image) or is_plain:
+            return v2.functional.adjust_gamma(inpt, params["gamma"])
+        return inpt
+
+
 @dataclass(frozen=True)
 class Augmentation:
     """The joint image/mask augmentation of training crops (one place that names its options).
@@ -55,6 +80,15 @@ class Augmentation:
         scale: Random zoom of the crop about its centre, by a factor drawn from
             ``[1 / (1 + scale), 1 + scale]`` (0 disables it): objects at other distances than the
             training images show them, as in scenes from another camera or drive.
+        gamma: Random gamma: intensities raised to a power drawn log-uniformly from
+            ``[1 / (1 + gamma), 1 + gamma]`` (0 disables it); another exposure curve, as of
+            another camera or microscope.
+        blur: Probability of a Gaussian blur (0 disables it), with a standard deviation drawn
+            from ``[0.5, blur_sigma]`` pixels (below 0.5 a blur hardly changes a pixel): another
+            focus or resolution.
+        blur_sigma: Largest standard deviation of the blur (pixels).
+        noise: Standard deviation of additive Gaussian noise on every crop, in units of the
+            intensity range [0, 1] (0 disables it), clipped back to [0, 1].
     """
 
     flips: Flips = True
@@ -64,6 +98,10 @@ class Augmentation:
     elastic_sigma: float = 6.0
     jitter: float = 0.1
     scale: float = 0.0
+    gamma: float = 0.0
+    blur: float = 0.0
+    blur_sigma: float = 1.0
+    noise: float = 0.0
 
     def __post_init__(self) -> None:
         if self.flips not in (True, False, "horizontal", "vertical"):
@@ -75,8 +113,15 @@ class Augmentation:
             raise ValueError(f"data.augment.elastic must be in [0, 1]. Received: {self.elastic}")
         if self.jitter < 0:
             raise ValueError(f"data.augment.jitter must be >= 0. Received: {self.jitter}")
-        if self.scale < 0:
-            raise ValueError(f"data.augment.scale must be >= 0. Received: {self.scale}")
+        for name in ("scale", "gamma", "noise"):
+            if getattr(self, name) < 0:
+                raise ValueError(
+                    f"data.augment.{name} must be >= 0. Received: {getattr(self, name)}"
+                )
+        if not 0.0 <= self.blur <= 1.0:
+            raise ValueError(f"data.augment.blur must be in [0, 1]. Received: {self.blur}")
+        if self.blur_sigma < 0.5:
+            raise ValueError(f"data.augment.blur_sigma must be >= 0.5. Received: {self.blur_sigma}")
 
     def build(self, in_channels: int) -> v2.Transform:
         """The torchvision v2 transform (colour transforms leave masks alone by design of v2)."""
@@ -100,6 +145,16 @@ class Augmentation:
             j = self.jitter
             colour = {"saturation": j, "hue": min(j / 4, 0.5)} if in_channels == 3 else {}
             steps.append(v2.ColorJitter(brightness=j, contrast=j, **colour))
+        # Photometric steps on images only: v2's blur and noise pass masks through unchanged.
+        if self.blur > 0:
+            # A kernel of ±3 standard deviations of the widest blur.
+            kernel = 2 * int(np.ceil(3 * self.blur_sigma)) + 1
+            blur = v2.GaussianBlur(kernel, sigma=(0.5, self.blur_sigma))
+            steps.append(v2.RandomApply([blur], p=self.blur))
+        if self.gamma > 0:
+            steps.append(RandomGamma(self.gamma))
+        if self.noise > 0:
+            steps.append(v2.GaussianNoise(sigma=self.noise, clip=True))
         return v2.Compose(steps) if steps else v2.Identity()
 
 
