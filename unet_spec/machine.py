@@ -57,12 +57,16 @@ def machine_line(info: dict[str, Any] | None = None) -> str:
     """One line for the head of a results table, e.g.
     ``AMD EPYC, 2 cores, torch AVX512, oneDNN ISA default, 2 threads, malloc system``."""
     info = machine_info() if info is None else info
-    parts = [f"{info['cpu']}", f"{info['cores']} cores"]
+
+    def count(n: Any, noun: str) -> str:
+        return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+    parts = [f"{info['cpu']}", count(info["cores"], "core")]
     if "cpu_capability" in info:
         parts.append(f"torch {info['cpu_capability']}")
     parts.append(f"oneDNN ISA {info['onednn_max_cpu_isa']}")
     if "torch_threads" in info:
-        parts.append(f"{info['torch_threads']} threads")
+        parts.append(count(info["torch_threads"], "thread"))
     if "malloc" in info:
         parts.append(f"malloc {info['malloc']}")
     return ", ".join(parts)
