@@ -111,9 +111,7 @@ class Augmentation:
             )
         if not 0.0 <= self.elastic <= 1.0:
             raise ValueError(f"data.augment.elastic must be in [0, 1]. Received: {self.elastic}")
-        if self.jitter < 0:
-            raise ValueError(f"data.augment.jitter must be >= 0. Received: {self.jitter}")
-        for name in ("scale", "gamma", "noise"):
+        for name in ("jitter", "scale", "gamma", "noise"):
             if getattr(self, name) < 0:
                 raise ValueError(
                     f"data.augment.{name} must be >= 0. Received: {getattr(self, name)}"
