@@ -341,7 +341,8 @@ def test_gamma_keeps_the_range_and_the_order_of_intensities():
 
 @pytest.mark.parametrize(
     ("options", "field"),
-    [({"gamma": -1}, "gamma"), ({"noise": -0.1}, "noise"), ({"blur": 1.5}, "blur"),
+    [({"jitter": -0.1}, "jitter"), ({"gamma": -1}, "gamma"), ({"noise": -0.1}, "noise"),
+     ({"blur": 1.5}, "blur"),
      ({"blur": 0.5, "blur_sigma": 0.0}, "blur_sigma")],
 )  # fmt: skip
 def test_bad_photometric_options_are_named(options, field):
