@@ -33,8 +33,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from throughput import add_malloc_option, apply_malloc_option
+
 from unet_spec import machine_line
-from unet_spec.allocator import ENV_VAR as ALLOCATOR_ENV
 
 
 def torch_side(preset: str, size: int, batch: int, rounds: int) -> dict:
@@ -144,14 +145,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--json", type=Path)
-    p.add_argument("--malloc", choices=("keep", "system"), default="keep",
-                   help="keep: malloc keeps freed memory, as building a UNet sets it; "
-                   "system: glibc's default")  # fmt: skip
+    add_malloc_option(p)
     p.add_argument("--worker", choices=["torch", "keras"], help=argparse.SUPPRESS)
     p.add_argument("--inter", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.malloc == "system":
-        os.environ[ALLOCATOR_ENV] = "system"  # inherited by both workers
+    apply_malloc_option(args)
     if args.worker == "torch":
         import torch
 

@@ -57,6 +57,23 @@ LR = 1e-4
 ADAM_EPS = 1e-7  # Keras' default; torch gets the same so both optimisers do the same update
 
 
+def add_malloc_option(parser: argparse.ArgumentParser) -> None:
+    """``--malloc keep|system``, shared by the benchmarks that time torch."""
+    parser.add_argument(
+        "--malloc",
+        choices=("keep", "system"),
+        default="keep",
+        help="keep: malloc keeps freed memory, as building a UNet sets it "
+        "(unet_spec.keep_freed_memory); system: glibc's default, for comparison",
+    )
+
+
+def apply_malloc_option(args: argparse.Namespace) -> None:
+    """Set the choice in the environment, where every worker process inherits it."""
+    if args.malloc == "system":
+        os.environ[ALLOCATOR_ENV] = "system"
+
+
 # -- workloads ------------------------------------------------------------------------------------
 SEED_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "seed.yaml"
 
@@ -807,17 +824,10 @@ def main(argv: list[str] | None = None) -> int:
                         "memory measured in the first configuration only)")  # fmt: skip
     p.add_argument("--all-batches", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--markdown", type=Path, help="also write the CPU tables as Markdown here")
-    p.add_argument(
-        "--malloc",
-        choices=("keep", "system"),
-        default="keep",
-        help="keep: malloc keeps freed memory, as building a UNet sets it "
-        "(unet_spec.keep_freed_memory); system: glibc's default, for comparison",
-    )
+    add_malloc_option(p)
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.malloc == "system":
-        os.environ[ALLOCATOR_ENV] = "system"  # inherited by every worker process
+    apply_malloc_option(args)
     if args.worker:
         if args.worker.startswith("serve_"):
             serve(args.worker[6:], args.presets[0], args.size, args.batch[0], args.threads)
