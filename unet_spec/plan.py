@@ -23,12 +23,12 @@ from typing import Literal
 from unet_spec.spec import UNetSpec
 
 BlockKind = Literal[
-    "input", "conv", "batchnorm", "relu", "maxpool", "dropout",
-    "upconv", "upsample", "resize", "crop", "concat",
+    "input", "conv", "batchnorm", "instancenorm", "relu", "leakyrelu", "maxpool", "dropout",
+    "upconv", "upsample", "resize", "crop", "pad", "concat",
 ]  # fmt: skip
 
 # Blocks that own weights, and the canonical tensors they own (torch layouts).
-WEIGHT_KINDS = ("conv", "upconv", "batchnorm")
+WEIGHT_KINDS = ("conv", "upconv", "batchnorm", "instancenorm")
 
 
 @dataclass(frozen=True)
@@ -39,14 +39,23 @@ class Block:
         name: Hierarchical name, the weight contract (``enc1.conv1``).
         kind: What the layer computes (see ``BlockKind``).
         inputs: Names of the blocks whose outputs this block reads, in order. ``concat`` reads
-            ``(upsampled, skip)``; ``resize``/``crop`` read ``(skip, reference)`` and bring the skip
-            to the reference's spatial size.
+            ``(upsampled, skip)`` or ``(skip, upsampled)`` (the spec's ``concat_order``);
+            ``resize``/``crop``/``pad`` read ``(source, reference)`` and bring the source to the
+            reference's spatial size.
         in_channels: Channels read (for ``concat``, the sum).
         out_channels: Channels produced.
         kernel: Kernel size of ``conv``/``upconv``/``maxpool`` (0 otherwise).
         stride: Stride of ``upconv``/``maxpool``.
-        padding: ``"valid"`` or ``"same"`` for ``conv``.
+        padding: ``"valid"`` or ``"same"`` for ``conv`` (an even kernel pads one more row and
+            column after than before, as both frameworks do).
         rate: Dropout rate for ``dropout``.
+        bias: Whether a ``conv`` has a bias.
+        mode: ``"bilinear"`` or ``"nearest"`` for ``upsample``; ``"zeros"`` or ``"replicate"``
+            for ``pad``.
+        align_corners: Bilinear ``upsample`` with aligned corners.
+        align: ``"center"`` or ``"end"``: where ``pad`` puts its rows and columns.
+        slope: Negative slope of ``leakyrelu``.
+        epsilon: Epsilon of ``batchnorm`` and ``instancenorm``.
     """
 
     name: str
@@ -58,6 +67,12 @@ class Block:
     stride: int = 1
     padding: str = "valid"
     rate: float = 0.0
+    bias: bool = True
+    mode: str = ""
+    align_corners: bool = False
+    align: str = "center"
+    slope: float = 0.0
+    epsilon: float = 0.0
 
     @property
     def keras_name(self) -> str:
@@ -69,7 +84,8 @@ class Block:
         """Canonical tensors of this block, in PyTorch layouts."""
         c_in, c_out, k = self.in_channels, self.out_channels, self.kernel
         if self.kind == "conv":
-            return {f"{self.name}.weight": (c_out, c_in, k, k), f"{self.name}.bias": (c_out,)}
+            weight = {f"{self.name}.weight": (c_out, c_in, k, k)}
+            return {**weight, f"{self.name}.bias": (c_out,)} if self.bias else weight
         if self.kind == "upconv":
             return {f"{self.name}.weight": (c_in, c_out, k, k), f"{self.name}.bias": (c_out,)}
         if self.kind == "batchnorm":
@@ -77,6 +93,8 @@ class Block:
                 f"{self.name}.{t}": (c_out,)
                 for t in ("weight", "bias", "running_mean", "running_var")
             }
+        if self.kind == "instancenorm":  # affine, no running statistics
+            return {f"{self.name}.{t}": (c_out,) for t in ("weight", "bias")}
         return {}
 
     @property
@@ -94,7 +112,8 @@ class LayerInfo:
     shape: tuple[int, int, int]
     params: int
     macs: int
-    crop: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, bottom, left, right (``crop`` blocks)
+    # Rows/columns removed (``crop``) or added (``pad``): top, bottom, left, right.
+    crop: tuple[int, int, int, int] = (0, 0, 0, 0)
 
 
 @dataclass(frozen=True)
@@ -238,8 +257,8 @@ class Plan:
                     shape = (b.out_channels, h * b.stride, w * b.stride)
                     macs = h * w * b.out_channels * b.in_channels * b.kernel**2
                 elif b.kind == "upsample":
-                    shape = (c, h * 2, w * 2)
-                elif b.kind in ("resize", "crop"):
+                    shape = (c, h * b.stride, w * b.stride)
+                elif b.kind in ("resize", "crop", "pad"):
                     _, rh, rw = shapes[b.inputs[1]]
                     if b.kind == "crop":
                         if h < rh or w < rw:
@@ -248,6 +267,12 @@ class Plan:
                             )
                         crop = ((h - rh) // 2, h - rh - (h - rh) // 2,
                                 (w - rw) // 2, w - rw - (w - rw) // 2)  # fmt: skip
+                    elif b.kind == "pad":
+                        if h > rh or w > rw:
+                            raise _SizeError(
+                                f"{b.name} cannot pad {h}x{w} to the skip's {rh}x{rw}"
+                            )
+                        crop = _pad_amounts(rh - h, rw - w, b.align)
                     shape = (c, rh, rw)
                 elif b.kind == "concat":
                     sizes = {shapes[n][1:] for n in b.inputs}
@@ -269,12 +294,13 @@ class Plan:
         """Like :meth:`layout`, and also refuse sizes whose poolings see odd sizes.
 
         Odd pooling inputs drop a row or column (Keras and PyTorch both floor), which breaks the
-        pooling grid that overlap-tile inference and center cropping rely on. Only ``resize``
-        merging tolerates them, as the seed model does for its 256×256 default.
+        pooling grid that overlap-tile inference and center cropping rely on. Only ``resize`` and
+        ``pad`` merging tolerate them, as the seed model does for its 256×256 default and
+        milesial/MONAI for any size.
         """
         layout = self.layout(size)
         odd = layout.odd_pool_inputs()
-        if odd and self.spec.skip_merge != "resize":
+        if odd and self.spec.skip_merge not in ("resize", "pad"):
             hw = layout.input_size
             hint = ", ".join(str(s) for s in nearest_valid_sizes(self, min(hw)))
             raise ValueError(
@@ -331,6 +357,13 @@ class Plan:
         return int(round(rf[self.output.name][0]))
 
 
+def _pad_amounts(dh: int, dw: int, align: str) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) that bring a map ``dh`` × ``dw`` short to the reference size."""
+    if align == "end":
+        return 0, dh, 0, dw
+    return dh // 2, dh - dh // 2, dw // 2, dw - dw // 2
+
+
 def keras_name(name: str) -> str:
     """Keras layer name of the plan block ``name`` (``enc1.conv1`` → ``enc1_conv1``)."""
     return name.replace(".", "_")
@@ -373,49 +406,100 @@ def nearest_valid_sizes(plan: Plan, size: int, count: int = 2) -> list[int]:
 
 
 def build_plan(spec: UNetSpec) -> Plan:
-    """Lay out the blocks of ``spec`` in execution order."""
+    """Lay out the blocks of ``spec`` in execution order.
+
+    Block names (the weight contract) per level ``K`` (``encK``, ``mid``, ``decK``):
+    ``convN`` (3×3 conv), ``bnN``/``normN`` (batch/instance norm), ``reluN``/``actN`` (ReLU/leaky
+    ReLU), ``pool``, ``dropout`` (``mid.dropin`` before the bottleneck convs); in the decoder
+    ``upsample`` (interpolation), ``up`` (the transposed conv or the conv after interpolation),
+    ``uprelu``/``upact``, ``skip`` (resize/crop of the skip), ``pad`` (padding of the upsampled
+    map), ``concat``; ``tail.convN`` (extra convs before the head) and ``head``.
+    """
     blocks: list[Block] = [Block("input", "input", (), spec.in_channels, spec.in_channels)]
+    by_name: dict[str, Block] = {"input": blocks[0]}
+    leaky = spec.activation == "leaky_relu"
 
     def add(name: str, kind: BlockKind, c_out: int, inputs: tuple[str, ...] = (), **kw) -> str:
         src = inputs or (blocks[-1].name,)
-        by_name = {b.name: b for b in blocks}
-        # resize/crop read (skip, reference) but only transform the skip.
-        reads = src[:1] if kind in ("resize", "crop") else src
+        # resize/crop/pad read (source, reference) but only transform the source.
+        reads = src[:1] if kind in ("resize", "crop", "pad") else src
         c_in = sum(by_name[n].out_channels for n in reads)
-        blocks.append(Block(name, kind, src, c_in, c_out, **kw))
+        block = Block(name, kind, src, c_in, c_out, **kw)
+        blocks.append(block)
+        by_name[name] = block
         return name
 
-    def double_conv(prefix: str, c_out: int, first_input: tuple[str, ...] = ()) -> str:
-        for i in (1, 2):
+    def activation(relu_name: str, c: int) -> str:
+        """A ReLU named ``relu_name``, or a leaky ReLU named with ``act`` in place of ``relu``."""
+        if leaky:
+            name = relu_name.replace("relu", "act")
+            return add(name, "leakyrelu", c, slope=spec.negative_slope)
+        return add(relu_name, "relu", c)
+
+    def norm(prefix: str, i: int, c: int) -> None:
+        if spec.norm == "batch":
+            add(f"{prefix}.bn{i}", "batchnorm", c, epsilon=spec.bn_epsilon)
+        elif spec.norm == "instance":
+            add(f"{prefix}.norm{i}", "instancenorm", c, epsilon=spec.bn_epsilon)
+
+    def double_conv(prefix: str, widths: tuple[int, int], first_input: tuple[str, ...] = ()) -> str:
+        for i, c_out in enumerate(widths, start=1):
             add(f"{prefix}.conv{i}", "conv", c_out, first_input if i == 1 else (), kernel=3,
-                padding=spec.padding)  # fmt: skip
-            if spec.norm == "batch":
-                add(f"{prefix}.bn{i}", "batchnorm", c_out)
-            last = add(f"{prefix}.relu{i}", "relu", c_out)
-        return last
+                padding=spec.padding, bias=spec.conv_bias)  # fmt: skip
+            if spec.act_before_norm:
+                activation(f"{prefix}.relu{i}", c_out)
+                norm(prefix, i, c_out)
+            else:
+                norm(prefix, i, c_out)
+                activation(f"{prefix}.relu{i}", c_out)
+        return blocks[-1].name
+
+    def dropout(site: str, name: str) -> None:
+        if spec.dropout > 0 and site in spec.dropout_at:
+            add(name, "dropout", blocks[-1].out_channels, rate=spec.dropout)
 
     skips: dict[int, str] = {}
     for level in range(1, spec.depth + 1):
-        features = double_conv(f"enc{level}", spec.filters(level))
-        pooled = add(f"enc{level}.pool", "maxpool", spec.filters(level), kernel=2, stride=2)
+        c = spec.filters(level)
+        double_conv(f"enc{level}", (c, c))
+        dropout(f"enc{level}", f"enc{level}.dropout")
+        features = blocks[-1].name
+        pooled = add(f"enc{level}.pool", "maxpool", c, kernel=2, stride=2)
         skips[level] = pooled if spec.skip_source == "pooled" else features
 
-    x = double_conv("mid", spec.filters(spec.depth + 1))
-    if spec.dropout > 0:
-        x = add("mid.dropout", "dropout", spec.filters(spec.depth + 1), rate=spec.dropout)
+    dropout("bottom", "mid.dropin")
+    c = spec.filters(spec.depth + 1)
+    double_conv("mid", (c, c))
+    dropout("mid", "mid.dropout")
+    x = blocks[-1].name
 
     for level in range(spec.depth, 0, -1):
-        c = spec.filters(level)
+        c_up = spec.up_width(level)
         if spec.upsample == "transpose":
-            up = add(f"dec{level}.up", "upconv", c, (x,), kernel=2, stride=2)
+            up = add(f"dec{level}.up", "upconv", c_up, (x,), kernel=2, stride=2)
         else:
-            add(f"dec{level}.upsample", "upsample", spec.filters(level + 1), (x,), stride=2)
-            up = add(f"dec{level}.up", "conv", c, kernel=1, padding="valid")
+            up = add(f"dec{level}.upsample", "upsample", by_name[x].out_channels, (x,), stride=2,
+                     mode=spec.upsample, align_corners=spec.align_corners)  # fmt: skip
+            if spec.up_conv_kernel:
+                # An even kernel with 'same' padding pads one row/column after (zhixuhao/unet).
+                up = add(f"dec{level}.up", "conv", c_up, kernel=spec.up_conv_kernel,
+                         padding="valid" if spec.up_conv_kernel == 1 else "same")  # fmt: skip
+        if spec.up_activation:
+            up = activation(f"dec{level}.uprelu", c_up)
         skip = skips[level]
-        if spec.skip_merge != "none":
-            skip = add(f"dec{level}.skip", spec.skip_merge, c, (skip, up))
-        add(f"dec{level}.concat", "concat", 2 * c, (up, skip))
-        x = double_conv(f"dec{level}", c)
+        if spec.skip_merge in ("resize", "crop"):
+            skip = add(f"dec{level}.skip", spec.skip_merge, by_name[skip].out_channels, (skip, up))
+        elif spec.skip_merge == "pad":
+            up = add(f"dec{level}.pad", "pad", c_up, (up, skip), mode=spec.pad_mode,
+                     align=spec.pad_align)  # fmt: skip
+        pair = (up, skip) if spec.concat_order == "up_skip" else (skip, up)
+        add(f"dec{level}.concat", "concat", sum(by_name[n].out_channels for n in pair), pair)
+        x = double_conv(f"dec{level}", (spec.decoder_mid_width(level), spec.decoder_width(level)))
+        dropout(f"dec{level}", f"dec{level}.dropout")
+        x = blocks[-1].name
 
+    for i, c in enumerate(spec.head_convs, start=1):
+        add(f"tail.conv{i}", "conv", c, kernel=3, padding=spec.padding, bias=spec.conv_bias)
+        activation(f"tail.relu{i}", c)
     add("head", "conv", spec.num_classes, kernel=1, padding="valid")
     return Plan(spec, tuple(blocks))
