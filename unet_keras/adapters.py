@@ -15,8 +15,6 @@ import numpy as np
 
 from unet_spec import UNetSpec, build_plan, check_weights
 
-_BN_ORDER = ("weight", "bias", "running_mean", "running_var")  # gamma, beta, moving mean/var
-
 
 def _to_keras_kernel(w: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.transpose(w, (2, 3, 1, 0)))
@@ -36,10 +34,10 @@ def from_canonical(
         if not names:
             continue
         layer = _layer(model, block.keras_name)
-        if block.kind == "batchnorm":
-            values = [weights[f"{block.name}.{t}"] for t in _BN_ORDER]
+        if block.kind in ("batchnorm", "instancenorm"):
+            values = [weights[n] for n in names]  # gamma, beta[, moving mean, moving variance]
         else:
-            values = [_to_keras_kernel(weights[names[0]]), weights[names[1]]]
+            values = [_to_keras_kernel(weights[names[0]]), *(weights[n] for n in names[1:])]
         layer.set_weights([np.asarray(v, dtype=np.float32) for v in values])
     return model
 
@@ -55,10 +53,11 @@ def to_canonical(
         if not names:
             continue
         values = [np.asarray(v, dtype=dtype) for v in _layer(model, block.keras_name).get_weights()]
-        if block.kind == "batchnorm":
-            out.update({f"{block.name}.{t}": v for t, v in zip(_BN_ORDER, values, strict=True)})
+        if block.kind in ("batchnorm", "instancenorm"):
+            out.update(zip(names, values, strict=True))
         else:
-            out[names[0]], out[names[1]] = _to_canonical_kernel(values[0]), values[1]
+            out[names[0]] = _to_canonical_kernel(values[0])
+            out.update(zip(names[1:], values[1:], strict=True))  # the bias, when there is one
     check_weights(out, spec, source=f"Keras model {model.name!r}")
     return out
 

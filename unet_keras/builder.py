@@ -12,13 +12,16 @@ from collections.abc import Sequence
 import keras
 from keras import layers
 
+from unet_keras.layers import AlignedBilinearUpsampling, PadTo
 from unet_spec import Block, Layout, UNetSpec, build_plan
 
 
 def _make_layer(block: Block, spec: UNetSpec, layout: Layout | None) -> keras.Layer:
     name, kind = block.keras_name, block.kind
     if kind == "conv":
-        return layers.Conv2D(block.out_channels, block.kernel, padding=block.padding, name=name)
+        return layers.Conv2D(
+            block.out_channels, block.kernel, padding=block.padding, use_bias=block.bias, name=name
+        )
     if kind == "upconv":
         return layers.Conv2DTranspose(
             block.out_channels, block.kernel, strides=block.stride, padding="valid", name=name
@@ -26,16 +29,27 @@ def _make_layer(block: Block, spec: UNetSpec, layout: Layout | None) -> keras.La
     if kind == "batchnorm":
         # One convention for both frameworks: the spec holds PyTorch's momentum.
         return layers.BatchNormalization(
-            epsilon=spec.bn_epsilon, momentum=1.0 - spec.bn_momentum, name=name
+            epsilon=block.epsilon, momentum=1.0 - spec.bn_momentum, name=name
+        )
+    if kind == "instancenorm":
+        # Group normalisation with one group per channel is instance normalisation.
+        return layers.GroupNormalization(
+            groups=block.out_channels, epsilon=block.epsilon, name=name
         )
     if kind == "relu":
         return layers.Activation("relu", name=name)
+    if kind == "leakyrelu":
+        return layers.LeakyReLU(negative_slope=block.slope, name=name)
     if kind == "maxpool":
         return layers.MaxPooling2D(pool_size=block.kernel, strides=block.stride, name=name)
     if kind == "dropout":
         return layers.Dropout(block.rate, name=name)
     if kind == "upsample":
-        return layers.UpSampling2D(size=block.stride, interpolation="bilinear", name=name)
+        if block.align_corners:
+            return AlignedBilinearUpsampling(block.stride, name=name)
+        return layers.UpSampling2D(size=block.stride, interpolation=block.mode, name=name)
+    if kind == "pad":
+        return PadTo(block.mode, block.align, name=name)
     if kind == "concat":
         return layers.Concatenate(axis=-1, name=name)
     if kind in ("resize", "crop"):
@@ -84,7 +98,7 @@ def build_unet(
             layer = layers.Conv2D(
                 block.out_channels, block.kernel, activation=spec.head, name=block.keras_name
             )
-        if block.kind == "concat":
+        if block.kind in ("concat", "pad"):
             tensors[block.name] = layer([tensors[n] for n in block.inputs])
         else:  # resize/crop read only the skip: the reference size is baked into the layer
             tensors[block.name] = layer(tensors[block.inputs[0]])

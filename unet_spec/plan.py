@@ -269,9 +269,7 @@ class Plan:
                                 (w - rw) // 2, w - rw - (w - rw) // 2)  # fmt: skip
                     elif b.kind == "pad":
                         if h > rh or w > rw:
-                            raise _SizeError(
-                                f"{b.name} cannot pad {h}x{w} to the skip's {rh}x{rw}"
-                            )
+                            raise _SizeError(f"{b.name} cannot pad {h}x{w} to the skip's {rh}x{rw}")
                         crop = _pad_amounts(rh - h, rw - w, b.align)
                     shape = (c, rh, rw)
                 elif b.kind == "concat":

@@ -216,7 +216,9 @@ class UNetSpec:
                 f"Received: dropout_at={value!r}"
             )
         if len(set(value)) != len(value):
-            raise ValueError(f"UNetSpec.dropout_at lists a site twice. Received: dropout_at={value!r}")
+            raise ValueError(
+                f"UNetSpec.dropout_at lists a site twice. Received: dropout_at={value!r}"
+            )
 
     def _check_combinations(self) -> None:
         if self.skip_source == "pooled" and self.skip_merge != "resize":
@@ -280,7 +282,11 @@ class UNetSpec:
     def up_width(self, level: int) -> int:
         """Channels out of decoder ``level``'s up step."""
         if not self.up_has_conv:  # interpolation alone keeps the channels of the level below
-            return self.filters(self.depth + 1) if level == self.depth else self.decoder_width(level + 1)
+            return (
+                self.filters(self.depth + 1)
+                if level == self.depth
+                else self.decoder_width(level + 1)
+            )
         return self.up_widths[level - 1] if self.up_widths else self.decoder_width(level)
 
     # -- serialisation ---------------------------------------------------------------------------

@@ -20,8 +20,9 @@ from torch import nn
 from unet_spec import Block, UNetSpec, build_plan, check_weights, keep_freed_memory
 
 
-def _bilinear(x: torch.Tensor, **size_or_scale: object) -> torch.Tensor:
-    """Bilinear interpolation (half-pixel centers, no antialias) in ``x``'s own dtype.
+def _bilinear(x: torch.Tensor, align_corners: bool = False, **size_or_scale: object) -> torch.Tensor:
+    """Bilinear interpolation (half-pixel centers unless ``align_corners``, no antialias) in ``x``'s
+    own dtype.
 
     Autocast runs upsampling in float32. Under bf16 autocast that turns every resized skip into a
     float32 tensor, the concat then promotes the decoder's input to float32, and every neighbouring
@@ -31,8 +32,8 @@ def _bilinear(x: torch.Tensor, **size_or_scale: object) -> torch.Tensor:
     device = x.device.type
     if device in ("cpu", "cuda") and torch.is_autocast_enabled(device):
         with torch.autocast(device, enabled=False):
-            return F.interpolate(x, mode="bilinear", align_corners=False, **size_or_scale)
-    return F.interpolate(x, mode="bilinear", align_corners=False, **size_or_scale)
+            return F.interpolate(x, mode="bilinear", align_corners=align_corners, **size_or_scale)
+    return F.interpolate(x, mode="bilinear", align_corners=align_corners, **size_or_scale)
 
 
 class Resize(nn.Module):
@@ -44,17 +45,45 @@ class Resize(nn.Module):
 
 
 class Upsample(nn.Module):
-    """Bilinear upsampling by an integer factor (Keras' ``UpSampling2D(interpolation="bilinear")``)."""
+    """Upsampling by an integer factor: ``"nearest"`` or ``"bilinear"`` (Keras'
+    ``UpSampling2D``), or bilinear with aligned corners (``unet_keras``'s ``AlignedBilinear``)."""
 
-    def __init__(self, scale_factor: int) -> None:
+    def __init__(self, scale_factor: int, mode: str = "bilinear", align_corners: bool = False) -> None:
         super().__init__()
-        self.scale_factor = scale_factor
+        self.scale_factor, self.mode, self.align_corners = scale_factor, mode, align_corners
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _bilinear(x, scale_factor=self.scale_factor)
+        if self.mode == "nearest":
+            return F.interpolate(x, scale_factor=self.scale_factor, mode="nearest")
+        return _bilinear(x, self.align_corners, scale_factor=self.scale_factor)
 
     def extra_repr(self) -> str:
-        return f"scale_factor={self.scale_factor}"
+        corners = ", align_corners=True" if self.align_corners else ""
+        return f"scale_factor={self.scale_factor}, mode={self.mode!r}{corners}"
+
+
+class Pad(nn.Module):
+    """Pad ``x`` to the spatial size of ``ref``: zeros or the edge replicated, the rows/columns
+    split around ``x`` (extra one after) or all after it, as :meth:`unet_spec.Plan.layout` computes
+    them."""
+
+    def __init__(self, mode: str = "zeros", align: str = "center") -> None:
+        super().__init__()
+        self.mode, self.align = mode, align
+
+    def forward(self, x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        (h, w), (rh, rw) = x.shape[-2:], ref.shape[-2:]
+        dh, dw = rh - h, rw - w
+        if self.align == "end":
+            pads = (0, dw, 0, dh)
+        else:
+            pads = (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2)
+        if not any(pads):
+            return x
+        return F.pad(x, pads, mode="constant" if self.mode == "zeros" else "replicate")
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode!r}, align={self.align!r}"
 
 
 class _Crop(torch.autograd.Function):
@@ -92,8 +121,19 @@ class CenterCrop(nn.Module):
         return x[..., top : top + rh, left : left + rw]
 
 
+class EvenSameConv2d(nn.Conv2d):
+    """A 'same' convolution with an even kernel: one row and column more of zeros after the map
+    than before it, as Keras (and TensorFlow) pad. ``nn.Conv2d(padding="same")`` pads the same way
+    but warns on every call that it copies the input; this pads explicitly, once."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        total = self.kernel_size[0] - 1
+        before = total // 2
+        return super().forward(F.pad(x, (before, total - before, before, total - before)))
+
+
 class Concat(nn.Module):
-    """Channel concatenation in plan order (``[upsampled, skip]``)."""
+    """Channel concatenation in plan order (the spec's ``concat_order``)."""
 
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
         return torch.cat(xs, dim=1)
@@ -104,22 +144,31 @@ def _make_module(block: Block, spec: UNetSpec, inplace: bool) -> nn.Module | Non
     if kind == "input":
         return None
     if kind == "conv":
+        args = (block.in_channels, block.out_channels, block.kernel)
+        if block.padding == "same" and block.kernel % 2 == 0:
+            return EvenSameConv2d(*args, bias=block.bias)
         pad = block.kernel // 2 if block.padding == "same" else 0
-        return nn.Conv2d(block.in_channels, block.out_channels, block.kernel, padding=pad)
+        return nn.Conv2d(*args, padding=pad, bias=block.bias)
     if kind == "upconv":
         return nn.ConvTranspose2d(
             block.in_channels, block.out_channels, block.kernel, stride=block.stride
         )
     if kind == "batchnorm":
-        return nn.BatchNorm2d(block.out_channels, eps=spec.bn_epsilon, momentum=spec.bn_momentum)
+        return nn.BatchNorm2d(block.out_channels, eps=block.epsilon, momentum=spec.bn_momentum)
+    if kind == "instancenorm":
+        return nn.InstanceNorm2d(block.out_channels, eps=block.epsilon, affine=True)
     if kind == "relu":
         return nn.ReLU(inplace=inplace)
+    if kind == "leakyrelu":
+        return nn.LeakyReLU(block.slope, inplace=inplace)
     if kind == "maxpool":
         return nn.MaxPool2d(block.kernel, block.stride)
     if kind == "dropout":
         return nn.Dropout(block.rate)
     if kind == "upsample":
-        return Upsample(block.stride)
+        return Upsample(block.stride, block.mode, block.align_corners)
+    if kind == "pad":
+        return Pad(block.mode, block.align)
     if kind == "resize":
         return Resize()
     if kind == "crop":
@@ -188,7 +237,7 @@ class UNet(nn.Module):
             # and never on the input of a recomputed level (the recomputation reads it again).
             source = block.inputs[0] if block.inputs else ""
             inplace = (
-                block.kind == "relu"
+                block.kind in ("relu", "leakyrelu")
                 and last_use[source] == i
                 and not (levels[i] in self.recompute and level_of[source] != levels[i])
             )
