@@ -105,31 +105,63 @@ def test_round_trip_is_bit_exact(name: str) -> None:
 
 @st.composite
 def specs_and_sizes(draw):
+    """A random member of the U-Net family the spec covers, and a size it takes."""
     padding = draw(st.sampled_from(["valid", "same"]))
     skip_source = draw(st.sampled_from(["pooled", "pre_pool"]))
     if skip_source == "pooled":
         merge = "resize"
     else:
-        merge = draw(st.sampled_from(["resize", "crop"] + (["none"] if padding == "same" else [])))
+        same_only = ["none", "pad"] if padding == "same" else []
+        merge = draw(st.sampled_from(["resize", "crop", *same_only]))
     depth = draw(st.integers(1, 5))
     num_classes = draw(st.integers(1, 6))
     heads = ["sigmoid", "softmax", "none"] if num_classes > 1 else ["sigmoid", "none"]
+    upsample = draw(st.sampled_from(["transpose", "bilinear", "nearest"]))
+    up_conv_kernel = 1 if upsample == "transpose" else draw(st.sampled_from([0, 1, 2]))
+    has_up_conv = upsample == "transpose" or up_conv_kernel > 0
+    base = draw(st.sampled_from([2, 3, 4, 8] if depth < 5 else [2, 3, 4]))
+    explicit = draw(st.booleans())  # an explicit channel plan instead of doubling
+    widths = tuple(draw(st.integers(1, 8)) for _ in range(depth + 1)) if explicit else ()
+    decoder = tuple(draw(st.integers(1, 8)) for _ in range(depth)) if explicit else ()
+    middle = tuple(draw(st.integers(1, 8)) for _ in range(depth)) if explicit else ()
+    ups = tuple(draw(st.integers(1, 8)) for _ in range(depth)) if explicit and has_up_conv else ()
+    sites = [f"enc{k}" for k in range(1, depth + 1)] + ["bottom", "mid", f"dec{depth}"]
     spec = UNetSpec(
         in_channels=draw(st.integers(1, 4)),
         num_classes=num_classes,
         depth=depth,
-        base_filters=draw(st.sampled_from([2, 3, 4, 8] if depth < 5 else [2, 3, 4])),
+        base_filters=base,
         padding=padding,
         skip_source=skip_source,
         skip_merge=merge,
-        upsample=draw(st.sampled_from(["transpose", "bilinear"])),
-        norm=draw(st.sampled_from(["none", "batch"])),
+        pad_mode=draw(st.sampled_from(["zeros", "replicate"])),
+        pad_align=draw(st.sampled_from(["center", "end"])),
+        concat_order=draw(st.sampled_from(["up_skip", "skip_up"])),
+        upsample=upsample,
+        align_corners=upsample == "bilinear" and draw(st.booleans()),
+        up_conv_kernel=up_conv_kernel,
+        up_activation=has_up_conv and draw(st.booleans()),
+        widths=widths,
+        decoder_widths=decoder,
+        decoder_mid_widths=middle,
+        up_widths=ups,
+        conv_bias=draw(st.booleans()),
+        activation=draw(st.sampled_from(["relu", "leaky_relu"])),
+        negative_slope=draw(st.sampled_from([0.01, 0.1, 0.3])),
+        norm=draw(st.sampled_from(["none", "batch", "instance"])),
+        act_before_norm=draw(st.booleans()),
         bn_epsilon=draw(st.sampled_from([1e-5, 1e-3])),
         bn_momentum=draw(st.sampled_from([0.1, 0.01])),
         dropout=draw(st.sampled_from([0.0, 0.3])),
+        dropout_at=tuple(draw(st.sets(st.sampled_from(sites), max_size=2))),
+        head_convs=tuple(draw(st.lists(st.integers(1, 4), max_size=2))),
         head=draw(st.sampled_from(heads)),
     )
     sizes = spec.plan().valid_sizes(1, 600)[:4]
+    if spec.norm == "instance":  # instance norm needs more than one pixel at the bottleneck
+        sizes = [n for n in spec.plan().valid_sizes(1, 600) if n >= 2 ** (depth + 1)][:4]
+    if merge == "pad":  # any size works: add the odd neighbours of the valid ones
+        sizes += [n + 1 for n in sizes[:2]]
     h = draw(st.sampled_from(sizes))
     w = draw(st.sampled_from(sizes))
     return spec, (h, w)

@@ -10,7 +10,12 @@ The defects are the ones a port between the two frameworks actually meets:
 - batch-norm momentum in the other convention (Keras' ``momentum`` is ``1 −`` PyTorch's): only
   visible in training mode, so it is checked on the running statistics of one training step;
 - a center crop one pixel off;
-- a bilinear resize with the align-corners rule instead of half-pixel centres.
+- a bilinear resize with the align-corners rule instead of half-pixel centres, and the reverse
+  (milesial's aligned-corners upsampling built as Keras' half-pixel ``UpSampling2D``);
+- nearest ×2 upsampling built as bilinear (zhixuhao/unet's up step);
+- the upsampled map padded with the other fill (MONAI replicates the edge, milesial pads zeros).
+  Where the pad goes cannot be planted: floor pooling leaves the upsampled map at most one row
+  short, and one row goes after the map under both of the spec's alignments.
 
 The Keras builder and adapter are patched for the duration of one test only.
 """
@@ -70,7 +75,15 @@ def _transposed_kernel(monkeypatch) -> None:
     )
 
 
-DROPPED = "dec1.conv1"
+def _dropped_block(spec) -> str:
+    """The block whose bias is dropped: the last decoder level's first conv, or the head where the
+    3×3 convs have no bias (milesial) or instance norm cancels it (MONAI: the norm subtracts each
+    channel's mean, bias included, so dropping it changes nothing downstream)."""
+    return "dec1.conv1" if spec.conv_bias and spec.norm != "instance" else "head"
+
+
+def _dropped(name: str) -> str:
+    return _dropped_block(PRESETS[name])
 
 
 def _dropped_bias(monkeypatch) -> None:
@@ -78,8 +91,9 @@ def _dropped_bias(monkeypatch) -> None:
 
     def without_bias(model, weights, spec):
         # The adapter copies the kernel and leaves the layer's bias at its initial zeros.
+        block = _dropped_block(spec)
         weights = dict(weights)
-        weights[f"{DROPPED}.bias"] = np.zeros_like(weights[f"{DROPPED}.bias"])
+        weights[f"{block}.bias"] = np.zeros_like(weights[f"{block}.bias"])
         return load(model, weights, spec)
 
     monkeypatch.setattr(unet_keras, "from_canonical", without_bias)
@@ -148,10 +162,34 @@ def _resize_rule(monkeypatch) -> None:
     monkeypatch.setattr(builder.layers, "UpSampling2D", _AlignCornersUpsample)
 
 
+def _half_pixel_for_aligned(monkeypatch) -> None:
+    def half_pixel(factor: int, **kwargs):
+        return keras.layers.UpSampling2D(size=factor, interpolation="bilinear", **kwargs)
+
+    monkeypatch.setattr(builder, "AlignedBilinearUpsampling", half_pixel)
+
+
+def _bilinear_for_nearest(monkeypatch) -> None:
+    original = builder.layers.UpSampling2D
+
+    def bilinear(*, size, interpolation, **kwargs):
+        return original(size=size, interpolation="bilinear", **kwargs)
+
+    monkeypatch.setattr(builder.layers, "UpSampling2D", bilinear)
+
+
+def _upsample_presets(**fields) -> list[str]:
+    return sorted(
+        n for n, s in PRESETS.items()
+        if any(b.kind == "upsample" and all(getattr(b, k) == v for k, v in fields.items())
+               for b in s.plan().blocks)
+    )  # fmt: skip
+
+
 MUTATIONS = {
     # defect: (plant it, presets it applies to, the block where it must be found first)
     "transposed-kernel": (_transposed_kernel, sorted(PRESETS), lambda n: _first_block(n, "conv")),
-    "dropped-bias": (_dropped_bias, sorted(PRESETS), lambda n: DROPPED),
+    "dropped-bias": (_dropped_bias, sorted(PRESETS), _dropped),
     "swapped-concat": (_swapped_concat, _presets("concat"), lambda n: _first_block(n, "concat")),
     "bn-epsilon": (_bn_epsilon, _presets("batchnorm"), lambda n: _first_block(n, "batchnorm")),
     "crop-off-by-one": (_crop_off_by_one, _presets("crop"), lambda n: _first_block(n, "crop")),
@@ -160,6 +198,16 @@ MUTATIONS = {
         sorted(set(_presets("resize")) | set(_presets("upsample"))),
         lambda n: _first_rescaling(n),
     ),
+    "half-pixel-for-aligned": (
+        _half_pixel_for_aligned,
+        _upsample_presets(align_corners=True),
+        lambda n: _first_block(n, "upsample"),
+    ),
+    "bilinear-for-nearest": (
+        _bilinear_for_nearest,
+        _upsample_presets(mode="nearest"),
+        lambda n: _first_block(n, "upsample"),
+    ),
 }
 CASES = [(m, p) for m, (_, presets, _) in MUTATIONS.items() for p in presets]
 
@@ -167,7 +215,9 @@ CASES = [(m, p) for m, (_, presets, _) in MUTATIONS.items() for p in presets]
 def test_every_preset_meets_the_defects_that_apply_to_it() -> None:
     covered = {p for _, p in CASES}
     assert covered == set(PRESETS)
-    assert {"crop-off-by-one", "resize-rule", "bn-epsilon"} <= {m for m, _ in CASES}
+    planted = {m for m, _ in CASES}
+    assert {"crop-off-by-one", "resize-rule", "bn-epsilon", "swapped-concat"} <= planted
+    assert {"half-pixel-for-aligned", "bilinear-for-nearest"} <= planted
 
 
 @pytest.mark.parametrize(("mutation", "preset"), CASES, ids=[f"{m}-{p}" for m, p in CASES])
@@ -210,3 +260,33 @@ def test_batch_norm_momentum_in_the_other_convention_fails(preset: str) -> None:
     wrong = check_against_noise(keras_stats(spec.bn_momentum), ref, ref64, NoiseTolerance())
     assert right.passed, right
     assert not wrong.passed, wrong
+
+
+def _flipped_pad(monkeypatch) -> None:
+    original = builder.PadTo
+
+    def other_fill(mode: str, align: str, **kwargs):
+        return original("replicate" if mode == "zeros" else "zeros", align, **kwargs)
+
+    monkeypatch.setattr(builder, "PadTo", other_fill)
+
+
+PADDED = sorted(n for n, s in PRESETS.items() if s.skip_merge == "pad" and s.base_filters <= 32)
+
+
+@pytest.mark.parametrize("preset", PADDED)
+def test_padding_with_the_other_fill_fails(preset: str, monkeypatch) -> None:
+    """At a size whose poolings floor (so the upsampled maps come out short), padding with the
+    other fill than the spec says is caught at the first padded block."""
+    spec = get_preset(preset)
+    size = _size(preset) + 2 ** (spec.depth - 1) + 3  # odd at two levels or more
+    layout = spec.plan().check_size(size)
+    padded = [i.block.name for i in layout if i.block.kind == "pad" and any(i.crop)]
+    assert len(padded) >= 2, padded
+    weights = random_weights(spec, seed=6)
+    x = cf.random_input(spec, size, batch=1, seed=6)
+    assert cf.run_parity(spec, weights, x).passed
+    _flipped_pad(monkeypatch)
+    report = cf.run_parity(spec, weights, x)
+    assert not report.passed
+    assert report.first_failure == padded[0], report.first_failure

@@ -347,7 +347,7 @@ class Plan:
                 r, j = r + (b.kernel - 1) * j, j * b.stride
             elif b.kind in ("upconv", "upsample"):
                 j = j / 2
-                if b.kind == "upsample":  # bilinear reads two neighbours
+                if b.kind == "upsample" and b.mode == "bilinear":  # reads two neighbours
                     r += j * 2
             elif b.kind == "resize":
                 r += j
