@@ -224,7 +224,7 @@ def main() -> None:
         plot(json.loads(json_path.read_text()), args.out.with_suffix(".png"))
         return
     sys.path.insert(0, str(REPO))
-    from unet_spec import atomic_write_bytes, machine_line
+    from unet_runtime import atomic_write_bytes, machine_line
 
     generate(args.data, args.sizes)
     results = {"machine": machine_line(), "steps": args.steps, "runs": [],

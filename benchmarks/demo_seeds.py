@@ -11,7 +11,7 @@ epoch by mean validation Dice, its per-class Dice, and ``wall_time_s`` (from the
 the end of the run's artifacts, Keras export included). The load average before and after each run
 is recorded beside it, because the demo's wall time is only meaningful with the load it ran under.
 
-Prints a Markdown table headed by :func:`unet_spec.machine_line` and exits with status 1 if any
+Prints a Markdown table headed by :func:`unet_runtime.machine_line` and exits with status 1 if any
 seed misses the goal (``--min-dice`` mean, ``--min-class`` for every class, ``--max-minutes``).
 """
 
@@ -33,7 +33,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from unet_spec.machine import machine_info, machine_line  # noqa: E402
+from unet_runtime.machine import machine_info, machine_line  # noqa: E402
 
 
 def run_seed(seed: int, config: Path, workdir: Path, extra: list[str], env: dict) -> dict:
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.isa:
         # Set here too, so the machine line names the cap the runs use.
         os.environ["ONEDNN_MAX_CPU_ISA"] = env["ONEDNN_MAX_CPU_ISA"] = args.isa
-    from unet_spec.synthetic import CLASS_NAMES
+    from unet_data.synthetic import CLASS_NAMES
 
     config = args.config.resolve()
     info = machine_info()

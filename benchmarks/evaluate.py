@@ -33,7 +33,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from unet_spec import machine_line  # noqa: E402 - after the path set-up above
+from unet_runtime import machine_line  # noqa: E402 - after the path set-up above
 
 
 def train(config: Path, budget_s: float, extra: list[str]) -> Path:
@@ -130,7 +130,7 @@ def evaluate_predict(run: Path, backend: str, split: str = "val") -> dict:
     import torch
     from PIL import Image
 
-    from unet_spec.masks import decode_mask
+    from unet_infer.masks import decode_mask
 
     system, data, best = _load(run)
     data.setup("validate" if split == "val" else "test")

@@ -29,7 +29,8 @@ import numpy as np
 
 import unet_bridge as cf
 from unet_bridge import export
-from unet_spec import PRESETS, UNetSpec, machine_line, random_weights
+from unet_runtime import machine_line
+from unet_spec import PRESETS, UNetSpec, random_weights
 
 FORMATS = [
     (".onnx", "fp32"), (".onnx", "fp16"), (".onnx", "dynamic-int8"),
@@ -127,7 +128,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         models = [(n, PRESETS[n], random_weights(PRESETS[n], seed=0), None) for n in args.presets]
         if args.demo is not None:
-            from unet_spec.synthetic import make_dataset
+            from unet_data.synthetic import make_dataset
 
             weights, spec, _ = cf.load_any_weights(args.demo / "model.safetensors")
             # The demo run's validation images (configs/demo.yaml: 256 train, 32 val, 64 px).

@@ -21,7 +21,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import unet_bridge as cf
-from unet_spec import DEFAULT_SIZES, PRESETS, machine_info, machine_line, random_weights
+from unet_runtime import machine_info, machine_line
+from unet_spec import DEFAULT_SIZES, PRESETS, random_weights
 
 
 def cases(full: bool) -> list[tuple[str, int]]:

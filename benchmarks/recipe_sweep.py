@@ -26,7 +26,7 @@ import lightning as L  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
-from unet_spec import machine_info  # noqa: E402
+from unet_runtime import machine_info  # noqa: E402
 from unet_train.callbacks import FiniteLossGuard  # noqa: E402
 from unet_train.data import FolderDataModule  # noqa: E402
 from unet_train.datasets import Augmentation  # noqa: E402

@@ -14,7 +14,7 @@ inter-op pool at one thread and at its default, one per core (the intra-op pool 
 as a convolution's input gradient and its weight gradient. Each side runs in its own process, one
 after the other. Both report the minor page faults of one step: memory that ``malloc`` handed back
 to the system and the kernel had to map in and zero again (``--malloc system`` shows glibc's
-default; the default is ``unet_spec.keep_freed_memory()``, which building a ``UNet`` turns on).
+default; the default is ``unet_runtime.keep_freed_memory()``, which building a ``UNet`` turns on).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from throughput import add_malloc_option, apply_malloc_option
 
-from unet_spec import machine_line
+from unet_runtime import machine_line
 
 
 def torch_side(preset: str, size: int, batch: int, rounds: int) -> dict:

@@ -7,7 +7,7 @@ CPU mode (default) measures, for every preset and batch size:
 - one training step (forward, backward, Adam update; the same logits loss on both sides);
 - peak resident memory of inference and of a training step, each framework in its own subprocess.
 
-The torch processes run with ``unet_spec.keep_freed_memory()`` in force, as every torch path does
+The torch processes run with ``unet_runtime.keep_freed_memory()`` in force, as every torch path does
 (building a ``UNet`` turns it on); ``--malloc system`` leaves glibc's default instead. The tables'
 machine line gives the torch worker's setting; the Keras workers never change ``malloc``.
 
@@ -43,15 +43,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
-from unet_spec import (
-    DEFAULT_SIZES,
-    UNetSpec,
-    get_preset,
-    machine_info,
-    machine_line,
-    random_weights,
-)
-from unet_spec.allocator import ENV_VAR as ALLOCATOR_ENV
+from unet_runtime import machine_info, machine_line
+from unet_runtime.allocator import ENV_VAR as ALLOCATOR_ENV
+from unet_spec import DEFAULT_SIZES, UNetSpec, get_preset, random_weights
 
 LR = 1e-4
 ADAM_EPS = 1e-7  # Keras' default; torch gets the same so both optimisers do the same update
@@ -64,7 +58,7 @@ def add_malloc_option(parser: argparse.ArgumentParser) -> None:
         choices=("keep", "system"),
         default="keep",
         help="keep: malloc keeps freed memory, as building a UNet sets it "
-        "(unet_spec.keep_freed_memory); system: glibc's default, for comparison",
+        "(unet_runtime.keep_freed_memory); system: glibc's default, for comparison",
     )
 
 

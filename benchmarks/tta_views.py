@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 
 import unet_bridge as cf
-from unet_spec import machine_line
-from unet_spec.data import find_pairs, read_mask
-from unet_spec.images import read_image
-from unet_spec.tiling import TTA_TRANSFORMS, labels_from_probs
+from unet_data import find_pairs, read_mask
+from unet_data.images import read_image
+from unet_infer.tiling import TTA_TRANSFORMS, labels_from_probs
+from unet_runtime import machine_line
 
 
 def main() -> None:
@@ -26,7 +26,7 @@ def main() -> None:
     p.add_argument("run", type=Path, help="a run folder holding model.safetensors")
     p.add_argument("data", type=Path, help="a folder with images/ and masks/")
     p.add_argument("--last", type=int, default=5, help="score the last N pairs (the tail split)")
-    p.add_argument("--encoding", default="binary", help="mask encoding (see unet_spec.data)")
+    p.add_argument("--encoding", default="binary", help="mask encoding (see unet_data)")
     args = p.parse_args()
     predictor = cf.load_predictor(args.run / "model.safetensors", "torch")
     spec = predictor.spec

@@ -1,4 +1,4 @@
-"""``unet_spec.keep_freed_memory``: freed large blocks are reused without new page faults.
+"""``unet_runtime.keep_freed_memory``: freed large blocks are reused without new page faults.
 
 Each check runs in a fresh interpreter, because the setting is process-wide and cannot be undone.
 The measure is the count of minor page faults when a freed 64 MiB block is allocated again and
@@ -92,7 +92,7 @@ def test_a_choice_made_in_the_environment_is_left_alone(env):
 def test_building_a_unet_keeps_freed_memory():
     """``UNet(spec)`` turns it on, so every torch path (scripts, train.py, unet) runs this way."""
     code = (
-        "from unet_spec import freed_memory_kept, get_preset\n"
+        "from unet_runtime import freed_memory_kept\nfrom unet_spec import get_preset\n"
         "before = freed_memory_kept()\n"
         "from unet_torch import UNet\n"
         "UNet(get_preset('seed-small'))\n"

@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
+from unet_data import IGNORE_INDEX, read_mask
+from unet_data.images import read_image
 from unet_spec import get_preset
-from unet_spec.data import IGNORE_INDEX, read_mask
-from unet_spec.images import read_image
 from unet_train.data import FolderDataModule, SyntheticDataModule
 from unet_train.datasets import Augmentation, TrainCrops
 

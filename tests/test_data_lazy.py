@@ -12,14 +12,14 @@ import pytest
 import torch
 from PIL import Image
 
-from unet_spec import get_preset
-from unet_spec.data import (
+from unet_data import (
     ByteCache,
     FileSamples,
     class_frequencies,
     median_frequency_weights,
     parse_bytes,
 )
+from unet_spec import get_preset
 from unet_train.data import FolderDataModule
 from unet_train.datasets import DataFileError, TrainCrops, reflect_indices
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from unet_spec.data import group_of, split_by_group
+from unet_data import group_of, split_by_group
 
 
 def _pairs(counts: dict[str, int]) -> list[tuple[Path, Path]]:

@@ -1,9 +1,12 @@
-"""Imports point down the layers only (the picture in the README's "The packages").
+"""Imports point down the layers only (the picture in docs/architecture.md).
 
-``unet_spec`` is the base; ``unet_torch`` and ``unet_keras`` are spokes above it that never import
-each other; ``unet_bridge`` runs both; the ``unet`` command, training (``unet_train``), the tests and
-the benchmarks sit on top. The rules are read from the source (every ``import`` statement, including the
-lazy ones inside functions), so a violation is caught on any machine, whatever is installed.
+``unet_runtime`` (process infrastructure) is the floor; ``unet_spec`` (the contract) stands on it;
+``unet_infer`` (inference) and ``unet_data`` (data reading) are framework-free siblings above the
+spec that never import each other; ``unet_torch`` and ``unet_keras`` are spokes above those that
+never import each other; ``unet_bridge`` runs both; the ``unet`` command, training (``unet_train``),
+the tests and the benchmarks sit on top. The rules are read from the source (every ``import``
+statement, including the lazy ones inside functions), so a violation is caught on any machine,
+whatever is installed.
 """
 
 from __future__ import annotations
@@ -36,14 +39,55 @@ class Rule:
 
 UPPER = ("unet_bridge", "unet_train", "unet_cli")
 
+SPOKES = ("unet_torch", "unet_keras")
+# Imported inside functions only by the framework-free packages, so importing them loads numpy only.
+HEAVY = (*FRAMEWORKS, "PIL", "scipy", "tifffile")
+
 RULES = (
     Rule(
-        "unet_spec",
-        (*FRAMEWORKS, "PIL", "scipy", "tifffile", "unet_torch", "unet_keras", *UPPER),
+        "unet_runtime",
+        HEAVY,
         module_level_only=True,
-        why="the spec is the base layer: numpy only when imported (Pillow, scipy, tifffile lazily)",
+        why="process infrastructure: the standard library only when imported (torch lazily)",
     ),
-    Rule("unet_spec", ("unet_torch", "unet_keras", *UPPER), why="the spec is the base layer"),
+    Rule(
+        "unet_runtime",
+        ("unet_spec", "unet_infer", "unet_data", *SPOKES, *UPPER),
+        why="process infrastructure is the floor: it knows nothing of U-Nets",
+    ),
+    Rule(
+        "unet_spec",
+        HEAVY,
+        module_level_only=True,
+        why="the spec is the base layer: numpy only when imported",
+    ),
+    Rule(
+        "unet_spec",
+        ("unet_infer", "unet_data", *SPOKES, *UPPER),
+        why="the spec is the contract: of the framework-free packages it uses unet_runtime only",
+    ),
+    Rule(
+        "unet_infer",
+        HEAVY,
+        module_level_only=True,
+        why="inference is framework-free: numpy only when imported (Pillow lazily)",
+    ),
+    Rule(
+        "unet_infer",
+        ("unet_data", *SPOKES, *UPPER),
+        why="inference stands on the spec; it reads no data sets and knows no framework",
+    ),
+    Rule(
+        "unet_data",
+        HEAVY,
+        module_level_only=True,
+        why="data reading is framework-free: numpy only when imported (Pillow, tifffile lazily)",
+    ),
+    Rule(
+        "unet_data",
+        ("unet_infer", *SPOKES, *UPPER),
+        why="data reading stands on the spec; it runs no model and knows no framework",
+    ),
     Rule(
         "unet_torch",
         ("unet_keras", "tensorflow", "keras", *UPPER),
@@ -149,8 +193,8 @@ def violations(root: Path = ROOT, rules: tuple[Rule, ...] = RULES) -> list[tuple
     return found
 
 
-def _rule(package: str) -> Rule:
-    return next(rule for rule in RULES if rule.package == package)
+def _rules(package: str) -> tuple[Rule, ...]:
+    return tuple(rule for rule in RULES if rule.package == package)
 
 
 def _describe(site: ImportSite, rule: Rule) -> str:
@@ -187,6 +231,9 @@ def test_every_ruled_folder_holds_code() -> None:
         ("def f():\n    import torch\n", False),  # lazy: allowed in unet_spec
         ("from . import plan\n", False),
         ("from .. import unet_cli\n", True),  # relative, resolved to the root
+        ("from unet_runtime import atomic_path\n", False),  # the floor below the contract
+        ("def f():\n    from unet_data import read_mask\n", True),  # a sibling above, even lazily
+        ("from unet_infer.tiling import predict_tiled\n", True),
     ],
 )
 def test_the_checker_catches_a_planted_import(tmp_path: Path, source: str, caught: bool) -> None:
@@ -194,7 +241,7 @@ def test_the_checker_catches_a_planted_import(tmp_path: Path, source: str, caugh
     package.mkdir()
     (package / "__init__.py").write_text("")
     (package / "planted.py").write_text(source)
-    found = violations(tmp_path, (_rule("unet_spec"),))
+    found = violations(tmp_path, _rules("unet_spec"))
     assert bool(found) is caught, found
     if caught:
         message = _describe(*found[0])
@@ -208,7 +255,7 @@ def test_lazy_imports_count_for_the_spokes(tmp_path: Path) -> None:
     (package / "lazy.py").write_text(
         "import numpy\n\n\ndef f():\n    from unet_torch import UNet\n"
     )
-    rule = _rule("unet_keras")
+    (rule,) = _rules("unet_keras")
     (site, _), *rest = violations(tmp_path, (rule,))
     assert not rest
     assert (site.path, site.line, site.module) == ("unet_keras/lazy.py", 5, "unet_torch.UNet")
@@ -221,5 +268,30 @@ def test_parity_tests_may_use_the_cli_entry_point(tmp_path: Path) -> None:
     (package / "__init__.py").write_text("")
     (package / "ok.py").write_text("from unet_cli.main import main\nfrom unet_cli import main\n")
     (package / "bad.py").write_text("from unet_cli.predict import decode_mask\n")
-    found = violations(tmp_path, (_rule("parity_tests"),))
+    found = violations(tmp_path, _rules("parity_tests"))
     assert [s.path for s, _ in found] == ["parity_tests/bad.py"]
+
+
+@pytest.mark.parametrize(
+    ("package", "source", "caught"),
+    [
+        ("unet_runtime", "from unet_spec import UNetSpec\n", True),
+        ("unet_runtime", "def f():\n    import torch\n", False),  # lazy: the machine line
+        ("unet_runtime", "import numpy\n", False),
+        ("unet_infer", "from unet_spec.plan import nearest_valid_sizes\n", False),
+        ("unet_infer", "from unet_data import read_mask\n", True),
+        ("unet_infer", "from PIL import Image\n", True),
+        ("unet_data", "from unet_runtime.files import atomic_path\n", False),
+        ("unet_data", "def f():\n    from unet_infer.masks import png_bytes\n", True),
+        ("unet_data", "def f():\n    from unet_torch import UNet\n", True),
+    ],
+)
+def test_the_framework_free_packages_keep_their_places(
+    tmp_path: Path, package: str, source: str, caught: bool
+) -> None:
+    folder = tmp_path / package
+    folder.mkdir()
+    (folder / "__init__.py").write_text("")
+    (folder / "planted.py").write_text(source)
+    found = violations(tmp_path, _rules(package))
+    assert bool(found) is caught, found

@@ -13,7 +13,7 @@ import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 from PIL import Image
 
-from unet_spec.synthetic import make_sample
+from unet_data.synthetic import make_sample
 from unet_train.callbacks import AtomicCheckpointIO
 from unet_train.data import FolderDataModule
 from unet_train.system import SegmentationSystem

@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from unet_spec.masks import decode_mask
-from unet_spec.synthetic import make_sample
+from unet_data.synthetic import make_sample
+from unet_infer.masks import decode_mask
 from unet_train.callbacks import AtomicCheckpointIO, MaskWriter
 from unet_train.data import FolderDataModule, SyntheticDataModule
 from unet_train.system import SegmentationSystem

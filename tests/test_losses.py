@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from unet_spec.data import IGNORE_INDEX
+from unet_data import IGNORE_INDEX
 from unet_train.losses import LOSSES, SegmentationLoss, binary_cross_entropy, soft_dice
 
 

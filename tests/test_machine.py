@@ -1,6 +1,6 @@
 """The machine line at the head of every results table."""
 
-from unet_spec.machine import machine_info, machine_line
+from unet_runtime.machine import machine_info, machine_line
 
 
 def test_machine_line_names_what_a_figure_depends_on_in_order():

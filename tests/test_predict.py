@@ -115,14 +115,14 @@ def test_missing_weights_and_invalid_tile(files, capsys):
 
 @pytest.mark.parametrize("num_classes", [1, 2, 3, 300])
 def test_written_masks_decode_to_the_class_ids(num_classes):
-    from unet_spec.masks import decode_mask, encode_mask
+    from unet_infer.masks import decode_mask, encode_mask
 
     ids = np.random.default_rng(0).integers(0, max(num_classes, 2), size=(5, 7))
     np.testing.assert_array_equal(decode_mask(encode_mask(ids, num_classes), num_classes), ids)
 
 
 def test_masks_that_encode_mask_never_writes_are_refused():
-    from unet_spec.masks import decode_mask
+    from unet_infer.masks import decode_mask
 
     with pytest.raises(ValueError, match="class ids below"):
         decode_mask(np.full((2, 2), 3, np.uint8), 3)

@@ -15,13 +15,13 @@ import pytest
 from PIL import Image
 
 from unet_cli.main import main
-from unet_spec.images import read_image
-from unet_spec.masks import decode_mask
+from unet_data.images import read_image
+from unet_infer.masks import decode_mask
 
 torch = pytest.importorskip("torch")  # the torch stack before TensorFlow (see unet_keras._imports)
 L = pytest.importorskip("lightning")
 
-from unet_spec.synthetic import make_sample  # noqa: E402
+from unet_data.synthetic import make_sample  # noqa: E402
 from unet_train.data import FolderDataModule  # noqa: E402
 from unet_train.datasets import Augmentation  # noqa: E402
 from unet_train.system import SegmentationSystem  # noqa: E402

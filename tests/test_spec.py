@@ -73,7 +73,7 @@ def test_unknown_preset_lists_known_ones() -> None:
 
 def test_spec_package_imports_no_framework() -> None:
     code = (
-        "import sys, unet_spec, unet_spec.weights, unet_spec.tiling, unet_spec.images\n"
+        "import sys, unet_spec, unet_spec.weights, unet_infer.tiling, unet_data.images\n"
         "from unet_spec import get_preset\n"
         "p = get_preset('seed').plan(); p.layout(572)\n"
         "bad = [m for m in ('torch', 'tensorflow', 'keras', 'lightning', 'jax') if m in sys.modules]\n"

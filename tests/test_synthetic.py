@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from unet_spec.synthetic import CLASS_NAMES, make_dataset, make_sample
+from unet_data.synthetic import CLASS_NAMES, make_dataset, make_sample
 
 
 def test_same_seed_same_sample_and_different_seed_differs():

@@ -10,9 +10,9 @@ import pytest
 import tifffile
 from PIL import Image
 
+from unet_data import read_mask
+from unet_data.images import image_info, read_image
 from unet_spec import get_preset
-from unet_spec.data import read_mask
-from unet_spec.images import image_info, read_image
 from unet_train.data import FolderDataModule
 
 GREY = get_preset("modern-small").replace(in_channels=1, depth=2)

@@ -8,8 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from unet_spec import get_preset
-from unet_spec.tiling import (
+from unet_infer.tiling import (
     axis_weights,
     check_tile,
     default_tile,
@@ -20,6 +19,7 @@ from unet_spec.tiling import (
     predict_tta,
     tile_grid,
 )
+from unet_spec import get_preset
 
 
 def _center_crop_forward(spec, tile):
@@ -228,7 +228,7 @@ def test_tta_of_an_equivariant_model_is_the_plain_prediction(transforms):
 def test_tiling_imports_no_framework():
     import subprocess
 
-    code = "import sys, unet_spec.tiling; print(sorted({'torch', 'tensorflow', 'keras'} & set(sys.modules)))"
+    code = "import sys, unet_infer.tiling; print(sorted({'torch', 'tensorflow', 'keras'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

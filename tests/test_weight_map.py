@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from unet_data import IGNORE_INDEX
+from unet_data.weight_map import border_weights
 from unet_spec import get_preset
-from unet_spec.data import IGNORE_INDEX
-from unet_spec.weight_map import border_weights
 from unet_train.data import SyntheticDataModule
 from unet_train.datasets import Augmentation, TrainCrops
 from unet_train.losses import SegmentationLoss

@@ -20,7 +20,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from unet_spec import UNetSpec, atomic_write_bytes, build_plan
+from unet_runtime import atomic_write_bytes
+from unet_spec import UNetSpec, build_plan
 
 #: How to load each format, by suffix (``{path}`` is the artefact's file name).
 LOADING = {

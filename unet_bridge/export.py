@@ -4,7 +4,7 @@ Each format is a write-only entry of the format registry (:mod:`unet_bridge.form
 and a *runner*: ``run(artefact, x)`` runs the artefact in its own runtime (onnxruntime, TensorFlow,
 the LiteRT interpreter, ``torch.export.load``) on an NCHW float32 batch and returns NCHW logits,
 converting layouts where the runtime is NHWC. :func:`export_model` writes through
-:func:`unet_spec.atomic_path` and proves the artefact like ``unet port`` proves a port: the
+:func:`unet_runtime.atomic_path` and proves the artefact like ``unet port`` proves a port: the
 artefact runs in its runtime on random input (and an image when given), and its logits and final
 outputs are judged against the canonical PyTorch model in fp32 and its float64 run by the
 noise-aware comparison (:func:`unet_spec.check_against_noise`). Only an artefact that passes lands
@@ -38,15 +38,8 @@ import numpy as np
 
 from unet_bridge import inputs
 from unet_bridge.formats import FORMATS, Format, Size, Weights, format_of, register
-from unet_spec import (
-    NoiseCheck,
-    NoiseTolerance,
-    UNetSpec,
-    atomic_path,
-    build_plan,
-    check_destination,
-    compare,
-)
+from unet_runtime import atomic_path, check_destination
+from unet_spec import NoiseCheck, NoiseTolerance, UNetSpec, build_plan, compare
 from unet_spec.compare import FP32_EPS
 from unet_spec.sizes import any_size
 

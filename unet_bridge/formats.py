@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from unet_bridge.inputs import model_size
-from unet_spec import UNetSpec, atomic_path
+from unet_runtime import atomic_path
+from unet_spec import UNetSpec
 
 Weights = Mapping[str, np.ndarray]
 Size = int | Sequence[int] | None

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from unet_spec.machine import machine_info
+from unet_runtime.machine import machine_info
 
 
 def import_frameworks() -> None:

@@ -26,14 +26,8 @@ from unet_bridge.parity import (
     torch_model,
     torch_taps,
 )
-from unet_spec import (
-    NoiseCheck,
-    NoiseTolerance,
-    UNetSpec,
-    atomic_path,
-    check_against_noise,
-    label_rule,
-)
+from unet_runtime import atomic_path
+from unet_spec import NoiseCheck, NoiseTolerance, UNetSpec, check_against_noise, label_rule
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Weights come through the format registry (every readable suffix); the backend picks the runtime.
 The ``onnx`` backend runs an exported ``.onnx`` artefact (``unet export``) in onnxruntime; its spec
-comes from the artefact's metadata. Every predictor is a :class:`unet_spec.tiling.TiledPredictor`,
+comes from the artefact's metadata. Every predictor is a :class:`unet_infer.tiling.TiledPredictor`,
 so all of them tile, pad and label images exactly as validation does.
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from unet_bridge.formats import load_any_weights
+from unet_infer.tiling import TiledPredictor
 from unet_spec import UNetSpec
-from unet_spec.tiling import TiledPredictor
 
 #: Runtimes a predictor can run on.
 BACKENDS = ("torch", "keras", "onnx")

@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import unet_bridge as cf
-    from unet_spec import atomic_write_bytes
+    from unet_runtime import atomic_write_bytes
 
     export = cf.export.export_of(args.dst)  # the suffix first: no framework loads for a typo
     if not args.weights.is_file():

@@ -15,7 +15,8 @@ import json
 from pathlib import Path
 
 from unet_cli.common import add_spec_arguments, spec_from_args
-from unet_spec import NoiseTolerance, atomic_write_bytes
+from unet_runtime import atomic_write_bytes
+from unet_spec import NoiseTolerance
 
 HELP = "compare the PyTorch and Keras models of a weight file, block by block"
 

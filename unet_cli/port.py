@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import unet_bridge as cf
-    from unet_spec import check_destination
+    from unet_runtime import check_destination
 
     src: Path = args.src
     dst: Path = args.dst

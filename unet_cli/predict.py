@@ -5,7 +5,7 @@ binary task), ``NAME_overlay.png`` (the image with the classes tinted) and, with
 ``NAME_probs.npy`` (``(K, H, W)`` float32). An image that cannot be read or does not fit the model
 is reported by name and skipped; the others are still processed, and the exit code is 2.
 
-Images go through the tiling engine and the label rule of validation (:mod:`unet_spec.tiling`), so
+Images go through the tiling engine and the label rule of validation (:mod:`unet_infer.tiling`), so
 for the same weights and images the masks score what validation reports.
 """
 
@@ -16,11 +16,11 @@ import sys
 from pathlib import Path
 
 from unet_cli.common import add_spec_arguments, spec_from_args
-from unet_spec import atomic_write_bytes
-from unet_spec.data import image_files
-from unet_spec.images import read_image
-from unet_spec.masks import encode_mask, npy_bytes, overlay, png_bytes
-from unet_spec.tiling import TTA_MODES, labels_from_probs
+from unet_data import image_files
+from unet_data.images import read_image
+from unet_infer.masks import encode_mask, npy_bytes, overlay, png_bytes
+from unet_infer.tiling import TTA_MODES, labels_from_probs
+from unet_runtime import atomic_write_bytes
 
 HELP = "segment images of any size (tiled as in validation) and write mask and overlay PNGs"
 
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from unet_bridge import load_predictor
-    from unet_spec.tiling import check_tile
+    from unet_infer.tiling import check_tile
 
     if not args.weights.is_file():
         raise FileNotFoundError(f"{args.weights}: no such weight file")

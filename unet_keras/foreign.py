@@ -31,7 +31,8 @@ import numpy as np
 from unet_keras.adapters import from_canonical, to_canonical
 from unet_keras.builder import build_unet
 from unet_keras.io import load_keras
-from unet_spec import UNetSpec, atomic_path, build_plan, resolve_spec
+from unet_runtime import atomic_path
+from unet_spec import UNetSpec, build_plan, resolve_spec
 from unet_spec.sizes import build_size
 
 H5_SPEC_ATTR = "unet_spec"

@@ -17,7 +17,8 @@ import numpy as np
 
 from unet_keras.adapters import from_canonical
 from unet_keras.builder import build_unet
-from unet_spec import UNetSpec, atomic_path
+from unet_runtime import atomic_path
+from unet_spec import UNetSpec
 
 SPEC_MEMBER = "unet_spec.json"
 

@@ -1,10 +1,15 @@
-"""Framework-free U-Net description: spec, presets, layer plan, shapes, canonical weights, parity.
+"""The U-Net contract: spec, presets, layer plan, sizes, canonical weights, noise-aware comparison.
 
-Importing this package loads no deep-learning framework (only numpy), so tools that only reason about
-architectures stay light; ``unet_torch`` and ``unet_keras`` build models from what is defined here.
+:class:`UNetSpec` and the named presets describe a network; :func:`build_plan` lays out its blocks
+(names, kinds, channels) and the shapes they produce; :mod:`unet_spec.sizes` answers which input
+sizes are valid; :mod:`unet_spec.weights` reads and writes the canonical safetensors file both
+frameworks load; :func:`check_against_noise` is the comparison every parity check uses. Importing
+this package loads numpy only, and ``unet_torch`` and ``unet_keras`` build models from what is
+defined here. Everything else framework-free has its own package: inference in ``unet_infer``,
+data reading in ``unet_data``, process infrastructure (allocator, machine line, atomic files) in
+``unet_runtime``, the one of them this package imports (for atomic weight files).
 """
 
-from unet_spec.allocator import freed_memory_kept, keep_freed_memory
 from unet_spec.compare import (
     Comparison,
     NoiseCheck,
@@ -13,8 +18,6 @@ from unet_spec.compare import (
     compare,
     label_rule,
 )
-from unet_spec.files import atomic_path, atomic_write_bytes, check_destination
-from unet_spec.machine import machine_info, machine_line
 from unet_spec.plan import Block, LayerInfo, Layout, Plan, build_plan, keras_name
 from unet_spec.presets import DEFAULT_SIZES, PRESETS, get_preset, make_spec
 from unet_spec.spec import UNetSpec
@@ -39,23 +42,16 @@ __all__ = [
     "Layout",
     "Plan",
     "UNetSpec",
-    "atomic_path",
-    "atomic_write_bytes",
-    "check_destination",
     "build_plan",
     "canonical_shapes",
     "check_against_noise",
     "check_weights",
     "compare",
-    "freed_memory_kept",
     "get_preset",
-    "keep_freed_memory",
     "keras_name",
     "label_rule",
     "make_spec",
     "load_weights",
-    "machine_info",
-    "machine_line",
     "random_weights",
     "read_weights",
     "resolve_spec",

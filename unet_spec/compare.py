@@ -259,7 +259,7 @@ def check_against_noise(
 
 def label_rule(spec: UNetSpec, probabilities: bool) -> str:
     """How :func:`check_against_noise` turns ``spec``'s outputs into labels, by the rule of
-    :func:`unet_spec.tiling.labels_from_probs`: the argmax over several channels; one channel is
+    :func:`unet_infer.tiling.labels_from_probs`: the argmax over several channels; one channel is
     thresholded at 0.5 as a sigmoid probability, else at 0 as a logit. (The check needs the rule
     by name, to measure each pixel's float64 margin from its threshold.)
 

@@ -280,7 +280,12 @@ class Plan:
                             + " and ".join(f"{s[0]}x{s[1]}" for s in sizes)
                         )
                     shape = (sum(shapes[n][0] for n in b.inputs), h, w)
-                else:  # batchnorm, relu, dropout keep the shape
+                else:  # norms, activations, dropout keep the shape
+                    if b.kind == "instancenorm" and h * w == 1:
+                        raise _SizeError(
+                            f"{b.name} would normalise a 1x1 map (instance norm needs more than "
+                            "one pixel per channel)"
+                        )
                     shape = (c, h, w)
             if min(shape[1:]) < 1:
                 raise _SizeError(f"{b.name} would produce {shape[1]}x{shape[2]}")

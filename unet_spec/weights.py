@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from unet_spec.files import atomic_write_bytes
+from unet_runtime.files import atomic_write_bytes
 from unet_spec.plan import build_plan
 from unet_spec.spec import UNetSpec
 

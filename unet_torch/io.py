@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from unet_spec import UNetSpec, atomic_path, build_plan, check_weights, resolve_spec
+from unet_runtime import atomic_path
+from unet_spec import UNetSpec, build_plan, check_weights, resolve_spec
 from unet_spec.weights import FORMAT_NAME, FORMAT_VERSION, load_weights
 
 # Prefixes under which other code stores the network: the Lightning system's ``self.model`` and

@@ -17,7 +17,8 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import nn
 
-from unet_spec import Block, UNetSpec, build_plan, check_weights, keep_freed_memory
+from unet_runtime import keep_freed_memory
+from unet_spec import Block, UNetSpec, build_plan, check_weights
 
 
 def _bilinear(x: torch.Tensor, align_corners: bool = False, **size_or_scale: object) -> torch.Tensor:
@@ -191,7 +192,7 @@ class UNet(nn.Module):
     which makes a channels-last training step slower than NCHW on the CPU, by far below AVX-512
     (see ``benchmarks/README.md``).
 
-    Building a ``UNet`` also calls :func:`unet_spec.keep_freed_memory`: from then on glibc's
+    Building a ``UNet`` also calls :func:`unet_runtime.keep_freed_memory`: from then on glibc's
     ``malloc`` reuses the freed activation maps of one call for the next instead of handing them
     back to the system, which made every map come back as freshly faulted-in pages on every call.
     The process keeps its peak memory reserved afterwards, as TensorFlow's allocator does;

@@ -34,16 +34,10 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter, Callback, Checkpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from unet_spec import (
-    NoiseTolerance,
-    UNetSpec,
-    atomic_path,
-    atomic_write_bytes,
-    machine_info,
-    save_weights,
-)
-from unet_spec.data import IGNORE_INDEX
-from unet_spec.masks import encode_mask, overlay, png_bytes
+from unet_data import IGNORE_INDEX
+from unet_infer.masks import encode_mask, overlay, png_bytes
+from unet_runtime import atomic_path, atomic_write_bytes, machine_info
+from unet_spec import NoiseTolerance, UNetSpec, save_weights
 from unet_torch.model import UNet, canonical_state
 
 
@@ -351,7 +345,7 @@ class MaskWriter(BasePredictionWriter):
     """Write each predicted image's ``NAME_mask.png`` and ``NAME_overlay.png`` (``train.py predict``).
 
     The masks are the system's ``predict_step`` labels (the engine's one label rule), encoded as
-    ``unet predict`` encodes them (:func:`unet_spec.masks.encode_mask`: 0/255 for a binary task,
+    ``unet predict`` encodes them (:func:`unet_infer.masks.encode_mask`: 0/255 for a binary task,
     class ids otherwise); every file is written atomically.
 
     Args:

@@ -10,10 +10,10 @@ Splits: ``fit``/``validate`` read the training and validation images, ``test`` t
 (a folder's ``test/``, or synthetic images after the validation ones), ``predict`` the images named
 by ``predict_images`` (files or folders, no masks).
 
-Masks become int64 class ids in ``[0, num_classes)``, with :data:`~unet_spec.data.IGNORE_INDEX` where
-the loss and the metrics must not look (file reading: :mod:`unet_spec.data`).
+Masks become int64 class ids in ``[0, num_classes)``, with :data:`~unet_data.IGNORE_INDEX` where
+the loss and the metrics must not look (file reading: :mod:`unet_data`).
 
-Folder datasets are read when used (:class:`~unet_spec.data.FileSamples`): memory stays flat
+Folder datasets are read when used (:class:`~unet_data.FileSamples`): memory stays flat
 whatever the dataset's size, with an optional cache bounded in bytes (``cache_bytes``). Every
 problem with the files is still found in ``setup`` and raised as one ``ValueError``/
 ``FileNotFoundError`` line that names the file: a header pass checks sizes, slices and channels
@@ -35,8 +35,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from unet_spec import UNetSpec
-from unet_spec.data import (
+from unet_data import (
     GROUP_PATTERN,
     IGNORE_INDEX,
     ByteCache,
@@ -54,8 +53,9 @@ from unet_spec.data import (
     scan_samples,
     split_by_group,
 )
-from unet_spec.images import image_info, is_tiff, read_image, slice_name
-from unet_spec.synthetic import make_dataset
+from unet_data.images import image_info, is_tiff, read_image, slice_name
+from unet_data.synthetic import make_dataset
+from unet_spec import UNetSpec
 from unet_train.datasets import Augmentation, BorderMaps, DataFileError, TrainCrops, WholeImages
 
 #: An image to predict: (name, image ``(C, H, W)`` float32 in [0, 1]).
@@ -120,7 +120,7 @@ def mask_options(
     ignore_value: int | None,
     palette: list[list[int]] | None,
 ) -> dict[str, Any]:
-    """The data modules' mask fields as :func:`~unet_spec.data.read_mask`'s keyword arguments."""
+    """The data modules' mask fields as :func:`~unet_data.read_mask`'s keyword arguments."""
     return {"num_classes": num_classes, "encoding": mask_encoding, "value_map": value_map,
             "ignore_value": ignore_value, "palette": palette}  # fmt: skip
 
@@ -375,7 +375,7 @@ class FolderDataModule(SegmentationDataModule):
             share a ``group`` split holds out when ``val_groups`` is not given.
         split: ``random`` (seeded), ``tail`` (the last images in name order: for slices of one
             volume, where neighbours are correlated) or ``group``: whole sequences or volumes are
-            held out (:func:`unet_spec.data.split_by_group`), so validation scores images from a
+            held out (:func:`unet_data.split_by_group`), so validation scores images from a
             drive or volume the model never saw. With ``train/`` and ``val/`` folders, ``group``
             pools both before splitting; the other values keep the folders as given.
         group_pattern: Regular expression whose first group names an image's sequence or volume
@@ -528,7 +528,7 @@ class FolderDataModule(SegmentationDataModule):
 
 
 class SyntheticDataModule(SegmentationDataModule):
-    """The embedded dataset (:mod:`unet_spec.synthetic`): textured shapes, generated, no download.
+    """The embedded dataset (:mod:`unet_data.synthetic`): textured shapes, generated, no download.
 
     Args:
         num_train: Training images.

@@ -17,8 +17,8 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from unet_spec.data import IGNORE_INDEX, FileSamples, Sample
-from unet_spec.weight_map import border_weights
+from unet_data import IGNORE_INDEX, FileSamples, Sample
+from unet_data.weight_map import border_weights
 
 Flips = bool | Literal["horizontal", "vertical"]
 
@@ -192,7 +192,7 @@ def reflect_indices(start: int, length: int, size: int) -> np.ndarray:
 
 
 class BorderMaps(Sequence[np.ndarray]):
-    """The border weight maps (:func:`~unet_spec.weight_map.border_weights`) of some samples,
+    """The border weight maps (:func:`~unet_data.weight_map.border_weights`) of some samples,
     computed when asked for (from the mask at hand when cropping) and never all held at once:
     in-memory samples keep theirs, file samples keep none."""
 
@@ -232,7 +232,7 @@ class TrainCrops(Dataset):
     drawn uniformly from the classes present (in a random image holding it): rare classes such as
     CamVid's poles and signs then appear in the targets far more often than their pixel share.
 
-    ``samples`` may be in memory (a list) or read when used (:class:`~unet_spec.data.FileSamples`:
+    ``samples`` may be in memory (a list) or read when used (:class:`~unet_data.FileSamples`:
     only the image being cropped is decoded; which classes each image holds comes from the
     streaming scan, the pixels of a class are found in the image once loaded). The mirror padding
     is never materialised: a crop's rows and columns are reflected indices into the image.

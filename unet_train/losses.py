@@ -3,7 +3,7 @@
 Every loss takes logits ``(N, K, H, W)`` and a target of class ids ``(N, H, W)`` in which
 ``ignore_index`` marks pixels that count for nothing (neither in the sum nor in the mean), and
 optional per-class weights. The cross-entropy terms also take per-pixel weights ``(N, H, W)`` (the
-U-Net paper's border weight map, :mod:`unet_spec.weight_map`); the loss is then the weighted mean.
+U-Net paper's border weight map, :mod:`unet_data.weight_map`); the loss is then the weighted mean.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unet_spec.data import IGNORE_INDEX
+from unet_data import IGNORE_INDEX
 
 LossName = Literal["ce", "bce", "dice", "ce_dice", "bce_dice"]
 LOSSES: tuple[str, ...] = ("ce", "bce", "dice", "ce_dice", "bce_dice")

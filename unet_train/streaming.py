@@ -23,9 +23,9 @@ import torch
 from litdata import StreamingDataLoader, StreamingDataset, optimize
 from litdata.streaming.writer import BinaryWriter
 
-from unet_spec import atomic_path
-from unet_spec.data import MaskEncoding, find_pairs, parse_bytes, read_mask
-from unet_spec.images import image_info, read_image, slice_name, tiff_slice
+from unet_data import MaskEncoding, find_pairs, parse_bytes, read_mask
+from unet_data.images import image_info, read_image, slice_name, tiff_slice
+from unet_runtime import atomic_path
 from unet_train.data import SegmentationDataModule, mask_options
 from unet_train.datasets import BorderMaps, DataFileError, TrainCrops
 

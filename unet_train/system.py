@@ -7,7 +7,7 @@ types only), so a checkpoint rebuilds its model alone, also with
 named ``model.<canonical name>``.
 
 Validation, test and prediction run whole images through the tiling engine that ``unet predict``
-uses (:mod:`unet_spec.tiling`: one padding and tiling policy for both paddings), with the spec's head
+uses (:mod:`unet_infer.tiling`: one padding and tiling policy for both paddings), with the spec's head
 and the engine's one label rule, so the validation and test metrics are those of the masks
 ``unet predict`` writes for the same images and weights, and ``predict_step`` returns those masks
 (:class:`~unet_train.callbacks.MaskWriter` writes them as ``unet predict`` does).
@@ -28,9 +28,9 @@ from torchmetrics.classification import (
     MulticlassJaccardIndex,
 )
 
+from unet_data import IGNORE_INDEX, median_frequency_weights
+from unet_infer.tiling import default_tile, labels_from_probs, predict_images, tile_grid
 from unet_spec import make_spec
-from unet_spec.data import IGNORE_INDEX, median_frequency_weights
-from unet_spec.tiling import default_tile, labels_from_probs, predict_images, tile_grid
 from unet_torch.model import UNet, probabilities
 from unet_train.losses import LossName, SegmentationLoss
 
@@ -180,7 +180,7 @@ class SegmentationSystem(L.LightningModule):
         self, images: torch.Tensor, tta: bool | Literal["hflip"] = False
     ) -> torch.Tensor:
         """Class ids ``(N, H, W)``: :meth:`predict_probs` under the one label rule
-        (:func:`unet_spec.tiling.labels_from_probs`)."""
+        (:func:`unet_infer.tiling.labels_from_probs`)."""
         probs = self.predict_probs(images, tta)
         return self._labels(probs)
 

@@ -1,7 +1,7 @@
 """Framework-free data helpers: the ignore label, masks, image/mask pairs, grouped splits, class weights.
 
 Training, evaluation and ``unet predict`` read their files through this module and
-:mod:`unet_spec.images`, so every reader agrees on the suffixes, the mask encodings and the label that
+:mod:`unet_data.images`, so every reader agrees on the suffixes, the mask encodings and the label that
 the loss and the metrics skip. Pillow is imported inside the functions (``import unet_spec`` loads
 numpy only).
 """
@@ -19,8 +19,8 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
-from unet_spec.files import atomic_path
-from unet_spec.images import image_info, is_tiff, open_image, read_image, slice_name, tiff_slice
+from unet_data.images import image_info, is_tiff, open_image, read_image, slice_name, tiff_slice
+from unet_runtime.files import atomic_path
 
 #: Class id of pixels that the loss and the metrics skip.
 IGNORE_INDEX = 255

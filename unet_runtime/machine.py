@@ -13,7 +13,7 @@ import platform
 from functools import cache
 from typing import Any
 
-from unet_spec.allocator import freed_memory_kept
+from unet_runtime.allocator import freed_memory_kept
 
 
 @cache
@@ -31,7 +31,7 @@ def cpu_model() -> str:
 
 def machine_info() -> dict[str, Any]:
     """CPU model, torch's CPU capability, the oneDNN ISA cap, thread counts, versions, and whether
-    ``malloc`` keeps freed memory (:func:`unet_spec.keep_freed_memory`).
+    ``malloc`` keeps freed memory (:func:`unet_runtime.keep_freed_memory`).
 
     ``cpu_capability`` is ``torch.backends.cpu.get_cpu_capability()`` (``AVX512``, ``AVX2``, …);
     ``onednn_max_cpu_isa`` is the ``ONEDNN_MAX_CPU_ISA`` cap in force (``default``: none).

@@ -1,0 +1,57 @@
+"""Framework-free data reading: images, masks, image/mask pairs, grouped splits, class weights.
+
+Training, evaluation and ``unet predict`` read their files through this package, so every reader
+agrees on the suffixes, the mask encodings and the label that the loss and the metrics skip
+(:data:`IGNORE_INDEX`). :mod:`unet_data.images` reads images (TIFF volumes included),
+:mod:`unet_data.synthetic` makes the embedded demo data set and :mod:`unet_data.weight_map` the
+paper's border weights. Importing this package loads numpy only (Pillow, tifffile and scipy are
+imported inside the functions that need them).
+"""
+
+from unet_data.samples import (
+    GROUP_PATTERN,
+    IGNORE_INDEX,
+    IMAGE_SUFFIXES,
+    ByteCache,
+    FileSamples,
+    MaskEncoding,
+    Sample,
+    SampleRef,
+    class_counts,
+    class_frequencies,
+    expand_pairs,
+    find_pairs,
+    group_of,
+    image_files,
+    is_image_file,
+    median_frequency_weights,
+    parse_bytes,
+    read_mask,
+    sample_bytes,
+    scan_samples,
+    split_by_group,
+)
+
+__all__ = [
+    "GROUP_PATTERN",
+    "IGNORE_INDEX",
+    "IMAGE_SUFFIXES",
+    "ByteCache",
+    "FileSamples",
+    "MaskEncoding",
+    "Sample",
+    "SampleRef",
+    "class_counts",
+    "class_frequencies",
+    "expand_pairs",
+    "find_pairs",
+    "group_of",
+    "image_files",
+    "is_image_file",
+    "median_frequency_weights",
+    "parse_bytes",
+    "read_mask",
+    "sample_bytes",
+    "scan_samples",
+    "split_by_group",
+]
