@@ -77,8 +77,8 @@ def build_unet(
 
     Args:
         spec: The architecture.
-        input_size: ``N`` or ``(H, W)``. Required unless ``spec.skip_merge == "none"``, where
-            ``None`` builds a model for any multiple of ``2**depth``.
+        input_size: ``N`` or ``(H, W)``. Required when a skip is resized or cropped (the sizes
+            are baked into those layers); otherwise ``None`` builds a model for any size.
         head_activation: Fold ``spec.head`` into the last convolution (as the seed model does).
             By default the model outputs logits, like the PyTorch twin.
         name: Model name.

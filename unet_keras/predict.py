@@ -23,6 +23,7 @@ from unet_infer.tiling import TiledPredictor
 from unet_keras.adapters import from_canonical, to_nchw, to_nhwc
 from unet_keras.builder import build_unet
 from unet_spec import UNetSpec, check_weights
+from unet_spec.sizes import any_size
 
 
 class KerasPredictor(TiledPredictor):
@@ -56,7 +57,7 @@ class KerasPredictor(TiledPredictor):
 
     def model_for(self, size: tuple[int, int]) -> keras.Model:
         """The model for ``size`` (one size-free model when the spec has no resize/crop layers)."""
-        key = None if self.spec.skip_merge == "none" else size
+        key = None if any_size(self.spec) else size
         if key not in self._models:
             model = build_unet(self.spec, key, head_activation=self.head)
             self._models[key] = from_canonical(model, self.weights, self.spec)

@@ -34,10 +34,10 @@ def small_size(spec: UNetSpec) -> int:
 
 
 def any_size(spec: UNetSpec) -> bool:
-    """Whether one model of ``spec`` takes every input size the plan allows (any multiple of
-    ``2**depth``): true when no skip merge depends on the size, which the spec allows with same
-    padding only."""
-    return spec.skip_merge == "none"
+    """Whether one model of ``spec`` takes every input size the plan allows: true when no skip
+    merge depends on the size (``"none"``) or the merge reads it at run time (``"pad"``), which the
+    spec allows with same padding only."""
+    return spec.skip_merge in ("none", "pad")
 
 
 def model_size(spec: UNetSpec) -> int | None:
