@@ -21,7 +21,9 @@ A bad input stops the run with a one-line message naming the file or field and e
 
 import sys
 
+from unet_runtime import keep_freed_memory
 from unet_train.cli import main
 
 if __name__ == "__main__":
+    keep_freed_memory()  # the process setting every entry point makes (docs/architecture.md)
     sys.exit(main())

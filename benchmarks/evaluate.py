@@ -33,7 +33,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from unet_runtime import machine_line  # noqa: E402 - after the path set-up above
+from unet_runtime import keep_freed_memory, machine_line  # noqa: E402 - after the path set-up above
 
 
 def train(config: Path, budget_s: float, extra: list[str]) -> Path:
@@ -163,6 +163,7 @@ def evaluate_predict(run: Path, backend: str, split: str = "val") -> dict:
 
 
 def main() -> None:
+    keep_freed_memory()  # the process setting every entry point makes (docs/architecture.md)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("config", type=Path)
     parser.add_argument("--budget-min", type=float, default=30.0, help="wall-clock budget, minutes")

@@ -29,7 +29,7 @@ import numpy as np
 
 import unet_bridge as cf
 from unet_bridge import export
-from unet_runtime import machine_line
+from unet_runtime import keep_freed_memory, machine_line
 from unet_spec import PRESETS, UNetSpec, random_weights
 
 FORMATS = [
@@ -115,6 +115,7 @@ def table(rows: list[dict], machine: str) -> str:
 
 
 def main() -> int:
+    keep_freed_memory()  # the process setting every entry point makes (docs/architecture.md)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", type=Path, help="write the rows as JSON")
     parser.add_argument("--md", type=Path, help="write the Markdown table")

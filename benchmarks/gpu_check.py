@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import lightning as L
 import torch
 
+from unet_runtime import keep_freed_memory
 from unet_train.callbacks import FiniteLossGuard, RunArtifacts
 from unet_train.data import SyntheticDataModule
 from unet_train.system import SegmentationSystem
@@ -44,6 +45,7 @@ def run(name: str, epochs: int, precision: str = "32", data: dict | None = None,
 
 
 if __name__ == "__main__":
+    keep_freed_memory()  # the process setting every entry point makes (docs/architecture.md)
     torch.backends.cudnn.benchmark = True
     print(torch.cuda.get_device_name(), torch.__version__, L.__version__, flush=True)
     run("demo", 40, lr=0.001)  # configs/demo.yaml's recipe

@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import unet_bridge as cf
-from unet_runtime import machine_info, machine_line
+from unet_runtime import keep_freed_memory, machine_info, machine_line
 from unet_spec import DEFAULT_SIZES, PRESETS, random_weights
 
 
@@ -38,6 +38,7 @@ def cases(full: bool) -> list[tuple[str, int]]:
 
 
 def main() -> int:
+    keep_freed_memory()  # the process setting every entry point makes (docs/architecture.md)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--full", action="store_true", help="add the seed model at 572²")
     parser.add_argument("--json", type=Path, help="write the figures as JSON")

@@ -26,7 +26,7 @@ import lightning as L  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
-from unet_runtime import machine_info  # noqa: E402
+from unet_runtime import keep_freed_memory, machine_info  # noqa: E402
 from unet_train.callbacks import FiniteLossGuard  # noqa: E402
 from unet_train.data import FolderDataModule  # noqa: E402
 from unet_train.datasets import Augmentation  # noqa: E402
@@ -104,6 +104,7 @@ def run(name: str, root: Path, seed: int, workers: int, max_steps: int | None) -
 
 
 def main() -> None:
+    keep_freed_memory()  # the process setting every entry point makes (docs/architecture.md)
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-root", type=Path, required=True)
     p.add_argument("--json", type=Path, default=Path("sweep.json"))

@@ -14,7 +14,7 @@ inter-op pool at one thread and at its default, one per core (the intra-op pool 
 as a convolution's input gradient and its weight gradient. Each side runs in its own process, one
 after the other. Both report the minor page faults of one step: memory that ``malloc`` handed back
 to the system and the kernel had to map in and zero again (``--malloc system`` shows glibc's
-default; the default is ``unet_runtime.keep_freed_memory()``, which building a ``UNet`` turns on).
+default; the default is ``unet_runtime.keep_freed_memory()``, as ``train.py`` and ``unet`` run).
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--worker", choices=["torch", "keras"], help=argparse.SUPPRESS)
     p.add_argument("--inter", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    apply_malloc_option(args)
+    apply_malloc_option(args, "keras" if args.worker == "keras" else "torch")
     if args.worker == "torch":
         import torch
 

@@ -7,8 +7,8 @@ CPU mode (default) measures, for every preset and batch size:
 - one training step (forward, backward, Adam update; the same logits loss on both sides);
 - peak resident memory of inference and of a training step, each framework in its own subprocess.
 
-The torch processes run with ``unet_runtime.keep_freed_memory()`` in force, as every torch path does
-(building a ``UNet`` turns it on); ``--malloc system`` leaves glibc's default instead. The tables'
+The torch processes run with ``unet_runtime.keep_freed_memory()`` in force, as ``train.py`` and
+``unet`` run; ``--malloc system`` leaves glibc's default instead. The tables'
 machine line gives the torch worker's setting; the Keras workers never change ``malloc``.
 
 Each framework is timed in its own subprocess (the two together crash on the full seed model),
@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
-from unet_runtime import machine_info, machine_line
+from unet_runtime import keep_freed_memory, machine_info, machine_line
 from unet_runtime.allocator import ENV_VAR as ALLOCATOR_ENV
 from unet_spec import DEFAULT_SIZES, UNetSpec, get_preset, random_weights
 
@@ -57,15 +57,18 @@ def add_malloc_option(parser: argparse.ArgumentParser) -> None:
         "--malloc",
         choices=("keep", "system"),
         default="keep",
-        help="keep: malloc keeps freed memory, as building a UNet sets it "
+        help="keep: malloc keeps freed memory, as train.py and unet set it "
         "(unet_runtime.keep_freed_memory); system: glibc's default, for comparison",
     )
 
 
-def apply_malloc_option(args: argparse.Namespace) -> None:
-    """Set the choice in the environment, where every worker process inherits it."""
+def apply_malloc_option(args: argparse.Namespace, framework: str) -> None:
+    """Set the choice in the environment, where every worker process inherits it, and make it in
+    a torch process as the entry points do (Keras processes leave ``malloc`` alone)."""
     if args.malloc == "system":
         os.environ[ALLOCATOR_ENV] = "system"
+    if framework == "torch":
+        keep_freed_memory()  # does nothing under UNET_MALLOC=system
 
 
 # -- workloads ------------------------------------------------------------------------------------
@@ -821,7 +824,7 @@ def main(argv: list[str] | None = None) -> int:
     add_malloc_option(p)
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    apply_malloc_option(args)
+    apply_malloc_option(args, "keras" if args.worker and "keras" in args.worker else "torch")
     if args.worker:
         if args.worker.startswith("serve_"):
             serve(args.worker[6:], args.presets[0], args.size, args.batch[0], args.threads)

@@ -18,10 +18,11 @@ import unet_bridge as cf
 from unet_data import find_pairs, read_mask
 from unet_data.images import read_image
 from unet_infer.tiling import TTA_TRANSFORMS, labels_from_probs
-from unet_runtime import machine_line
+from unet_runtime import keep_freed_memory, machine_line
 
 
 def main() -> None:
+    keep_freed_memory()  # the process setting every entry point makes (docs/architecture.md)
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("run", type=Path, help="a run folder holding model.safetensors")
     p.add_argument("data", type=Path, help="a folder with images/ and masks/")

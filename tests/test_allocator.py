@@ -25,10 +25,17 @@ PAGES = 16384  # 64 MiB of 4 KiB pages, far above glibc's largest mmap threshold
 
 PROBE = textwrap.dedent(
     f"""
-    import ctypes, json, resource
-    from unet_spec import freed_memory_kept, keep_freed_memory, machine_line
+    import ctypes, json, resource, sys
+    from unet_runtime import freed_memory_kept, keep_freed_memory, machine_line
 
-    applied = keep_freed_memory()
+    if sys.argv[1:] == ["unet"]:  # build a model, and only that
+        from unet_spec import get_preset
+        from unet_torch import UNet
+
+        UNet(get_preset("seed-small"))
+        applied = False
+    else:
+        applied = keep_freed_memory()
     libc = ctypes.CDLL(None)
     libc.malloc.restype = ctypes.c_void_p
     libc.malloc.argtypes = (ctypes.c_size_t,)
@@ -50,14 +57,14 @@ PROBE = textwrap.dedent(
 )
 
 
-def probe(**env: str) -> dict:
+def probe(*args: str, **env: str) -> dict:
     clean = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith("MALLOC_") and k not in ("GLIBC_TUNABLES", "LD_PRELOAD", "UNET_MALLOC")
     }
     out = subprocess.run(
-        [sys.executable, "-c", PROBE], env={**clean, **env}, capture_output=True, text=True
+        [sys.executable, "-c", PROBE, *args], env={**clean, **env}, capture_output=True, text=True
     )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -89,19 +96,32 @@ def test_a_choice_made_in_the_environment_is_left_alone(env):
 
 
 @glibc_only
-def test_building_a_unet_keeps_freed_memory():
-    """``UNet(spec)`` turns it on, so every torch path (scripts, train.py, unet) runs this way."""
+def test_building_a_unet_leaves_malloc_alone():
+    """``UNet(spec)`` changes nothing in the process: a freed block is still handed back."""
+    built = probe("unet")
+    assert not built["kept"]
+    assert built["faults"] > PAGES // 2, built
+    assert "malloc system" in built["line"]
+
+
+@glibc_only
+@pytest.mark.parametrize(
+    ("env", "kept"), [({}, True), ({"UNET_MALLOC": "system"}, False)], ids=["default", "system"]
+)
+def test_the_unet_command_keeps_freed_memory(env, kept):
+    """The entry point makes the setting (``train.py`` does the same before LightningCLI starts)."""
     code = (
-        "from unet_runtime import freed_memory_kept\nfrom unet_spec import get_preset\n"
+        "import contextlib, io\n"
+        "from unet_runtime import freed_memory_kept\n"
+        "from unet_cli.main import main\n"
         "before = freed_memory_kept()\n"
-        "from unet_torch import UNet\n"
-        "UNet(get_preset('seed-small'))\n"
-        "print(before, freed_memory_kept())\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    status = main(['summary', '--preset', 'seed-small'])\n"
+        "print(before, status, freed_memory_kept())\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != "UNET_MALLOC"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    clean = {k: v for k, v in os.environ.items() if k != "UNET_MALLOC"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["False", "True"]
-    env["UNET_MALLOC"] = "system"
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert out.stdout.split() == ["False", "False"], out.stderr
+    assert out.stdout.split() == ["False", "0", str(kept)]

@@ -75,7 +75,7 @@ RULES = (
     Rule(
         "unet_infer",
         ("unet_data", *SPOKES, *UPPER),
-        why="inference stands on the spec; it reads no data sets and knows no framework",
+        why="inference reads no data sets and knows no framework",
     ),
     Rule(
         "unet_data",
@@ -86,7 +86,7 @@ RULES = (
     Rule(
         "unet_data",
         ("unet_infer", *SPOKES, *UPPER),
-        why="data reading stands on the spec; it runs no model and knows no framework",
+        why="data reading runs no model: no inference, no framework",
     ),
     Rule(
         "unet_torch",

@@ -14,6 +14,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from unet_runtime import keep_freed_memory
+
 SUBCOMMANDS = {
     "summary": "unet_cli.summary",
     "port": "unet_cli.port",
@@ -72,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    keep_freed_memory()  # the process setting every entry point makes (docs/architecture.md)
     try:
         return int(args._run(args) or 0)
     except ModuleNotFoundError as err:

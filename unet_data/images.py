@@ -4,7 +4,7 @@ Pillow reads PNG, JPEG, BMP, GIF and WebP; TIFF goes through ``tifffile`` (8-, 1
 multi-page, OME-TIFF), with Pillow as the fallback for single-page TIFFs whose compression needs a
 codec that ``tifffile`` lacks. A multi-page TIFF is a *volume*: each slice is one sample, named
 ``<volume>#<slice>`` (:func:`slice_name`), read on its own so a volume never needs to fit in memory.
-Pillow and tifffile are imported inside the functions, keeping ``import unet_spec`` down to numpy.
+Pillow and tifffile are imported inside the functions, keeping ``import unet_data`` down to numpy.
 """
 
 from __future__ import annotations

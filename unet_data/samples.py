@@ -2,7 +2,7 @@
 
 Training, evaluation and ``unet predict`` read their files through this module and
 :mod:`unet_data.images`, so every reader agrees on the suffixes, the mask encodings and the label that
-the loss and the metrics skip. Pillow is imported inside the functions (``import unet_spec`` loads
+the loss and the metrics skip. Pillow is imported inside the functions (``import unet_data`` loads
 numpy only).
 """
 

@@ -47,7 +47,7 @@ def border_weights(
         >>> round(float(w[4, 4]), 2), float(w[4, 0])
         (10.23, 1.0)
     """
-    from scipy import ndimage  # imported here: ``import unet_spec`` loads numpy only
+    from scipy import ndimage  # imported here: ``import unet_data`` loads numpy only
 
     if mask.ndim != 2:
         raise ValueError(f"border_weights needs an (H, W) mask, received shape {mask.shape}")

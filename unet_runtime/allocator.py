@@ -13,9 +13,11 @@ freed blocks instead (``M_MMAP_MAX = 0``: large blocks come from the heap; ``M_T
 -1``: the heap is never handed back to the system), which is what ``MALLOC_MMAP_MAX_=0
 MALLOC_TRIM_THRESHOLD_=-1`` in the environment does before a process starts. The price is that the
 process keeps its peak memory reserved after the peak has passed, as TensorFlow's allocator and
-PyTorch's CUDA caching allocator do. Building a ``unet_torch.UNet`` calls it, so ``UNet(spec)``,
-``train.py``, ``unet predict`` and ``unet export`` all run this way. No library offers this
-(PyTorch exposes no CPU caching allocator), hence the few lines of ``ctypes`` here.
+PyTorch's CUDA caching allocator do. It is a choice for the whole process, so only entry points
+make it: ``train.py``, the ``unet`` command and the benchmarks call it first thing; building a
+model never does. A library user calls it once, or sets the two ``MALLOC_*_`` variables above
+before the process starts. No library offers this (PyTorch exposes no CPU caching allocator),
+hence the few lines of ``ctypes`` here.
 """
 
 from __future__ import annotations

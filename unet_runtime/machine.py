@@ -3,7 +3,7 @@
 Every results table (benchmarks, training results, parity figures) records :func:`machine_info`,
 because float noise and speed both change from one CPU to the next (oneDNN picks different kernels
 and accumulation orders for AVX2 and AVX-512). Torch is queried only if it is installed, so this
-module keeps ``unet_spec`` free of framework imports.
+module stays free of framework imports.
 """
 
 from __future__ import annotations

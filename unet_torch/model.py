@@ -17,7 +17,6 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import nn
 
-from unet_runtime import keep_freed_memory
 from unet_spec import Block, UNetSpec, build_plan, check_weights
 
 
@@ -192,11 +191,11 @@ class UNet(nn.Module):
     which makes a channels-last training step slower than NCHW on the CPU, by far below AVX-512
     (see ``benchmarks/README.md``).
 
-    Building a ``UNet`` also calls :func:`unet_runtime.keep_freed_memory`: from then on glibc's
-    ``malloc`` reuses the freed activation maps of one call for the next instead of handing them
-    back to the system, which made every map come back as freshly faulted-in pages on every call.
-    The process keeps its peak memory reserved afterwards, as TensorFlow's allocator does;
-    ``UNET_MALLOC=system`` in the environment leaves ``malloc`` alone.
+    Building a ``UNet`` changes nothing in the process. On the CPU, a process that calls
+    :func:`unet_runtime.keep_freed_memory` once (``train.py``, the ``unet`` command and the
+    benchmarks do) makes glibc's ``malloc`` reuse the freed activation maps of one call for the next
+    instead of handing them back to the system, from where each map would come back as freshly
+    faulted-in pages on every call (``docs/architecture.md``, "Process settings").
 
     Args:
         spec: The architecture. Apply :func:`probabilities` (or ``spec.head``) to get
@@ -218,7 +217,6 @@ class UNet(nn.Module):
 
     def __init__(self, spec: UNetSpec, recompute: Sequence[str] = ()) -> None:
         super().__init__()
-        keep_freed_memory()
         self.spec = spec
         self.plan = build_plan(spec)
         levels = [b.name.split(".")[0] for b in self.plan.blocks]
