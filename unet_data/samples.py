@@ -1,9 +1,9 @@
-"""Framework-free data helpers: the ignore label, masks, image/mask pairs, grouped splits, class weights.
+"""Labelled samples read from their files when used, the scan that checks them once, class weights.
 
-Training, evaluation and ``unet predict`` read their files through this module and
-:mod:`unet_data.images`, so every reader agrees on the suffixes, the mask encodings and the label that
-the loss and the metrics skip. Pillow is imported inside the functions (``import unet_data`` loads
-numpy only).
+A :class:`FileSamples` holds only names, sizes and per-image class counts, so a data set never has
+to fit in memory; :func:`scan_samples` decodes every sample once (bad files are found before
+training starts) and caches the counts next to the data. Pillow is imported inside the functions
+(``import unet_data`` loads numpy only).
 """
 
 from __future__ import annotations
@@ -15,245 +15,18 @@ import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from unet_data.images import image_info, is_tiff, open_image, read_image, slice_name, tiff_slice
+from unet_data.images import image_info, read_image, slice_name
+from unet_data.masks import IGNORE_INDEX, read_mask
 from unet_runtime.files import atomic_path
 
-#: Class id of pixels that the loss and the metrics skip.
-IGNORE_INDEX = 255
-#: Image files every reader accepts (compared in lower case).
-IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
-
-MaskEncoding = Literal["auto", "index", "binary", "palette"]
 #: One labelled image: (name, image ``(C, H, W)`` float32 in [0, 1], mask ``(H, W)`` int64).
 Sample = tuple[str, np.ndarray, np.ndarray]
 
 
-def is_image_file(path: Path) -> bool:
-    """An image by its suffix, not a hidden file."""
-    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
-
-
-def image_files(paths: Sequence[Path]) -> list[Path]:
-    """Files as given, folders replaced by their image files (sorted); missing paths are kept so
-    that the reader reports them by name."""
-    out: list[Path] = []
-    for p in paths:
-        if p.is_dir():
-            out.extend(sorted(f for f in p.iterdir() if is_image_file(f)))
-        else:
-            out.append(p)
-    return out
-
-
-# -- reading --------------------------------------------------------------------------------------
-def read_mask(
-    path: str | Path,
-    num_classes: int,
-    encoding: MaskEncoding = "auto",
-    value_map: dict[int, int] | None = None,
-    ignore_value: int | None = None,
-    palette: Sequence[Sequence[int]] | None = None,
-    index: int | None = None,
-    data: bytes | None = None,
-) -> np.ndarray:
-    """Read a mask (or slice ``index`` of a multi-page TIFF volume of masks) as int64 class ids ``(H, W)``, :data:`IGNORE_INDEX` where ignored.
-
-    Args:
-        path: Mask file.
-        num_classes: Valid class ids are ``0 .. num_classes - 1``.
-        encoding: ``"index"`` (pixel values are class ids; a palette PNG gives its indices),
-            ``"binary"`` (0 → class 0, 255 → class 1), ``"palette"`` (RGB colours listed in
-            ``palette``, class = position in the list) or ``"auto"`` (palette when ``palette`` is
-            given, binary for 0/255 masks of a 2-class task, index otherwise).
-        value_map: Raw value → class id, applied before the check (``"index"``/``"binary"``).
-        ignore_value: Raw value (palette position for ``"palette"``) to ignore.
-        palette: RGB colours of the classes for ``"palette"``.
-        index: The slice of a volume.
-        data: The file's bytes (streamed shards), ``path`` then only names it.
-
-    Raises:
-        ValueError: Unreadable file, or values that are neither a class nor ``ignore_value``.
-    """
-    path = Path(path)
-    arr = tiff_slice(path, index, data) if is_tiff(path) else None
-    if index is not None and not is_tiff(path):
-        raise ValueError(f"{path}: not a volume (only multi-page TIFFs have slices)")
-    name = slice_name(path, index)
-    img = open_image(path, data=data) if arr is None else None
-    mode = img.mode if img is not None else ("tiff" if arr.ndim == 2 else "tiff-rgb")
-    if encoding == "auto":
-        if palette is not None:
-            encoding = "palette"
-        elif mode == "P" or num_classes != 2:
-            encoding = "index"
-        else:
-            grey = np.asarray(img.convert("L")) if img is not None else arr
-            values = np.unique(grey)
-            encoding = "binary" if set(values.tolist()) <= {0, 255} and 255 in values else "index"
-    if encoding == "palette":
-        if palette is None:
-            raise ValueError(f"{name}: mask_encoding='palette' needs data.palette (RGB colours)")
-        if img is not None:
-            rgb = np.asarray(img.convert("RGB")).astype(np.int64)
-        elif arr.ndim == 3 and arr.shape[-1] >= 3:
-            rgb = arr[..., :3].astype(np.int64)
-        else:
-            raise ValueError(f"{name}: mask_encoding='palette' needs an RGB mask")
-        code = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
-        raw = np.full(code.shape, -1, np.int64)
-        for k, colour in enumerate(palette):
-            r, g, b = (int(c) for c in colour)
-            raw[code == ((r << 16) | (g << 8) | b)] = k
-        if (raw < 0).any():
-            bad = np.unique(rgb[raw < 0].reshape(-1, 3), axis=0)[:4].tolist()
-            raise ValueError(f"{name}: colours {bad} are not in data.palette")
-    else:
-        if mode not in ("L", "P", "I", "I;16", "1", "tiff"):
-            raise ValueError(
-                f"{name}: a {encoding} mask must have one channel, received mode {mode} "
-                "(use mask_encoding='palette' for colour masks)"
-            )
-        raw = (np.asarray(img) if img is not None else arr).astype(np.int64)
-        if encoding == "binary":
-            if value_map is None:
-                value_map = {0: 0, 255: 1}
-    mask = raw.copy()
-    ignored = raw == ignore_value if ignore_value is not None else np.zeros(raw.shape, bool)
-    if value_map:
-        for src, dst in value_map.items():
-            mask[raw == int(src)] = int(dst)
-    mask[ignored] = IGNORE_INDEX
-    bad = ~ignored & ((mask < 0) | (mask >= num_classes))
-    if bad.any():
-        values = np.unique(raw[bad])[:8].tolist()
-        extra = f" nor the ignore value {ignore_value}" if ignore_value is not None else ""
-        raise ValueError(
-            f"{name}: mask values {values} are neither a class id (0..{num_classes - 1}){extra} "
-            f"(encoding={encoding!r}; set data.value_map or data.ignore_value)"
-        )
-    return mask
-
-
-def find_pairs(folder: str | Path) -> list[tuple[Path, Path]]:
-    """Image/mask pairs of ``folder/images`` and ``folder/masks``, matched by file stem.
-
-    Raises:
-        FileNotFoundError: A missing folder.
-        ValueError: No images, or an image without a mask (or the reverse).
-    """
-    folder = Path(folder)
-    images_dir, masks_dir = folder / "images", folder / "masks"
-    for d in (images_dir, masks_dir):
-        if not d.is_dir():
-            raise FileNotFoundError(f"{d}: no such folder (expected images/ and masks/)")
-
-    def listing(d: Path) -> dict[str, Path]:
-        found: dict[str, Path] = {}
-        for p in sorted(d.iterdir()):
-            if is_image_file(p):
-                if p.stem in found:
-                    raise ValueError(f"{p}: two files with the stem {p.stem!r} in {d}")
-                found[p.stem] = p
-        return found
-
-    images, masks = listing(images_dir), listing(masks_dir)
-    if not images:
-        raise ValueError(f"{images_dir}: no images ({', '.join(IMAGE_SUFFIXES)})")
-    for stem, p in images.items():
-        if stem not in masks:
-            raise ValueError(f"{p}: no mask with the stem {stem!r} in {masks_dir}")
-    for stem, p in masks.items():
-        if stem not in images:
-            raise ValueError(f"{p}: no image with the stem {stem!r} in {images_dir}")
-    return [(images[s], masks[s]) for s in images]
-
-
-# -- splits ---------------------------------------------------------------------------------------
-#: The default group of a file: its name up to the first underscore (CamVid's drive, ``0016E5`` in
-#: ``0016E5_07959.png``; a volume's name in ``volA_slice_012.png``).
-GROUP_PATTERN = r"^([^_]+)_"
-
-
-def group_of(path: Path, pattern: str = GROUP_PATTERN) -> str:
-    """The group (sequence, drive, volume) of an image file: the first capture group of
-    ``pattern`` matched against the file name.
-
-    Raises:
-        ValueError: A name that does not match.
-    """
-    match = re.search(pattern, Path(path).name)
-    if match is None or not match.groups():
-        raise ValueError(
-            f"{path}: the name does not match data.group_pattern {pattern!r} (its first group "
-            "names the sequence or volume)"
-        )
-    return match.group(1)
-
-
-def split_by_group(
-    items: Sequence[Any],
-    pattern: str = GROUP_PATTERN,
-    val_groups: Sequence[str] | None = None,
-    val_fraction: float = 0.2,
-    seed: int = 0,
-    key: Callable[[Any], str] | None = None,
-) -> tuple[list[Any], list[Any], list[str]]:
-    """Split image/mask pairs so that no group has images on both sides.
-
-    Frames of one video or slices of one volume are near-duplicates of their neighbours; a split
-    that scatters them over training and validation measures memory, not generalization. Here
-    whole groups are held out: ``val_groups`` when given, else groups drawn in a seeded order until
-    at least ``val_fraction`` of the images are held out (at least one group stays for training).
-
-    ``items`` are image/mask pairs (grouped by :func:`group_of` their image) or anything ``key``
-    names the group of (:class:`SampleRef`: a volume's slices form the volume's group).
-
-    Returns:
-        ``(train, val, held_out_groups)``.
-
-    Raises:
-        ValueError: Fewer than two groups, an unknown group in ``val_groups``, or no group left for
-            training.
-    """
-    groups: dict[str, list[tuple[Path, Path]]] = {}
-    for pair in items:
-        name = key(pair) if key is not None else group_of(pair[0], pattern)
-        groups.setdefault(name, []).append(pair)
-    names = sorted(groups)
-    if len(names) < 2:
-        only = f" {names[0]!r}" if names else ""
-        raise ValueError(
-            f"{len(items)} images form one group{only} under data.group_pattern {pattern!r}; a "
-            "grouped split needs at least two (use split: tail for slices of one volume)"
-        )
-    if val_groups is not None:
-        unknown = sorted(set(val_groups) - set(names))
-        if unknown:
-            raise ValueError(
-                f"data.val_groups {unknown} are not among the groups found: {', '.join(names)}"
-            )
-        held = sorted(set(val_groups))
-    else:
-        order = np.random.default_rng(seed).permutation(len(names))
-        held, count = [], 0
-        for k in order:
-            if count >= val_fraction * len(items):
-                break
-            held.append(names[k])
-            count += len(groups[names[k]])
-        held.sort()
-    if len(held) == len(names):
-        raise ValueError(f"data.val_groups {held} hold out every group; none is left to train on")
-    train = [p for name in names if name not in held for p in groups[name]]
-    val = [p for name in held for p in groups[name]]
-    return train, val, held
-
-
-# -- samples read from files when used ----------------------------------------------------------
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
           "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}  # fmt: skip
 
@@ -576,28 +349,3 @@ def median_frequency_weights(
     freq = class_frequencies(samples, num_classes)
     med = float(np.median(freq[freq > 0])) if (freq > 0).any() else 1.0
     return [float((med / f) ** power) if f > 0 else 0.0 for f in freq]
-
-
-__all__ = [
-    "GROUP_PATTERN",
-    "IGNORE_INDEX",
-    "IMAGE_SUFFIXES",
-    "ByteCache",
-    "FileSamples",
-    "MaskEncoding",
-    "Sample",
-    "SampleRef",
-    "class_counts",
-    "class_frequencies",
-    "expand_pairs",
-    "find_pairs",
-    "group_of",
-    "image_files",
-    "is_image_file",
-    "median_frequency_weights",
-    "parse_bytes",
-    "read_mask",
-    "sample_bytes",
-    "scan_samples",
-    "split_by_group",
-]
