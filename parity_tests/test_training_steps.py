@@ -49,6 +49,25 @@ CASES = [
     ("seed-small@depth2", get_preset("seed-small").replace(depth=2), 64, "adam", 1e-4),
     ("modern-small", get_preset("modern-small"), 32, "sgd", 1e-3),
     ("modern-small", get_preset("modern-small"), 32, "adam", 1e-4),
+    # The families from elsewhere, two levels deep and narrow: bias-free convs before batch norm,
+    # zero padding and [skip, up] (milesial); instance norm, leaky ReLU and replicate padding
+    # (MONAI); nearest upsampling, a 2x2 'same' up-conv with ReLU and a conv before the head
+    # (zhixuhao/unet, dropout off so both frameworks draw no masks). Odd sizes make the pads work.
+    ("milesial-small@depth2", get_preset("milesial-small").replace(depth=2), 30, "adam", 1e-4),
+    (
+        "basicunet@depth2",
+        get_preset("basicunet").replace(depth=2, widths=(4, 4, 8)),
+        30,
+        "adam",
+        1e-4,
+    ),
+    (
+        "zhixuhao@depth2",
+        get_preset("zhixuhao").replace(depth=2, base_filters=4, dropout=0.0, dropout_at=()),
+        32,
+        "sgd",
+        1e-3,
+    ),
 ]
 
 
@@ -78,12 +97,13 @@ def _unbiased_excess(spec, bn_inputs: dict[str, list[np.ndarray]]) -> dict[str, 
 
 
 def _frozen(spec) -> frozenset[str]:
-    """Conv biases followed by batch norm (no true gradient in training mode)."""
+    """Conv biases followed by batch or instance norm (the norm subtracts them again, so their
+    true gradient in training mode is zero and what each framework computes is rounding)."""
     blocks = build_plan(spec).blocks
     return frozenset(
         f"{b.name}.bias"
         for b, nxt in zip(blocks, blocks[1:], strict=False)
-        if b.kind == "conv" and nxt.kind == "batchnorm"
+        if b.kind == "conv" and b.bias and nxt.kind in ("batchnorm", "instancenorm")
     )
 
 

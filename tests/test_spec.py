@@ -81,3 +81,56 @@ def test_spec_package_imports_no_framework() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+# The fields a spec had before the family switches (conv bias, concat order, ...) existed.
+_FIELDS_BEFORE_THE_FAMILY = (
+    "in_channels", "num_classes", "depth", "base_filters", "padding", "skip_source", "skip_merge",
+    "upsample", "norm", "bn_epsilon", "bn_momentum", "dropout", "head",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["seed", "paper", "modern", "modern-bilinear-small"])
+def test_a_file_from_before_the_family_switches_loads_as_the_same_network(name, tmp_path) -> None:
+    """A canonical file whose spec JSON lacks every newer field loads as the same spec, so the
+    defaults of the new switches keep old files meaning what they meant."""
+    from safetensors.numpy import save_file
+
+    from unet_spec import load_weights, random_weights
+    from unet_spec.weights import FORMAT_NAME, FORMAT_VERSION
+
+    spec = PRESETS[name].replace(depth=2, base_filters=4)
+    old = {k: v for k, v in spec.to_dict().items() if k in _FIELDS_BEFORE_THE_FAMILY}
+    path = tmp_path / "old.safetensors"
+    metadata = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "spec": json.dumps(old)}
+    save_file(random_weights(spec), str(path), metadata=metadata)
+    _, loaded = load_weights(path)
+    assert loaded == spec
+    assert loaded.plan().weight_shapes == spec.plan().weight_shapes
+
+
+def test_switches_that_contradict_each_other_are_named() -> None:
+    with pytest.raises(ValueError, match="skip_merge='pad' needs padding='same'"):
+        UNetSpec(skip_merge="pad")
+    with pytest.raises(ValueError, match="align_corners needs upsample='bilinear'"):
+        UNetSpec(align_corners=True)
+    with pytest.raises(ValueError, match="up_conv_kernel is the conv after interpolation"):
+        UNetSpec(up_conv_kernel=2)
+    with pytest.raises(ValueError, match="up_activation needs an up-step conv"):
+        UNetSpec(upsample="nearest", up_conv_kernel=0, up_activation=True)
+    with pytest.raises(
+        ValueError, match=r"widths must list 3 integers.*Received: widths=\(8, 16\)"
+    ):
+        UNetSpec(depth=2, widths=(8, 16))
+    with pytest.raises(ValueError, match="dropout_at must list sites among enc1, enc2, bottom"):
+        UNetSpec(depth=2, dropout_at=("enc3",))
+    with pytest.raises(ValueError, match="conv_bias must be true or false"):
+        UNetSpec(conv_bias=1)
+
+
+def test_widths_travel_through_json_as_lists_and_come_back_as_tuples() -> None:
+    spec = PRESETS["milesial-bilinear"]
+    data = json.loads(spec.to_json())
+    assert data["widths"] == [64, 128, 256, 512, 512]
+    assert UNetSpec.from_json(spec.to_json()) == spec
+    assert UNetSpec.from_dict(data).widths == (64, 128, 256, 512, 512)
