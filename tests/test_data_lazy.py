@@ -21,7 +21,7 @@ from unet_data import (
 )
 from unet_spec import get_preset
 from unet_train.data import FolderDataModule
-from unet_train.datasets import DataFileError, TrainCrops, reflect_indices
+from unet_train.datasets import DataFileError, TrainCrops
 
 GREY = get_preset("modern-small").replace(in_channels=1, depth=2)
 VALID = get_preset("paper").replace(depth=1, base_filters=4)
@@ -60,15 +60,6 @@ def test_samples_are_read_when_used_and_hold_no_pixels(tmp_path):
     name, image, mask = dm.train_samples[0]
     assert image.shape == (1, 24, 24) and mask.shape == (24, 24) and name.endswith(".png")
     assert len(dm.train_samples.cache) == 0  # cache_bytes=0 keeps nothing
-
-
-def test_reflect_indices_match_numpy_reflect_padding():
-    for size in (1, 2, 5, 9):
-        for pad in (0, 1, 4, 13):
-            padded = np.pad(np.arange(size), pad, mode="reflect")
-            np.testing.assert_array_equal(
-                reflect_indices(-pad, size + 2 * pad, size), padded, err_msg=f"{size=} {pad=}"
-            )
 
 
 @pytest.mark.parametrize("balance", [0.0, 0.7])

@@ -59,7 +59,7 @@ def test_stitching_puts_every_pixel_back(preset, tile, hw):
 
 def test_mirror_indices_match_numpy_reflect():
     for size in (2, 3, 10):
-        for pad in (1, size - 1, 3 * size + 1):
+        for pad in (0, 1, size - 1, 3 * size + 1):
             ref = np.pad(np.arange(size), pad, mode="reflect")
             np.testing.assert_array_equal(mirror_indices(-pad, size + 2 * pad, size), ref)
     np.testing.assert_array_equal(mirror_indices(-4, 9, 1), np.zeros(9))

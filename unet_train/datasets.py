@@ -19,6 +19,7 @@ from torchvision.transforms import v2
 
 from unet_data import IGNORE_INDEX, FileSamples, Sample
 from unet_data.weight_map import border_weights
+from unet_infer.tiling import mirror_indices
 
 Flips = bool | Literal["horizontal", "vertical"]
 
@@ -180,17 +181,6 @@ def load(samples: Sequence[Sample], k: int) -> Sample:
         raise DataFileError(str(err)) from None
 
 
-def reflect_indices(start: int, length: int, size: int) -> np.ndarray:
-    """Indices ``start .. start + length`` of an axis of ``size`` mirror-padded without repeating
-    the edge (``np.pad(mode="reflect")``), mapped back onto ``0 .. size - 1``."""
-    idx = np.arange(start, start + length)
-    if size == 1:
-        return np.zeros(length, np.int64)
-    period = 2 * (size - 1)
-    idx = np.mod(idx, period)
-    return np.where(idx >= size, period - idx, idx)
-
-
 class BorderMaps(Sequence[np.ndarray]):
     """The border weight maps (:func:`~unet_data.weight_map.border_weights`) of some samples,
     computed when asked for (from the mask at hand when cropping) and never all held at once:
@@ -319,8 +309,8 @@ class TrainCrops(Dataset):
         """One random crop of a decoded sample (centred on a pixel of class ``c`` if given)."""
         y, x = self._corner(mask, c)
         (ih, iw), (oh, ow) = self.input_size, self.output_size
-        rows = reflect_indices(y - self.pad[0][0], ih, mask.shape[0])
-        cols = reflect_indices(x - self.pad[1][0], iw, mask.shape[1])
+        rows = mirror_indices(y - self.pad[0][0], ih, mask.shape[0])
+        cols = mirror_indices(x - self.pad[1][0], iw, mask.shape[1])
         window = np.ix_(rows, cols)
         items = [
             tv_tensors.Image(torch.from_numpy(img[:, rows][:, :, cols])),
@@ -363,5 +353,4 @@ __all__ = [
     "TrainCrops",
     "WholeImages",
     "load",
-    "reflect_indices",
 ]
