@@ -1,0 +1,199 @@
+"""Models from elsewhere: one small converter per source layout, and the registry that picks one.
+
+A *source* is a layout of weights that another project writes (milesial/Pytorch-UNet's state
+dicts, MONAI's ``BasicUNet``, the Keras U-Nets built by their own code). Each converter module in
+this package (``milesial.py``, ``monai_basicunet.py``, ...) registers one :class:`Source`:
+
+- ``recognise(path or loaded object) -> bool``: the layout, told from key names or the layer graph;
+- ``read(path, spec or None) -> SourceRead``: canonical weights, the spec *inferred from the tensor
+  shapes* (no flags needed; a given spec must agree), a runnable :class:`Reference` when the source
+  itself can run, and a note saying what the file held and what it cannot prove;
+- ``write(weights, spec, path)`` (optional): the reverse, a file the source project's own code
+  loads; a spec the layout cannot hold is a one-line ``ValueError`` naming the field.
+
+``unet port`` asks :func:`detect` which source a file is (``--from NAME`` forces one), reads it,
+and proves the port against the :class:`Reference` whenever there is one (see
+:mod:`unet_bridge.port`). Converters import their framework inside functions, so importing this
+package loads numpy and ``unet_spec`` only.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+
+from unet_spec import UNetSpec
+
+Weights = Mapping[str, np.ndarray]
+#: What a reference outputs: logits, or the logits through an activation.
+Output = Literal["logits", "sigmoid", "softmax"]
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Something runnable that computes what the source computes.
+
+    Attributes:
+        run: NCHW float32 numpy in, numpy out (same layout as the twins' outputs).
+        output: Whether ``run`` gives ``"logits"`` or probabilities (``"sigmoid"``/``"softmax"``).
+        description: What runs, for the proof line (``"MONAI BasicUNet"``, ``"unet.unet_model:UNet"``).
+        run64: The same source run in float64, when it can be (a torch module in ``double()``);
+            its noise then counts in the comparison, like a second framework's.
+    """
+
+    run: Callable[[np.ndarray], np.ndarray]
+    output: Output
+    description: str
+    run64: Callable[[np.ndarray], np.ndarray] | None = None
+
+
+class SourceRead(NamedTuple):
+    """What a source's ``read`` returns (unpacks as ``weights, spec, reference, note``).
+
+    Attributes:
+        weights: Canonical weights (plan names, torch layouts, float32).
+        spec: The spec inferred from the file's tensor shapes (and the layout's fixed choices).
+        reference: The source itself, runnable, or ``None`` when only weights exist.
+        note: What the file held and what a port of it can and cannot prove, one line.
+    """
+
+    weights: dict[str, np.ndarray]
+    spec: UNetSpec
+    reference: Reference | None
+    note: str
+
+
+#: ``recognise(path or loaded object) -> bool``.
+Recogniser = Callable[[Any], bool]
+#: ``read(path, spec or None) -> SourceRead``.
+SourceReader = Callable[[Path, UNetSpec | None], SourceRead]
+#: ``write(weights, spec, path)``: the file the source's own code loads.
+SourceWriter = Callable[[Weights, UNetSpec, Path], Any]
+
+
+@dataclass(frozen=True)
+class Source:
+    """One source layout.
+
+    Attributes:
+        name: What ``--from``/``--to`` call it (``milesial``, ``monai``).
+        description: One line for ``unet port --sources`` and errors.
+        framework: The install extra that reads it (``torch``, ``keras``).
+        suffixes: File suffixes it comes in (``.pth``, ``.pt``, ...).
+        recognise: Whether a path (or an already loaded object) has this layout.
+        read: Canonical weights, inferred spec, reference and note from a file.
+        write: The reverse (``None`` when the layout cannot be written back).
+        check_spec: Raises a one-line ``ValueError`` naming the field when ``spec`` cannot be
+            written in this layout (``None``: every spec can).
+        reference_from_module: Wraps a module the user names (``--source-model``), loaded with
+            the file's own tensors, as a :class:`Reference` (``None``: not supported).
+        homepage: Where the source project lives, for the docs and ``--sources``.
+    """
+
+    name: str
+    description: str
+    framework: str
+    suffixes: tuple[str, ...]
+    recognise: Recogniser
+    read: SourceReader
+    write: SourceWriter | None = None
+    check_spec: Callable[[UNetSpec], None] | None = None
+    reference_from_module: Callable[[Any, Path], Reference] | None = None
+    homepage: str = ""
+
+    @property
+    def directions(self) -> str:
+        return "both" if self.write is not None else "from"
+
+
+SOURCES: dict[str, Source] = {}
+
+# Converter modules; each calls :func:`register` on import. Listed here (not discovered) so the
+# order of detection is fixed: the first source that recognises a file wins. A converter imports
+# its framework inside its functions, so importing it needs none.
+BUILTIN: list[str] = []
+_loaded = False
+
+
+def register(source: Source) -> Source:
+    """Add ``source`` (a later one with the same name replaces the earlier)."""
+    SOURCES[source.name] = source
+    return source
+
+
+def _load() -> None:
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        for name in BUILTIN:
+            importlib.import_module(name)
+
+
+def all_sources() -> dict[str, Source]:
+    """Every registered source, in detection order."""
+    _load()
+    return dict(SOURCES)
+
+
+def get_source(name: str) -> Source:
+    """The source called ``name``.
+
+    Raises:
+        ValueError: An unknown name; the message lists the known ones.
+    """
+    sources = all_sources()
+    if name not in sources:
+        raise ValueError(f"unknown source {name!r}; known sources: {', '.join(sources)}")
+    return sources[name]
+
+
+def matches_suffix(source: Source, path: str | os.PathLike[str]) -> bool:
+    name = Path(path).name
+    return any(name.endswith(s) and len(name) > len(s) for s in source.suffixes)
+
+
+def detect(path_or_object: Any) -> Source | None:
+    """The first source that recognises ``path_or_object`` (a path: only sources of its suffix)."""
+    for source in all_sources().values():
+        if isinstance(path_or_object, (str, os.PathLike)) and not matches_suffix(
+            source, path_or_object
+        ):
+            continue
+        if source.recognise(path_or_object):
+            return source
+    return None
+
+
+def listing() -> str:
+    """The table ``unet port --sources`` prints."""
+    rows = [("source", "formats", "directions", "extra", "description")]
+    for s in all_sources().values():
+        rows.append((s.name, " ".join(s.suffixes), s.directions, s.framework or "-", s.description))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)) + "  " + r[4]
+        for r in rows
+    ]
+    return "\n".join(lines)
+
+
+__all__ = [
+    "BUILTIN",
+    "SOURCES",
+    "Output",
+    "Reference",
+    "Source",
+    "SourceRead",
+    "all_sources",
+    "detect",
+    "get_source",
+    "listing",
+    "matches_suffix",
+    "register",
+]
