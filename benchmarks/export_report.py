@@ -29,6 +29,7 @@ import numpy as np
 
 import unet_bridge as cf
 from unet_bridge import export
+from unet_infer.tiling import labels_from_probs
 from unet_runtime import keep_freed_memory, machine_line
 from unet_spec import PRESETS, UNetSpec, random_weights
 
@@ -89,8 +90,11 @@ def measure(name, spec: UNetSpec, weights, size: int, suffix: str, precision: st
     }  # fmt: skip
     if val is not None:
         images, masks = val
-        row["miou"] = miou(run(images).argmax(1), masks, spec.num_classes)
-        row["torch_miou"] = miou(torch_run(images).argmax(1), masks, spec.num_classes)
+        # Both return logits: the one label rule before the head.
+        row["miou"] = miou(labels_from_probs(run(images), "none"), masks, spec.num_classes)
+        row["torch_miou"] = miou(
+            labels_from_probs(torch_run(images), "none"), masks, spec.num_classes
+        )
     print(f"{name} {suffix} {precision}: rel {row['rel']:.3g} "
           f"argmax {100 * row['argmax_agreement']:.3f}%", file=sys.stderr, flush=True)  # fmt: skip
     return row

@@ -257,19 +257,32 @@ def check_against_noise(
     )  # fmt: skip
 
 
-def label_rule(spec: UNetSpec, probabilities: bool) -> str:
-    """How :func:`check_against_noise` turns ``spec``'s outputs into labels, by the rule of
-    :func:`unet_infer.tiling.labels_from_probs`: the argmax over several channels; one channel is
-    thresholded at 0.5 as a sigmoid probability, else at 0 as a logit. (The check needs the rule
-    by name, to measure each pixel's float64 margin from its threshold.)
+#: Where a one-channel output is cut into class 0 and class 1, by rule: ``"sign"`` for a logit,
+#: ``"half"`` for a sigmoid probability (the sigmoid of 0 is 1/2, so both cut at the same place).
+THRESHOLDS = {"sign": 0.0, "half": 0.5}
+
+
+def rule_for(channels: int, head: str, probabilities: bool) -> str:
+    """The one label rule, by name: ``"argmax"`` over two or more channels (softmax and sigmoid are
+    monotonic, so logits and probabilities give the same class); one channel is cut at
+    :data:`THRESHOLDS` as a sigmoid probability (``"half"``) or else as a logit (``"sign"``).
+
+    :func:`check_against_noise` takes the rule by name, to measure each pixel's float64 margin from
+    its threshold; :func:`unet_infer.tiling.labels_from_probs` applies it to predictions.
 
     Args:
-        spec: The architecture whose outputs are compared.
-        probabilities: Whether the outputs went through ``spec.head`` (else they are logits).
+        channels: Output channels (``spec.num_classes``).
+        head: The head the outputs went through when ``probabilities`` (``spec.head``).
+        probabilities: Whether the outputs went through ``head`` (else they are logits).
     """
-    if spec.num_classes > 1:
+    if channels > 1:
         return "argmax"
-    return "half" if probabilities and spec.head == "sigmoid" else "sign"
+    return "half" if probabilities and head == "sigmoid" else "sign"
+
+
+def label_rule(spec: UNetSpec, probabilities: bool) -> str:
+    """:func:`rule_for` ``spec``'s outputs, after its head (``probabilities``) or before (logits)."""
+    return rule_for(spec.num_classes, spec.head, probabilities)
 
 
 def _distance(
@@ -293,7 +306,7 @@ def _labels(
             raise ValueError(f"argmax labels need at least 2 channels. Received: shape={c.shape}")
         top2 = np.sort(np.moveaxis(r64, axis, -1), axis=-1)[..., -2:]
         return c.argmax(axis), r64.argmax(axis), top2[..., 1] - top2[..., 0]
-    if rule in ("sign", "half"):
-        threshold = 0.0 if rule == "sign" else 0.5
+    if rule in THRESHOLDS:
+        threshold = THRESHOLDS[rule]
         return c > threshold, r64 > threshold, np.abs(r64 - threshold)
     raise ValueError(f"labels must be 'argmax', 'sign', 'half' or None. Received: labels={rule!r}")
