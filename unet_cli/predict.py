@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from unet_cli.common import add_spec_arguments, spec_from_args
+from unet_cli.common import add_spec_arguments, fraction, positive_int, spec_from_args
 from unet_data import image_files
 from unet_data.images import read_image
 from unet_infer.masks import encode_mask, npy_bytes, overlay, png_bytes
@@ -40,12 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--device", default="cpu", help="torch backend: cpu or cuda (Keras places ops itself)"
     )
     parser.add_argument(
-        "--tile", type=int, help="input tile size (default: a valid size near 572/256)"
+        "--tile", type=positive_int, help="input tile size (default: a valid size near 572/256)"
     )
     parser.add_argument(
-        "--overlap", type=float, default=0.25, help="same padding: share of a tile blended"
+        "--overlap", type=fraction, default=0.25, help="same padding: share of a tile blended"
     )
-    parser.add_argument("--batch-size", type=int, default=1, help="tiles per forward pass")
+    parser.add_argument("--batch-size", type=positive_int, default=1, help="tiles per forward pass")
     parser.add_argument("--tta", action="store_true", help="test-time augmentation (--tta-mode)")
     parser.add_argument(
         "--tta-mode",
