@@ -93,8 +93,8 @@ def test_image_input(weights_file, tmp_path, capsys) -> None:
     ("extra", "text"),
     [
         (["--size", "190"], "Nearest valid sizes"),
-        (["--batch", "0"], "--batch must be at least 1"),
-        (["--margin", "0.5"], "--margin must be at least 1"),
+        (["--batch-size", "0"], "--batch-size/--batch: must be a positive integer"),
+        (["--margin", "0.5"], "--margin: must be a finite number >= 1"),
         (["--json", "/nonexistent/r.json"], "does not exist"),
         (["--preset", "seed-small"], "does not match"),
     ],

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from unet_cli.common import byte_size, positive_int
+
 HELP = "pack a folder of images and masks into streaming shards (LitData)"
 
 
@@ -18,8 +20,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     pack = sub.add_parser("pack", help=HELP, description=HELP)
     pack.add_argument("folder", type=Path, help="images/ + masks/, or train/ val/ test/ folders")
     pack.add_argument("out", type=Path, help="new folder for the shards (OUT/train, OUT/val, ...)")
-    pack.add_argument("--shard-size", default="256MB", help="bytes per shard (default: 256MB)")
-    pack.add_argument("--workers", type=int, default=1, help="packing processes (default: 1)")
+    pack.add_argument(
+        "--shard-size", type=byte_size, default="256MB", help="bytes per shard (default: 256MB)"
+    )
+    pack.add_argument(
+        "--workers", type=positive_int, default=1, help="packing processes (default: 1)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

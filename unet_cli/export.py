@@ -18,7 +18,12 @@ import argparse
 import json
 from pathlib import Path
 
-from unet_cli.common import add_spec_arguments, spec_from_args
+from unet_cli.common import (
+    add_spec_arguments,
+    non_negative_int,
+    positive_int,
+    spec_from_args,
+)
 
 HELP = "export to .onnx, .savedmodel, .tflite or .pt2 (run in its runtime and verified)"
 
@@ -29,20 +34,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "dst", type=Path, help="the artefact: .onnx, .savedmodel (a folder), .tflite or .pt2"
     )
     add_spec_arguments(parser)
-    parser.add_argument("--size", type=int, help="input size (fixes H and W unless --dynamic)")
+    parser.add_argument(
+        "--size", type=positive_int, help="input size (fixes H and W unless --dynamic)"
+    )
     parser.add_argument(
         "--dynamic", action="store_true",
         help="H and W dynamic (the default where the spec takes any multiple of 2**depth and "
         "--size is not given)",
     )  # fmt: skip
-    parser.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
+    parser.add_argument("--opset", type=positive_int, help="ONNX opset (default: the exporter's)")
     parser.add_argument(
         "--precision", choices=("fp32", "fp16", "dynamic-int8"), default="fp32",
         help="fp16 / dynamic-int8: .onnx and .tflite only, verified against a looser tolerance "
         "derived from the format's precision",
     )  # fmt: skip
     parser.add_argument("--image", type=Path, help="also check the artefact on this image")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the check's random input")
+    parser.add_argument(
+        "--seed", type=non_negative_int, default=0, help="seed of the check's random input"
+    )
     parser.add_argument("--no-card", action="store_true", help="write no model card")
     parser.add_argument("--json", type=Path, help="also write the verification report here")
 

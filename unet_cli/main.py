@@ -73,7 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # a bad option (one line, code 2) or --help: a code, as below
+        return exit_.code if isinstance(exit_.code, int) else 2
     keep_freed_memory()  # the process setting every entry point makes (docs/architecture.md)
     try:
         return int(args._run(args) or 0)

@@ -14,7 +14,14 @@ import argparse
 import json
 from pathlib import Path
 
-from unet_cli.common import add_spec_arguments, spec_from_args
+from unet_cli.common import (
+    add_spec_arguments,
+    at_least_one,
+    non_negative_float,
+    non_negative_int,
+    positive_int,
+    spec_from_args,
+)
 from unet_runtime import atomic_write_bytes
 from unet_spec import NoiseTolerance
 
@@ -29,15 +36,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--image", type=Path, help="an image file as input (resized to --size)")
     source.add_argument("--random", action="store_true", help="random input in [0, 1) (default)")
-    parser.add_argument("--size", type=int, help="input size N (default: the preset's own)")
-    parser.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random input")
+    parser.add_argument(
+        "--size", type=positive_int, help="input size N (default: the preset's own)"
+    )
+    parser.add_argument(
+        "--batch-size",
+        "--batch",
+        type=positive_int,
+        default=1,
+        help="images per input batch (default 1)",
+    )
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the random input")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu",
                         help="where PyTorch runs (Keras places itself); default cpu")  # fmt: skip
-    parser.add_argument("--margin", type=float, default=NoiseTolerance.margin,
+    parser.add_argument("--margin", type=at_least_one, default=NoiseTolerance.margin,
                         help="limit as a multiple of the measured fp32 noise "
                              f"(default {NoiseTolerance.margin:g})")  # fmt: skip
-    parser.add_argument("--floor", type=float, default=NoiseTolerance.floor,
+    parser.add_argument("--floor", type=non_negative_float, default=NoiseTolerance.floor,
                         help="smallest noise assumed, relative to the output's scale "
                              f"(default {NoiseTolerance.floor:.3g}, 8 fp32 epsilons)")  # fmt: skip
     parser.add_argument("--json", type=Path, metavar="OUT", help="write the report as JSON")
@@ -52,12 +67,6 @@ def _check_output(path: Path | None, option: str) -> None:
 def run(args: argparse.Namespace) -> int:
     import unet_bridge as cf
 
-    if args.batch < 1:
-        raise ValueError(f"--batch must be at least 1. Received: --batch {args.batch}")
-    if not args.margin >= 1:
-        raise ValueError(f"--margin must be at least 1. Received: --margin {args.margin}")
-    if not args.floor >= 0:
-        raise ValueError(f"--floor must be non-negative. Received: --floor {args.floor}")
     _check_output(args.json, "--json")
     _check_output(args.plot, "--plot")
     if args.plot is not None and args.plot.suffix.lower() != ".png":
@@ -66,10 +75,10 @@ def run(args: argparse.Namespace) -> int:
     weights, spec, _ = cf.load_any_weights(args.weights, spec_from_args(args))
     size = cf.check_size(spec, args.size or cf.default_size(spec))
     if args.image is not None:
-        x = cf.image_input(args.image, spec, size, args.batch)
+        x = cf.image_input(args.image, spec, size, args.batch_size)
         what = f"image {args.image}"
     else:
-        x = cf.random_input(spec, size, args.batch, args.seed)
+        x = cf.random_input(spec, size, args.batch_size, args.seed)
         what = f"random input (seed {args.seed})"
     tol = NoiseTolerance(margin=args.margin, floor=args.floor)
     report = cf.run_parity(spec, weights, x, tol, device=cf.torch_device(args.device))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from unet_cli.common import add_spec_arguments, spec_from_args
+from unet_cli.common import add_spec_arguments, non_negative_int, positive_int, spec_from_args
 
 HELP = "port weights between .ckpt, .pt, .safetensors, .keras and .weights.h5 (verified)"
 
@@ -26,10 +26,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dst", type=Path, help="destination; its extension picks the format")
     add_spec_arguments(parser)
     parser.add_argument(
-        "--size", type=int, help="input size of a written .keras model (default: the preset's)"
+        "--size",
+        type=positive_int,
+        help="input size of a written .keras model (default: the preset's)",
     )
     parser.add_argument("--no-verify", action="store_true", help="skip the reload and parity check")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the check's random input")
+    parser.add_argument(
+        "--seed", type=non_negative_int, default=0, help="seed of the check's random input"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

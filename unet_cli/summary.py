@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from unet_cli.common import add_spec_arguments, spec_from_args
+from unet_cli.common import add_spec_arguments, positive_int, spec_from_args
 from unet_spec import PRESETS
 from unet_spec.sizes import default_size
 
@@ -14,7 +14,9 @@ HELP = "print every block of a U-Net with its output shape, parameters and FLOPs
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_spec_arguments(parser)
-    parser.add_argument("--size", type=int, help="input size N (N×N); default: the preset's own")
+    parser.add_argument(
+        "--size", type=positive_int, help="input size N (N×N); default: the preset's own"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--list", action="store_true", help="list the presets and exit")
 
@@ -31,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     if spec is None:
         raise ValueError("give --preset NAME or --spec FILE (see --list)")
-    size = args.size or default_size(spec)
+    size = default_size(spec) if args.size is None else args.size
     plan = spec.plan()
     layout = plan.check_size(size)
     c, h, w = layout.output_shape
