@@ -74,8 +74,12 @@ def card_path(artefact: str | os.PathLike[str]) -> Path:
 
 
 def find_metrics(weights: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The ``metrics.json`` beside a weight file (a training run's folder), if any and readable."""
-    path = Path(weights).with_name("metrics.json")
+    """The ``metrics.json`` of a training run's weights, if any and readable: beside the file, or
+    one level up for a checkpoint in the run's ``checkpoints/`` folder."""
+    weights = Path(weights)
+    path = weights.with_name("metrics.json")
+    if not path.is_file() and weights.parent.name == "checkpoints":
+        path = weights.parent.with_name("metrics.json")
     if not path.is_file():
         return None
     try:
@@ -91,6 +95,8 @@ def model_card(
     metrics: Mapping[str, Any] | None = None,
     artefact: str | os.PathLike[str] | None = None,
     source: str | None = None,
+    loading: str | None = None,
+    name: str | None = None,
 ) -> str:
     """The card's markdown.
 
@@ -101,9 +107,14 @@ def model_card(
         metrics: A training run's metrics (its ``metrics.json``): training data and scores.
         artefact: The file the card describes (its suffix picks the loading snippet).
         source: Where the weights came from.
+        loading: The loading section (default: the snippet of ``artefact``'s format).
+        name: The title (default: ``artefact``'s name).
     """
-    name = Path(artefact).name if artefact is not None else "model"
-    suffix = next((s for s in LOADING if name.endswith(s)), None)
+    file_name = Path(artefact).name if artefact is not None else "model"
+    suffix = next((s for s in LOADING if file_name.endswith(s)), None)
+    if loading is None and suffix is not None:
+        loading = LOADING[suffix].format(path=file_name)
+    name = name or file_name
     plan = build_plan(spec)
     lines = [f"# {name}", ""]
     from unet_bridge.inputs import preset_name
@@ -121,8 +132,8 @@ def model_card(
     lines += _parity_section(parity)
     if metrics:
         lines += _metrics_section(metrics)
-    if suffix is not None:
-        lines += ["## Loading", "", LOADING[suffix].format(path=name), ""]
+    if loading is not None:
+        lines += ["## Loading", "", loading, ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -214,4 +225,45 @@ def write_model_card(
     return atomic_write_bytes(path, text.encode())
 
 
-__all__ = ["LOADING", "card_path", "find_metrics", "model_card", "write_model_card"]
+def hub_card(
+    spec: UNetSpec,
+    parity: Any = None,
+    metrics: Mapping[str, Any] | None = None,
+    source: str | None = None,
+    name: str = "model",
+) -> str:
+    """A hub folder's card: the YAML metadata hubs index (``library_name``, ``tags``,
+    ``license``, ``pipeline_tag``, and ``datasets``, ``metrics`` and ``model-index`` from a run's
+    ``metrics.json``; :func:`unet_spec.hub.card_metadata`), then :func:`model_card` with the three
+    ways to load the folder. A training run's folder and ``unet port``'s hub folders get this card.
+    """
+    from unet_spec import hub
+
+    body = model_card(spec, parity, metrics, source=source, name=name,
+                      loading=hub.LOADING.format(path=name))  # fmt: skip
+    return hub.card_header(spec, metrics, name) + body
+
+
+def write_hub_card(
+    folder: str | os.PathLike[str],
+    spec: UNetSpec,
+    parity: Any = None,
+    metrics: Mapping[str, Any] | None = None,
+    source: str | None = None,
+    name: str | None = None,
+) -> Path:
+    """Write :func:`hub_card` as ``folder/README.md`` atomically (``name``: the folder's)."""
+    folder = Path(folder)
+    text = hub_card(spec, parity, metrics, source, name or folder.name)
+    return atomic_write_bytes(folder / "README.md", text.encode())
+
+
+__all__ = [
+    "LOADING",
+    "card_path",
+    "find_metrics",
+    "hub_card",
+    "model_card",
+    "write_hub_card",
+    "write_model_card",
+]

@@ -45,7 +45,11 @@ class Format:
         read: Canonical weights from a file, or ``None`` for a write-only deployment format.
         write: The writer; it need not be atomic (:func:`save_any_weights` gives it a temporary
             path that is renamed into place when it returns).
-        folder: The artefact is a folder (a TensorFlow SavedModel), not a file.
+        folder: The artefact is a folder (a TensorFlow SavedModel, a hub folder), not a file.
+        members: The weight files inside a written folder that are verified with it (a hub
+            folder's ``model.keras``); each is read back through its own format.
+        finish: ``finish(written, dst, spec, result, **options)``, called once a verified write
+            has passed and before it lands (a hub folder's card records the verification).
     """
 
     suffix: str
@@ -54,9 +58,13 @@ class Format:
     read: Reader | None
     write: Writer
     folder: bool = False
+    members: Callable[[Path], list[Path]] | None = None
+    finish: Callable[..., Any] | None = None
 
 
 FORMATS: dict[str, Format] = {}
+#: The registry key of the hub folder (:mod:`unet_bridge.hub`), which has no suffix of its own.
+HUB_FOLDER = "/"
 
 
 def register(fmt: Format) -> Format:
@@ -78,12 +86,20 @@ def format_of(path: str | os.PathLike[str]) -> Format:
     """
     name = Path(path).name
     matches = [s for s in FORMATS if name.endswith(s) and len(name) > len(s)]
-    if not matches:
-        raise ValueError(
-            f"{path}: unknown extension {Path(path).suffix or '(none)'!r}; "
-            f"known formats end in {', '.join(FORMATS)}"
-        )
-    return FORMATS[max(matches, key=len)]
+    if matches:
+        return FORMATS[max(matches, key=len)]
+    # A folder without a format suffix is a hub folder: an existing folder, a path written with
+    # a trailing separator (``my-unet/``), or a name with no extension at all (``my-unet``).
+    text = os.fspath(path)
+    if HUB_FOLDER in FORMATS and (
+        Path(path).is_dir() or text.endswith(("/", os.sep)) or not Path(name).suffix
+    ):
+        return FORMATS[HUB_FOLDER]
+    known = ", ".join(s for s in FORMATS if s != HUB_FOLDER)
+    raise ValueError(
+        f"{path}: unknown extension {Path(path).suffix or '(none)'!r}; known formats end in "
+        f"{known}, or are hub folders (config.json, model.safetensors)"
+    )
 
 
 def suffix_of(path: str | os.PathLike[str]) -> str:
@@ -110,7 +126,9 @@ def load_any_weights(
             f"{path}: a {fmt.description} is a deployment artefact, not a weight file; "
             f"weights are read from {', '.join(weight_suffixes())}"
         )
-    if not Path(path).is_file():
+    if fmt.folder and not Path(path).is_dir():
+        raise FileNotFoundError(f"{path}: no such folder")
+    if not fmt.folder and not Path(path).is_file():
         raise FileNotFoundError(f"{path}: no such file")
     return fmt.read(Path(path), spec)
 
@@ -194,13 +212,42 @@ def _write_h5(weights: Weights, spec: UNetSpec, path: Path, input_size: Size) ->
     return save_weights_h5(weights, spec, path, input_size)
 
 
+def _read_hub(path: Path, spec: UNetSpec | None) -> tuple[dict[str, np.ndarray], UNetSpec, Any]:
+    from unet_bridge.hub import read_hub
+
+    return read_hub(path, spec)
+
+
+def _write_hub(
+    weights: Weights, spec: UNetSpec, path: Path, input_size: Size, **options: Any
+) -> Any:
+    from unet_bridge.hub import write_hub
+
+    return write_hub(weights, spec, path, input_size, **options)
+
+
+def _hub_members(path: Path) -> list[Path]:
+    from unet_bridge.hub import members
+
+    return members(path)
+
+
+def _finish_hub(*args: Any, **options: Any) -> None:
+    from unet_bridge.hub import finish
+
+    finish(*args, **options)
+
+
 for _fmt in (
     Format(".ckpt", "Lightning checkpoint", "torch", _read_ckpt, _write_ckpt),
     Format(".pt", "PyTorch state dict", "torch", _read_pt, _write_pt),
     Format(".safetensors", "canonical safetensors file", "", _read_canonical, _write_canonical),
     Format(".keras", "Keras model", "keras", _read_keras, _write_keras),
     Format(".weights.h5", "Keras weights file", "keras", _read_keras, _write_h5),
-):
+    # Reading needs no framework; writing renders the card with huggingface_hub ([torch]).
+    Format(HUB_FOLDER, "hub folder (config.json, model.safetensors, README.md)", "", _read_hub,
+           _write_hub, folder=True, members=_hub_members, finish=_finish_hub),
+):  # fmt: skip
     register(_fmt)
 
 #: Suffixes of the weight formats (``unet port`` reads and writes each).
@@ -208,6 +255,7 @@ SUFFIXES = weight_suffixes()
 
 __all__ = [
     "FORMATS",
+    "HUB_FOLDER",
     "SUFFIXES",
     "Format",
     "format_of",

@@ -49,6 +49,7 @@ def write_verified(
     seed: int = 0,
     x: np.ndarray | None = None,
     tolerance: NoiseTolerance | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> PortResult:
     """Write ``weights`` to ``dst`` (format by suffix) only if the written file proves right.
 
@@ -62,6 +63,10 @@ def write_verified(
         seed: Seed of the random check input (when ``x`` is not given).
         x: The check input, NCHW float32 (default: random, at a small valid size).
         tolerance: The noise-aware tolerance (default :class:`~unet_spec.NoiseTolerance`).
+        options: Keyword arguments of the format's writer (a hub folder's ``with_keras``,
+            ``metrics``, ``source``).
+
+    A folder format's member files (a hub folder's ``model.keras``) are verified with it.
 
     Returns:
         The verification's outcome (the file is at ``dst``).
@@ -71,14 +76,24 @@ def write_verified(
     """
     dst = Path(dst)
     fmt = format_of(dst)
+    options = dict(options or {})
     with atomic_path(dst, folder=fmt.folder) as tmp:
-        fmt.write(weights, spec, tmp, input_size)  # tmp is already the atomic stand-in for dst
+        # tmp is already the atomic stand-in for dst
+        fmt.write(weights, spec, tmp, input_size, **options)
         if not verify:
             return PortResult(True, "not verified (--no-verify)")
         result = verify_file(weights, spec, tmp, source_model, seed, dst, x, tolerance)
+        for member in fmt.members(tmp) if fmt.members is not None and result.ok else []:
+            inner = verify_file(weights, spec, member, None, seed, dst / member.name, x, tolerance)
+            summary = f"{result.summary}; {member.name}: {inner.summary}"
+            result = PortResult(inner.ok, summary, result.report)
+            if not inner.ok:
+                break
         if not result.ok:
             # Leaving the block by an exception is what keeps the file from landing.
             raise RejectedError(result)
+        if fmt.finish is not None:
+            fmt.finish(tmp, dst, spec, result, **options)
     return result
 
 

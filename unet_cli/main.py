@@ -39,6 +39,7 @@ EXTRAS = {
     "onnxruntime": ("onnxruntime", "onnx"),
     "onnxscript": ("ONNX", "onnx"),
     "litdata": ("PyTorch", "torch"),
+    "huggingface_hub": ("huggingface_hub", "torch"),
 }
 
 

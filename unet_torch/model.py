@@ -18,6 +18,7 @@ import torch.utils.checkpoint
 from torch import nn
 
 from unet_spec import Block, UNetSpec, build_plan, check_weights
+from unet_torch.hub import UNetHubMixin
 
 
 def _bilinear(x: torch.Tensor, align_corners: bool = False, **size_or_scale: object) -> torch.Tensor:
@@ -178,7 +179,7 @@ def _make_module(block: Block, spec: UNetSpec, inplace: bool) -> nn.Module | Non
     raise ValueError(f"block {block.name}: unknown kind {kind!r}")
 
 
-class UNet(nn.Module):
+class UNet(nn.Module, UNetHubMixin):  # from_pretrained, save_pretrained: unet_torch/hub.py
     """A U-Net whose layers are the blocks of ``spec``'s plan; returns logits (NCHW).
 
     Inference on the CPU (float32, gradients off, no autocast) runs in channels-last order whatever

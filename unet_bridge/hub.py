@@ -1,0 +1,126 @@
+"""The hub folder as a format of the registry: ``unet port run/.../best.ckpt my-unet/`` writes one,
+``unet port my-unet/ model.keras`` reads one.
+
+The layout is :mod:`unet_spec.hub`'s (``config.json``, canonical ``model.safetensors``,
+``README.md`` with the YAML metadata hubs index, and ``model.keras`` with ``with_keras``). A folder
+goes through the same prove-then-write path as every port (:func:`unet_bridge.port.write_verified`):
+it is written to a temporary folder beside its destination, its weights are read back bit-exact
+and run in both twins against the float64 reference, a ``model.keras`` inside is run the same way,
+the card records the verification, and only then is the folder renamed into place.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> from unet_spec import get_preset, random_weights
+    >>> from unet_bridge.formats import save_any_weights
+    >>> spec = get_preset("modern-small")
+    >>> folder = pathlib.Path(tempfile.mkdtemp()) / "my-unet"
+    >>> sorted(p.name for p in save_any_weights(random_weights(spec), spec, folder).iterdir())
+    ['README.md', 'config.json', 'model.safetensors']
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from unet_bridge.card import write_hub_card
+from unet_bridge.formats import FORMATS, HUB_FOLDER, Size, Weights, format_of
+from unet_spec import UNetSpec, save_weights
+from unet_spec import hub as hub_folder
+from unet_spec.sizes import model_size
+
+
+def read_hub(path: Path, spec: UNetSpec | None) -> tuple[dict[str, np.ndarray], UNetSpec, Any]:
+    """The format's reader: canonical weights and spec, strictly checked (no Keras model: the
+    folder's weights are its canonical file)."""
+    return (*hub_folder.load_hub_folder(path, spec), None)
+
+
+def write_hub(
+    weights: Weights,
+    spec: UNetSpec,
+    path: Path,
+    input_size: Size = None,
+    *,
+    with_keras: bool = False,
+    metrics: Mapping[str, Any] | None = None,
+    source: str | None = None,
+    name: str | None = None,
+) -> Path:
+    """Write the hub folder ``path`` (which must not exist yet).
+
+    Args:
+        weights: Canonical weights.
+        spec: Their spec.
+        path: The folder to create.
+        input_size: The input size of ``model.keras`` (default: any size where the spec allows
+            it, else the preset's natural size).
+        with_keras: Also write ``model.keras``.
+        metrics: A training run's ``metrics.json`` for the card.
+        source: Where the weights came from, for the card.
+        name: The card's title (default: the folder's name).
+    """
+    path.mkdir()
+    save_weights(weights, spec, path / hub_folder.WEIGHTS_NAME)
+    hub_folder.write_config(path, spec)
+    write_hub_card(path, spec, metrics=metrics, source=source, name=name or path.name)
+    if with_keras:
+        # Through the registry, so the .keras writer is the one every port uses.
+        size = input_size if input_size is not None else model_size(spec)
+        FORMATS[".keras"].write(weights, spec, path / hub_folder.KERAS_NAME, size)
+    return path
+
+
+def members(path: Path) -> list[Path]:
+    """The weight files inside a written folder that are verified with it: ``model.keras``."""
+    keras_file = path / hub_folder.KERAS_NAME
+    return [keras_file] if keras_file.is_file() else []
+
+
+def finish(
+    written: Path,
+    dst: Path,
+    spec: UNetSpec,
+    result: Any,
+    *,
+    metrics: Mapping[str, Any] | None = None,
+    source: str | None = None,
+    name: str | None = None,
+    **_: Any,
+) -> None:
+    """Rewrite the card of a verified folder with the verification's summary."""
+    write_hub_card(
+        written, spec, parity={"verified": result.summary}, metrics=metrics, source=source,
+        name=name or Path(dst).name,
+    )  # fmt: skip
+
+
+def write_hub_folder(
+    weights: Weights,
+    spec: UNetSpec,
+    dst: str | os.PathLike[str],
+    *,
+    with_keras: bool = False,
+    metrics: Mapping[str, Any] | None = None,
+    source: str | None = None,
+    **kwargs: Any,
+):
+    """Write a verified hub folder at ``dst`` (see :func:`unet_bridge.port.write_verified`, which
+    takes ``kwargs``: ``input_size``, ``verify``, ``seed``, ``x``, ``tolerance``).
+
+    Raises:
+        RejectedError: The folder failed its verification; nothing is at ``dst``.
+    """
+    from unet_bridge.port import write_verified
+
+    if format_of(dst).suffix != HUB_FOLDER:
+        raise ValueError(f"{dst}: a hub folder's name has no format extension")
+    options = {"with_keras": with_keras, "metrics": metrics, "source": source}
+    return write_verified(weights, spec, dst, options=options, **kwargs)
+
+
+__all__ = ["finish", "members", "read_hub", "write_hub", "write_hub_folder"]
