@@ -104,7 +104,7 @@ class Source:
     read: SourceReader
     write: SourceWriter | None = None
     check_spec: Callable[[UNetSpec], None] | None = None
-    reference_from_module: Callable[[Any, Path], Reference] | None = None
+    reference_from_module: Callable[[Any, Path, str], Reference] | None = None
     homepage: str = ""
 
     @property
@@ -117,7 +117,10 @@ SOURCES: dict[str, Source] = {}
 # Converter modules; each calls :func:`register` on import. Listed here (not discovered) so the
 # order of detection is fixed: the first source that recognises a file wins. A converter imports
 # its framework inside its functions, so importing it needs none.
-BUILTIN: list[str] = []
+BUILTIN: list[str] = [
+    "unet_bridge.sources.milesial",
+    "unet_bridge.sources.monai_basicunet",
+]
 _loaded = False
 
 

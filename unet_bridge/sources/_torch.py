@@ -1,0 +1,275 @@
+"""What the PyTorch-side converters share: reading a foreign state dict, matching it against the
+layout a spec implies (every mismatch, named by feature), and running a torch module as the
+reference a port is proven against.
+
+The converters state the layout as a name map, canonical plan name → source module path; the tensors
+keep PyTorch layouts on both sides, so mapping is renaming.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from unet_bridge.sources import Output, Reference
+from unet_spec import UNetSpec, build_plan
+
+# Wrappers other code stores a network under (DDP, torch.compile, Lightning's self.model).
+_PREFIXES = ("module.", "_orig_mod.", "model.")
+
+
+def torch_load(path: Path) -> Any:
+    """``torch.load`` with ``weights_only=True`` (a file cannot run code); one-line errors."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    import unet_torch  # noqa: F401  (checks the TensorFlow/triton import order first)
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else "unpickling failed"
+        raise ValueError(f"{path}: not loadable safely (weights_only=True): {first}") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{path}: damaged or not a PyTorch file ({first})") from None
+
+
+def state_of(obj: Any) -> tuple[dict[str, Any], list[str]]:
+    """The tensors of a loaded state dict, with wrapper prefixes stripped, and the names of the
+    non-tensor entries set aside (milesial's newer files carry ``mask_values``)."""
+    if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
+        obj = obj["state_dict"]
+    if not isinstance(obj, Mapping):
+        return {}, []
+    import torch
+
+    tensors = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
+    other = sorted(str(k) for k in obj if k not in tensors)
+    for prefix in _PREFIXES:
+        if tensors and all(k.startswith(prefix) for k in tensors):
+            tensors = {k[len(prefix) :]: v for k, v in tensors.items()}
+    return tensors, other
+
+
+def load_state(path_or_object: Any) -> tuple[dict[str, Any], list[str]]:
+    """:func:`state_of` a path (loaded safely) or of an already loaded object."""
+    if isinstance(path_or_object, (str, os.PathLike)):
+        return state_of(torch_load(Path(path_or_object)))
+    if hasattr(path_or_object, "state_dict") and callable(path_or_object.state_dict):
+        return state_of(path_or_object.state_dict())
+    return state_of(path_or_object)
+
+
+def shapes_of(state: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(int(n) for n in v.shape) for k, v in state.items()}
+
+
+def feature_of(spec: UNetSpec, name: str) -> str:
+    """The architectural feature a canonical tensor stands for, for mismatch messages."""
+    block = build_plan(spec)[name.rsplit(".", 1)[0]]
+    if block.kind == "upconv" or name.split(".")[1] == "up":
+        return "upsampling kind"
+    if block.kind in ("batchnorm", "instancenorm"):
+        return "norm"
+    if name.endswith(".bias") and block.kind == "conv" and block.name != "head":
+        return "conv bias"
+    if block.name == "head":
+        return "num_classes"
+    return "widths"
+
+
+def match_layout(
+    state_shapes: Mapping[str, tuple[int, ...]],
+    names: Mapping[str, str],
+    spec: UNetSpec,
+    ignore: Callable[[str], bool] = lambda key: key.endswith("num_batches_tracked"),
+) -> list[str]:
+    """Every difference between a file's tensors and the layout ``names`` gives ``spec``.
+
+    Args:
+        state_shapes: The file's tensor names and shapes.
+        names: Canonical block name → source module path (``enc1.conv1`` → ``inc.double_conv.0``).
+        spec: The spec the layout was inferred as.
+        ignore: Source keys that are bookkeeping, not weights.
+
+    Returns:
+        One line per mismatch (missing, unexpected, mis-shaped tensors), each naming the source
+        layer and the feature (conv bias, norm, upsampling kind, widths); empty when all fit.
+    """
+    problems: list[str] = []
+    used: set[str] = set()
+    for name, shape in build_plan(spec).weight_shapes.items():
+        block, tensor = name.rsplit(".", 1)
+        key = f"{names[block]}.{tensor}"
+        used.add(key)
+        if key not in state_shapes:
+            problems.append(f"{key} is missing ({feature_of(spec, name)}: expected {shape})")
+        elif state_shapes[key] != shape:
+            problems.append(
+                f"{key} is {state_shapes[key]}, the layout needs {shape} ({feature_of(spec, name)})"
+            )
+    by_module = {v: k for k, v in names.items()}
+    for key in state_shapes:
+        if key in used or ignore(key):
+            continue
+        module, tensor = key.rsplit(".", 1) if "." in key else (key, "")
+        block = by_module.get(module)
+        if block is not None and tensor == "bias":
+            problems.append(f"{key} is unexpected (conv bias: the other 3x3 convs have none)")
+        else:
+            problems.append(f"{key} is unexpected (no block of the layout owns it)")
+    return problems
+
+
+def canonical(state: Mapping[str, Any], names: Mapping[str, str], spec: UNetSpec) -> dict:
+    """Canonical float32 numpy weights from a state dict already checked by :func:`match_layout`."""
+    import torch
+
+    out: dict[str, np.ndarray] = {}
+    for name in build_plan(spec).weight_shapes:
+        block, tensor = name.rsplit(".", 1)
+        value = state[f"{names[block]}.{tensor}"]
+        out[name] = value.detach().to("cpu", torch.float32).contiguous().numpy().copy()
+    return out
+
+
+def source_state(
+    weights: Mapping[str, np.ndarray], names: Mapping[str, str], spec: UNetSpec
+) -> dict[str, Any]:
+    """The source's state dict from canonical weights (batch norms get ``num_batches_tracked``,
+    which a strict ``load_state_dict`` expects)."""
+    import torch
+
+    state: dict[str, Any] = {}
+    for block in build_plan(spec).blocks:
+        for name in block.weight_shapes:
+            tensor = name.rsplit(".", 1)[1]
+            array = np.ascontiguousarray(weights[name], dtype=np.float32)
+            state[f"{names[block.name]}.{tensor}"] = torch.from_numpy(array.copy())
+        if block.kind == "batchnorm":
+            state[f"{names[block.name]}.num_batches_tracked"] = torch.tensor(0, dtype=torch.long)
+    return state
+
+
+def save_state(state: Mapping[str, Any], path: Path) -> Path:
+    """``torch.save`` of a plain state dict (what ``torch.save(model.state_dict())`` writes)."""
+    import torch
+
+    torch.save(dict(state), path)
+    return path
+
+
+def spec_problems(inferred: UNetSpec, given: UNetSpec | None, free: Iterable[str]) -> list[str]:
+    """Fields where ``given`` contradicts what the file says (``free`` ones the file cannot say)."""
+    if given is None:
+        return []
+    free = set(free)
+    return [
+        f"{field}={a!r} in the file, {b!r} in the given spec"
+        for field, (a, b) in inferred.diff(given).items()
+        if field not in free
+    ]
+
+
+def reconcile(
+    inferred: UNetSpec, given: UNetSpec | None, free: Iterable[str], where: str
+) -> UNetSpec:
+    """``inferred``, with the ``free`` fields (not stored in the file) taken from ``given``.
+
+    Raises:
+        ValueError: ``given`` contradicts the file; every contradicting field is named.
+    """
+    if given is None:
+        return inferred
+    problems = spec_problems(inferred, given, free)
+    if problems:
+        raise ValueError(f"{where}: the given spec does not fit the file: {'; '.join(problems)}")
+    changes = {k: b for k, (_, b) in inferred.diff(given).items()}
+    return inferred.replace(**changes) if changes else inferred
+
+
+def module_reference(module: Any, description: str, output: Output = "logits") -> Reference:
+    """A torch module (eval mode, CPU) as a :class:`Reference`, with a float64 copy for its noise."""
+    import torch
+
+    module = module.eval().to("cpu")
+
+    def runner(model: Any, dtype: Any) -> Callable[[np.ndarray], np.ndarray]:
+        def run(x: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                out = model(torch.from_numpy(np.ascontiguousarray(x)).to(dtype))
+            return out.detach().to("cpu").numpy().copy()
+
+        return run
+
+    def run64(x: np.ndarray) -> np.ndarray:
+        return runner(copy.deepcopy(module).double(), torch.float64)(x)
+
+    return Reference(runner(module, torch.float32), output, description, run64)
+
+
+def load_strict(module: Any, state: Mapping[str, Any], where: str) -> Any:
+    """``module.load_state_dict(state, strict=True)`` with its report as one line."""
+    try:
+        module.load_state_dict(dict(state), strict=True)
+    except RuntimeError as err:
+        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+        raise ValueError(f"{where}: {' '.join(lines)[:600]}") from None
+    return module
+
+
+def user_module(target: str, args_json: str | None = None) -> tuple[Any, str]:
+    """The torch module ``pkg.module:factory(**args)`` names (a class or a function).
+
+    The current directory is searched first, so a checkout of the source project works as is.
+
+    Raises:
+        ValueError: A malformed target or arguments, or a factory that does not give a module.
+    """
+    if ":" not in target:
+        raise ValueError(
+            f"--source-model must read pkg.module:factory (a class or function). Received: {target!r}"
+        )
+    module_name, attr = target.split(":", 1)
+    try:
+        kwargs = json.loads(args_json) if args_json else {}
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--source-args is not valid JSON: {err}") from None
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"--source-args must be a JSON object. Received: {args_json!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ValueError(
+            f"--source-model {target}: cannot import {module_name!r} ({err})"
+        ) from None
+    factory = module
+    for part in attr.split("."):
+        if not hasattr(factory, part):
+            raise ValueError(f"--source-model {target}: {module_name!r} has no {attr!r}")
+        factory = getattr(factory, part)
+    try:
+        model = factory(**kwargs)
+    except TypeError as err:
+        raise ValueError(f"--source-model {target}: {err}") from None
+    import torch
+
+    if not isinstance(model, torch.nn.Module):
+        raise ValueError(
+            f"--source-model {target} gave a {type(model).__name__}, not a torch.nn.Module"
+        )
+    call = f"{target}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})"
+    return model, call
