@@ -1,0 +1,1 @@
+"""Stand-ins for public U-Net code that is not an installable package (see each module)."""
