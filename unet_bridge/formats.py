@@ -138,14 +138,17 @@ def save_any_weights(
     spec: UNetSpec,
     path: str | os.PathLike[str],
     input_size: Size = None,
+    options: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write ``weights`` in the format named by ``path``'s suffix, atomically.
 
-    ``input_size`` fixes the input of a Keras model (default: :func:`~unet_bridge.inputs.model_size`).
+    ``input_size`` fixes the input of a Keras model (default: :func:`~unet_bridge.inputs.model_size`);
+    ``options`` are keyword arguments of the format's writer (a hub folder's ``with_keras``,
+    ``metrics``, ``source``, ``name``).
     """
     fmt = format_of(path)
     with atomic_path(path, folder=fmt.folder) as tmp:
-        fmt.write(weights, spec, tmp, input_size)
+        fmt.write(weights, spec, tmp, input_size, **(options or {}))
     return Path(path)
 
 
@@ -163,8 +166,15 @@ def _write_ckpt(weights: Weights, spec: UNetSpec, path: Path, input_size: Size) 
 
 
 def _read_pt(path: Path, spec: UNetSpec | None) -> tuple[dict[str, np.ndarray], UNetSpec, Any]:
+    # A state dict saved by other code (milesial/Pytorch-UNet, MONAI's BasicUNet) is recognised by
+    # its key names and read by its converter, which infers the spec (unet_bridge.sources).
+    from unet_bridge.sources import detect
     from unet_torch.io import load_pt
 
+    source = detect(path)
+    if source is not None:
+        weights, spec, _, _ = source.read(path, spec)
+        return weights, spec, None
     return (*load_pt(path, spec), None)
 
 
@@ -212,6 +222,12 @@ def _write_h5(weights: Weights, spec: UNetSpec, path: Path, input_size: Size) ->
     return save_weights_h5(weights, spec, path, input_size)
 
 
+def _write_legacy_h5(weights: Weights, spec: UNetSpec, path: Path, input_size: Size) -> Any:
+    from unet_keras.foreign import save_legacy_h5
+
+    return save_legacy_h5(weights, spec, path, input_size)
+
+
 def _read_hub(path: Path, spec: UNetSpec | None) -> tuple[dict[str, np.ndarray], UNetSpec, Any]:
     from unet_bridge.hub import read_hub
 
@@ -241,9 +257,13 @@ def _finish_hub(*args: Any, **options: Any) -> None:
 for _fmt in (
     Format(".ckpt", "Lightning checkpoint", "torch", _read_ckpt, _write_ckpt),
     Format(".pt", "PyTorch state dict", "torch", _read_pt, _write_pt),
+    Format(".pth", "PyTorch state dict", "torch", _read_pt, _write_pt),
     Format(".safetensors", "canonical safetensors file", "", _read_canonical, _write_canonical),
     Format(".keras", "Keras model", "keras", _read_keras, _write_keras),
     Format(".weights.h5", "Keras weights file", "keras", _read_keras, _write_h5),
+    # Legacy HDF5 models (zhixuhao/unet's ModelCheckpoint files); the spec is read from the graph.
+    Format(".h5", "legacy Keras HDF5 model", "keras", _read_keras, _write_legacy_h5),
+    Format(".hdf5", "legacy Keras HDF5 model", "keras", _read_keras, _write_legacy_h5),
     # Reading needs no framework; writing renders the card with huggingface_hub ([torch]).
     Format(HUB_FOLDER, "hub folder (config.json, model.safetensors, README.md)", "", _read_hub,
            _write_hub, folder=True, members=_hub_members, finish=_finish_hub),

@@ -33,6 +33,9 @@ from unet_spec import UNetSpec, save_weights
 from unet_spec import hub as hub_folder
 from unet_spec.sizes import model_size
 
+#: The card's name for a folder written without one (the loading snippet reads ``PATH``).
+PLACEHOLDER = "PATH"
+
 
 def read_hub(path: Path, spec: UNetSpec | None) -> tuple[dict[str, np.ndarray], UNetSpec, Any]:
     """The format's reader: canonical weights and spec, strictly checked (no Keras model: the
@@ -62,12 +65,14 @@ def write_hub(
         with_keras: Also write ``model.keras``.
         metrics: A training run's ``metrics.json`` for the card.
         source: Where the weights came from, for the card.
-        name: The card's title (default: the folder's name).
+        name: The card's title and the name its loading snippet uses (default: a placeholder;
+            ``path`` is the temporary stand-in of the destination, whose name the writer does not
+            know; a verified write's card is rewritten with the destination's name).
     """
     path.mkdir()
     save_weights(weights, spec, path / hub_folder.WEIGHTS_NAME)
     hub_folder.write_config(path, spec)
-    write_hub_card(path, spec, metrics=metrics, source=source, name=name or path.name)
+    write_hub_card(path, spec, metrics=metrics, source=source, name=name or PLACEHOLDER)
     if with_keras:
         # Through the registry, so the .keras writer is the one every port uses.
         size = input_size if input_size is not None else model_size(spec)

@@ -8,6 +8,13 @@ the run's figures when the source is a training run's, and ``model.keras`` with 
 source file, or from ``--preset``/``--spec`` where the source carries none (both must agree when
 both exist).
 
+Models from elsewhere (``unet port --sources`` lists them): a state dict written by
+milesial/Pytorch-UNet or MONAI's ``BasicUNet`` (``.pth``/``.pt``) is recognised by its key names and
+its spec inferred from the tensor shapes, with no flags (``--from NAME`` forces a layout). When the
+source can run (MONAI installed, or the class the user names with ``--source-model
+pkg.module:factory``), the port is proven against the source itself as well; otherwise the output
+says what was not proven. ``--to NAME`` writes the reverse: a file the source's own code loads.
+
 The result is written to a temporary file next to DST, reloaded, checked tensor by tensor
 (bit-exact) and run against the other framework on random input; only then is it renamed to DST.
 On any failure nothing is left at DST.
@@ -26,9 +33,32 @@ HELP = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("src", type=Path, help="source weights")
+    parser.add_argument("src", type=Path, nargs="?", help="source weights")
     parser.add_argument(
-        "dst", type=Path, help="destination; its extension picks the format (none: a hub folder)"
+        "dst",
+        type=Path,
+        nargs="?",
+        help="destination; its extension picks the format (none: a hub folder)",
+    )
+    parser.add_argument(
+        "--sources", action="store_true", help="list the layouts from elsewhere and exit"
+    )
+    parser.add_argument(
+        "--from",
+        dest="from_source",
+        metavar="NAME",
+        help="read SRC as this layout (default: recognised from its key names)",
+    )
+    parser.add_argument(
+        "--to", metavar="NAME", help="write DST in this layout, for the source project's own code"
+    )
+    parser.add_argument(
+        "--source-model",
+        metavar="PKG.MODULE:FACTORY",
+        help="the source's own torch class or factory, to prove the port against its forward pass",
+    )
+    parser.add_argument(
+        "--source-args", metavar="JSON", help="keyword arguments of --source-model, a JSON object"
     )
     add_spec_arguments(parser)
     parser.add_argument(
@@ -48,6 +78,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.sources:
+        from unet_bridge.sources import listing
+
+        print(listing())
+        return 0
+    if args.src is None or args.dst is None:
+        raise ValueError("SRC and DST are required (or --sources to list the layouts)")
+    if args.from_source and args.to:
+        raise ValueError("--from reads a layout and --to writes one; give one of them")
+    if args.source_args and not args.source_model:
+        raise ValueError("--source-args needs --source-model")
+    if args.to:
+        return _run_to(args)
     import unet_bridge as cf
     from unet_bridge.formats import HUB_FOLDER
     from unet_runtime import check_destination
@@ -69,7 +112,13 @@ def run(args: argparse.Namespace) -> int:
     if args.with_keras and not hub:
         raise ValueError(f"--with-keras: {dst} is not a hub folder (give a name with no extension)")
     check_destination(dst, folder_ok=dst_folder)
-    weights, spec, source_model = cf.load_any_weights(src, spec_from_args(args))
+    source, read = _read_source(args)
+    if read is not None:
+        weights, spec, reference, note = read
+        source_model = None
+    else:
+        weights, spec, source_model = cf.load_any_weights(src, spec_from_args(args))
+        reference, note = None, ""
     cf.check_finite(weights, what=str(src))
     size: int | None = args.size
     if size is not None:
@@ -78,20 +127,121 @@ def run(args: argparse.Namespace) -> int:
         size = cf.fixed_size(source_model) or cf.model_size(spec)
     # A hub folder's card carries the run's figures when the source is a training run's weights.
     options = (
-        {"with_keras": args.with_keras, "metrics": cf.find_metrics(src), "source": str(src)}
+        {
+            "with_keras": args.with_keras,
+            "metrics": cf.find_metrics(src),
+            "source": str(src),
+            "name": dst.name,
+        }  # fmt: skip
         if hub
         else None
     )
     result = cf.port(
         weights, spec, dst, input_size=size, source_model=source_model,
-        verify=not args.no_verify, seed=args.seed, options=options,
+        verify=not args.no_verify, seed=args.seed, options=options, reference=reference,
     )  # fmt: skip
     if not result.ok:
         print(f"unet port: verification failed, nothing written: {result.summary}")
         return 1
+    if source is not None:
+        print(f"{src}: {note}")
     name = cf.preset_name(spec)
     what = f"preset {name!r}" if name else "a custom spec"
     kinds = [("hub folder" if s == HUB_FOLDER else s) for s in (src_suffix, dst_suffix)]
     print(f"{src} ({kinds[0]}) -> {dst} ({kinds[1]}): {len(weights)} tensors, {what}")
     print(f"verified: {result.summary}" if not args.no_verify else result.summary)
+    if source is not None and reference is None and not args.no_verify:
+        print(_not_proven(source, spec))
+    return 0
+
+
+def _read_source(args: argparse.Namespace):
+    """``(source, SourceRead)`` when SRC is a layout from elsewhere, else ``(None, None)``."""
+    from unet_bridge import sources
+
+    src: Path = args.src
+    if args.from_source:
+        source = sources.get_source(args.from_source)
+    elif any(sources.matches_suffix(s, src) for s in sources.all_sources().values()):
+        source = sources.detect(src)
+    else:
+        source = None
+    if source is None:
+        if args.source_model:
+            raise ValueError(
+                f"{src}: --source-model proves a port from a layout from elsewhere; this file "
+                "is none of them (see `unet port --sources`)"
+            )
+        return None, None
+    read = source.read(src, spec_from_args(args))
+    if args.source_model:
+        read = read._replace(reference=_user_reference(args, source, src))
+    return source, read
+
+
+def _user_reference(args: argparse.Namespace, source, path: Path):
+    from unet_bridge.sources._torch import user_module
+
+    if source.reference_from_module is None:
+        raise ValueError(f"--source-model: the {source.name} layout cannot run a named module")
+    module, call = user_module(args.source_model, args.source_args)
+    return source.reference_from_module(module, path, call)
+
+
+def _not_proven(source, spec) -> str:
+    hint = source.runnable_hint(spec) if source.runnable_hint is not None else ""
+    return (
+        "not proven: that the twins compute what the source's own code computes (only its "
+        "weights were given; what was proven is the mapping's reload, bit-exact, and the twins "
+        "against each other)" + (f"; to prove it, name the source's class: {hint}" if hint else "")
+    )
+
+
+def _run_to(args: argparse.Namespace) -> int:
+    """``--to NAME``: canonical weights written in a source project's own layout."""
+    import unet_bridge as cf
+    from unet_bridge import sources
+    from unet_runtime import check_destination
+
+    src: Path = args.src
+    dst: Path = args.dst
+    source = sources.get_source(args.to)
+    if not sources.matches_suffix(source, dst):
+        raise ValueError(f"{dst}: {source.name} files end in {', '.join(source.suffixes)}")
+    if not (src.is_dir() if cf.format_of(src).folder else src.is_file()):
+        raise FileNotFoundError(f"{src}: no such file")
+    if dst.exists() and dst.resolve() == src.resolve():
+        raise ValueError(f"{dst}: the destination is the source file; choose another path")
+    check_destination(dst)
+    weights, spec, _ = cf.load_any_weights(src, spec_from_args(args))
+    cf.check_finite(weights, what=str(src))
+    reference = None
+    if args.source_model:
+        from unet_bridge.sources._torch import user_module
+
+        if source.reference_from_module is None:
+            raise ValueError(f"--source-model: the {source.name} layout cannot run a named module")
+        module, call = user_module(args.source_model, args.source_args)
+
+        def reference(path: Path):
+            return source.reference_from_module(module, path, call)
+
+    if args.no_verify:
+        if source.check_spec is not None:
+            source.check_spec(spec)
+        from unet_runtime import atomic_path
+
+        with atomic_path(dst) as tmp:
+            source.write(weights, spec, tmp)
+        print(f"{src} -> {dst} ({source.name} layout): {len(weights)} tensors, not verified")
+        return 0
+    from unet_bridge.port import RejectedError, write_source
+
+    try:
+        result = write_source(weights, spec, dst, source, reference, seed=args.seed)
+    except RejectedError as rejected:
+        print(f"unet port: verification failed, nothing written: {rejected.result.summary}")
+        return 1
+    print(f"{src} -> {dst} ({source.name} layout): {len(weights)} tensors")
+    print(f"verified: {result.summary}")
     return 0

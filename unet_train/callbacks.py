@@ -14,8 +14,10 @@ temporary file beside its destination and is renamed into place. ``train.py`` re
   no ``model.keras``;
 - ``overlays.png`` (image | truth | prediction), ``curves.png`` (loss and Dice per epoch) and
   ``metrics.json`` (best and last validation figures, files, wall time);
-- ``README.md``: the model card (spec, training figures, the export's parity, how to load it;
-  :func:`unet_bridge.card.write_model_card`).
+- ``README.md``: the model card (hub metadata, spec, training figures, the export's parity, how to
+  load it; :func:`unet_bridge.card.write_hub_card`), and ``config.json`` (the spec): with
+  ``model.safetensors`` the folder is a hub folder (:mod:`unet_spec.hub`) that
+  ``UNet.from_pretrained``, ``unet_keras.from_pretrained`` and ``torch.hub`` load as it is.
 
 :class:`MaskWriter` writes what ``predict_step`` returns, one ``NAME_mask.png`` and
 ``NAME_overlay.png`` per image, as ``unet predict`` writes them.
@@ -38,6 +40,7 @@ from unet_data import IGNORE_INDEX
 from unet_infer.masks import encode_mask, overlay, png_bytes
 from unet_runtime import atomic_path, atomic_write_bytes, machine_info
 from unet_spec import NoiseTolerance, UNetSpec, save_weights
+from unet_spec.hub import write_config
 from unet_torch.model import UNet, canonical_state
 
 
@@ -65,7 +68,7 @@ class FiniteLossGuard(Callback):
         if bad:
             raise NonFiniteLossError(
                 f"training loss is {float(loss.detach())} at epoch {trainer.current_epoch}, step "
-                f"{trainer.global_step}; stopped before updating the weights (lower model.lr or "
+                f"{trainer.global_step}; stopped before updating the weights (lower model.optimizer.lr or "
                 "check the data; resume with --ckpt_path from the last good checkpoint)"
             )
 
@@ -179,6 +182,8 @@ class RunArtifacts(Callback):
         files["weights"] = str(
             save_weights(canonical_state(model), spec, out / "model.safetensors")
         )
+        # With config.json beside model.safetensors and the card, the run's folder is a hub folder.
+        files["config"] = str(write_config(out, spec))
         datamodule = trainer.datamodule
         # A sequence that may read its images when indexed: only the few used here are decoded.
         val = getattr(datamodule, "val_samples", None) or []
@@ -206,7 +211,7 @@ class RunArtifacts(Callback):
     def _model_card(
         self, out: Path, spec: UNetSpec, metrics: dict, parity: dict | None, source: str
     ) -> Path:
-        from unet_bridge.card import write_model_card
+        from unet_bridge.card import write_hub_card
 
         summary = None
         if parity is not None:
@@ -219,10 +224,9 @@ class RunArtifacts(Callback):
                     f"{verdict}"
                 )
             }
-        return write_model_card(
-            out, spec, parity=summary, metrics=metrics, artefact=out / "model.safetensors",
-            source=source or None,
-        )  # fmt: skip
+        name = out.parent.name if out.name.startswith("version_") else out.name
+        return write_hub_card(out, spec, parity=summary, metrics=metrics, source=source or None,
+                              name=name)  # fmt: skip
 
     def _export_keras(
         self, model: UNet, spec: UNetSpec, val: list, datamodule: Any, path: Path
