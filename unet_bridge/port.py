@@ -26,6 +26,7 @@ from unet_bridge.parity import (
     torch_model,
     torch_taps,
 )
+from unet_bridge.sources import Reference, Source
 from unet_runtime import atomic_path
 from unet_spec import NoiseCheck, NoiseTolerance, UNetSpec, check_against_noise, label_rule
 
@@ -50,6 +51,7 @@ def write_verified(
     x: np.ndarray | None = None,
     tolerance: NoiseTolerance | None = None,
     options: Mapping[str, Any] | None = None,
+    reference: Reference | None = None,
 ) -> PortResult:
     """Write ``weights`` to ``dst`` (format by suffix) only if the written file proves right.
 
@@ -65,6 +67,8 @@ def write_verified(
         tolerance: The noise-aware tolerance (default :class:`~unet_spec.NoiseTolerance`).
         options: Keyword arguments of the format's writer (a hub folder's ``with_keras``,
             ``metrics``, ``source``).
+        reference: The source itself, runnable (a converter's :class:`~unet_bridge.sources.
+            Reference`): the twin is run against it too, and the file lands only if it agrees.
 
     A folder format's member files (a hub folder's ``model.keras``) are verified with it.
 
@@ -82,7 +86,9 @@ def write_verified(
         fmt.write(weights, spec, tmp, input_size, **options)
         if not verify:
             return PortResult(True, "not verified (--no-verify)")
-        result = verify_file(weights, spec, tmp, source_model, seed, dst, x, tolerance)
+        result = verify_file(
+            weights, spec, tmp, source_model, seed, dst, x, tolerance, reference=reference
+        )
         for member in fmt.members(tmp) if fmt.members is not None and result.ok else []:
             inner = verify_file(weights, spec, member, None, seed, dst / member.name, x, tolerance)
             summary = f"{result.summary}; {member.name}: {inner.summary}"
@@ -133,6 +139,7 @@ def verify_file(
     shown: Path | None = None,
     x: np.ndarray | None = None,
     tolerance: NoiseTolerance | None = None,
+    reference: Reference | None = None,
 ) -> PortResult:
     """Reload ``written``, demand bit-exact tensors, then run it against the float64 reference.
 
@@ -161,6 +168,10 @@ def verify_file(
         check, what = compare_with_model(source_model, spec, reloaded, seed, tolerance)
         parts.append(f"source model vs PyTorch ({what}): {check}")
         ok = ok and check.passed
+    if reference is not None:
+        for size, (check, what) in compare_with_reference(reference, spec, reloaded, x, tolerance):
+            parts.append(f"{reference.description} vs PyTorch ({what}) at {size}x{size}: {check}")
+            ok = ok and check.passed
     return PortResult(ok, "; ".join(parts), report)
 
 
@@ -216,9 +227,127 @@ def compare_with_model(
     return check, activation if probabilities else "logits"
 
 
+def reference_sizes(spec: UNetSpec, size: int) -> list[int]:
+    """The check size, and for a spec that takes any size (a pad merge) an odd one too: sizes
+    whose poolings drop a row are where padding conventions (zeros split around the map, or the
+    far edge replicated) show."""
+    sizes = [size]
+    if spec.skip_merge == "pad":
+        odd = size + 2**spec.depth - 1
+        try:
+            spec.plan().layout(odd)
+            sizes.append(odd)
+        except ValueError:
+            pass
+    return sizes
+
+
+def compare_with_reference(
+    reference: Reference,
+    spec: UNetSpec,
+    weights: Mapping[str, np.ndarray],
+    x: np.ndarray,
+    tolerance: NoiseTolerance | None = None,
+    seed: int = 0,
+) -> list[tuple[int, tuple[NoiseCheck, str]]]:
+    """Run the source itself and the PyTorch twin on the same input, judged by the noise rule.
+
+    The twin's fp32 noise comes from its own float64 run; when the source can run in float64 as
+    well (``reference.run64``), its noise counts too and its float64 output must match the twin's
+    float64 output more closely than either fp32 run matches its own. What is compared follows
+    the source: logits, or logits through its activation. Inputs: ``x``, and (for specs that take
+    any size) a random input at an odd size (:func:`reference_sizes`).
+
+    Returns:
+        ``(size, (check, what))`` per input size.
+    """
+    head_name = spec.plan().output.name
+    model = torch_model(spec, weights)
+    act = "none" if reference.output == "logits" else reference.output
+    rows = []
+    for i, size in enumerate(reference_sizes(spec, int(x.shape[-1]))):
+        xi = x if i == 0 else inputs.random_input(spec, size, x.shape[0], seed + i)
+        logits = torch_taps(model, xi, [head_name])[head_name]
+        logits64 = reference_taps(spec, weights, xi, [head_name])[head_name]
+        out = np.asarray(reference.run(xi))
+        out64 = None if reference.run64 is None else np.asarray(reference.run64(xi))
+        if out.shape != logits.shape:
+            raise ValueError(
+                f"{reference.description} gives shape {out.shape} at {size}x{size}; the twin "
+                f"{logits.shape}"
+            )
+        check = check_against_noise(
+            out, head(logits, act), head(logits64, act), tolerance,
+            labels=label_rule(spec, act != "none"), candidate64=out64,
+        )  # fmt: skip
+        rows.append((size, (check, reference.output)))
+    return rows
+
+
+def write_source(
+    weights: Mapping[str, np.ndarray],
+    spec: UNetSpec,
+    dst: str | os.PathLike[str],
+    source: Source,
+    reference: Any = None,
+    seed: int = 0,
+    tolerance: NoiseTolerance | None = None,
+) -> PortResult:
+    """Write ``weights`` in ``source``'s own layout (``unet port ... --to NAME``), proven first.
+
+    The written file is read back by the source's converter, which infers its spec again from
+    the tensor shapes: the spec must come back unchanged and every tensor bit-exact. When the
+    source can run (its package is installed, or ``reference`` builds the user's own module from
+    the written file: ``reference(path) -> Reference``), the file is loaded into it and run
+    against the PyTorch twin by the noise rule. Only then does the file land at ``dst``.
+
+    Raises:
+        ValueError: ``spec`` cannot be written in this layout (the field named).
+        RejectedError: The written file failed; nothing is at ``dst``.
+    """
+    if source.write is None:
+        raise ValueError(f"{dst}: {source.name} files cannot be written (read-only source)")
+    if source.check_spec is not None:
+        source.check_spec(spec)
+    dst = Path(dst)
+    with atomic_path(dst) as tmp:
+        source.write(weights, spec, tmp)
+        back = source.read(tmp, None)
+        parts = []
+        ok = back.spec.replace(head=spec.head) == spec
+        if not ok:
+            diff = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in spec.diff(back.spec).items())
+            parts.append(f"the spec read back differs ({diff})")
+        for name, value in weights.items():
+            if ok and not np.array_equal(value, back.weights[name]):
+                ok = False
+                parts.append(f"tensor {name} changed on reload")
+        if ok:
+            parts.append(f"reload by the {source.name} reader bit-exact, spec inferred unchanged")
+            ref = reference(tmp) if reference is not None else back.reference
+            if ref is None:
+                parts.append(
+                    f"not proven against {source.name}'s own code (it cannot run here; name its "
+                    "class with --source-model)"
+                )
+            else:
+                x = inputs.random_input(spec, inputs.small_size(spec), 1, seed)
+                rows = compare_with_reference(ref, spec, weights, x, tolerance, seed)
+                for size, (check, what) in rows:
+                    parts.append(f"{ref.description} vs PyTorch ({what}) at {size}x{size}: {check}")
+                    ok = ok and check.passed
+        result = PortResult(ok, "; ".join(parts))
+        if not ok:
+            raise RejectedError(result)
+    return result
+
+
 __all__ = [
     "PortResult",
     "compare_with_model",
+    "compare_with_reference",
+    "reference_sizes",
+    "write_source",
     "fixed_size",
     "port",
     "verify_file",

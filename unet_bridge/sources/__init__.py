@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,6 +95,8 @@ class Source:
         reference_from_module: Wraps a module the user names (``--source-model``), loaded with
             the file's own tensors, as a :class:`Reference` (``None``: not supported).
         homepage: Where the source project lives, for the docs and ``--sources``.
+        runnable_hint: The ``--source-model ... --source-args ...`` that would run the source's
+            own class for ``spec``, shown when a port could not be proven against it.
     """
 
     name: str
@@ -106,6 +109,7 @@ class Source:
     check_spec: Callable[[UNetSpec], None] | None = None
     reference_from_module: Callable[[Any, Path, str], Reference] | None = None
     homepage: str = ""
+    runnable_hint: Callable[[UNetSpec], str] | None = None
 
     @property
     def directions(self) -> str:
@@ -120,6 +124,7 @@ SOURCES: dict[str, Source] = {}
 BUILTIN: list[str] = [
     "unet_bridge.sources.milesial",
     "unet_bridge.sources.monai_basicunet",
+    "unet_bridge.sources.keras_models",
 ]
 _loaded = False
 
@@ -170,6 +175,10 @@ def detect(path_or_object: Any) -> Source | None:
             continue
         if source.recognise(path_or_object):
             return source
+    # Nothing will read the file now: drop what recognising it loaded.
+    loaded = sys.modules.get("unet_bridge.sources._torch")
+    if loaded is not None:
+        loaded.forget()
     return None
 
 

@@ -9,6 +9,7 @@ keep PyTorch layouts on both sides, so mapping is renaming.
 from __future__ import annotations
 
 import copy
+import functools
 import importlib
 import json
 import os
@@ -69,6 +70,25 @@ def load_state(path_or_object: Any) -> tuple[dict[str, Any], list[str]]:
     if hasattr(path_or_object, "state_dict") and callable(path_or_object.state_dict):
         return state_of(path_or_object.state_dict())
     return state_of(path_or_object)
+
+
+@functools.lru_cache(maxsize=1)
+def _cached(path: str, stamp: tuple[int, int]) -> tuple[dict[str, Any], list[str]]:
+    return load_state(path)
+
+
+def cached_state(path_or_object: Any) -> tuple[dict[str, Any], list[str]]:
+    """:func:`load_state`, remembering the last file: detection asks every converter whether it
+    recognises a file, then one reads it, and a 31 M-parameter file is loaded once. A converter's
+    ``read`` calls :func:`forget` when done, so the tensors are not kept."""
+    if isinstance(path_or_object, (str, os.PathLike)):
+        stat = os.stat(path_or_object)
+        return _cached(str(Path(path_or_object).resolve()), (stat.st_mtime_ns, stat.st_size))
+    return load_state(path_or_object)
+
+
+def forget() -> None:
+    _cached.cache_clear()
 
 
 def shapes_of(state: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:

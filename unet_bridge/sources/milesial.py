@@ -19,8 +19,6 @@ pass only when the user names its class (``--source-model unet.unet_model:UNet``
 
 from __future__ import annotations
 
-import functools
-import os
 from pathlib import Path
 from typing import Any
 
@@ -110,17 +108,8 @@ def _spec(
     )  # fmt: skip
 
 
-@functools.lru_cache(maxsize=2)
-def _cached(path: str, stamp: tuple[int, int]) -> tuple[dict[str, Any], list[str]]:
-    return tio.load_state(path)
-
-
 def _state(path_or_object: Any) -> tuple[dict[str, Any], list[str]]:
-    # recognise() and read() both need the tensors; a 31 M-parameter file is read once.
-    if isinstance(path_or_object, (str, os.PathLike)):
-        stat = os.stat(path_or_object)
-        return _cached(str(Path(path_or_object).resolve()), (stat.st_mtime_ns, stat.st_size))
-    return tio.load_state(path_or_object)
+    return tio.cached_state(path_or_object)
 
 
 def recognise(path_or_object: Any) -> bool:
@@ -213,6 +202,7 @@ def read(path: Path, spec: UNetSpec | None = None) -> SourceRead:
         )
     result = tio.reconcile(inferred, spec, FREE_FIELDS, str(path))
     weights = tio.canonical(state, layout, inferred)
+    tio.forget()
     return SourceRead(weights, result, None, _note(result, other))
 
 
@@ -234,6 +224,8 @@ def check_spec(spec: UNetSpec) -> None:
     own = milesial_spec(
         spec.in_channels, spec.num_classes, bilinear, spec.filters(1), spec.depth, spec.conv_bias
     )
+    if spec.activation == "relu":  # the slope of a ReLU means nothing
+        spec = spec.replace(negative_slope=own.negative_slope)
     if spec.dropout == 0:  # dropout sites do nothing at rate 0
         spec = spec.replace(dropout_at=own.dropout_at)
     diff = {k: v for k, v in spec.diff(own).items() if k not in FREE_FIELDS}
@@ -257,6 +249,15 @@ def reference_from_module(module: Any, path: Path, description: str) -> Referenc
     return tio.module_reference(module, description)
 
 
+def runnable_hint(spec: UNetSpec) -> str:
+    """The options that run milesial's own class for ``spec``, from a checkout of its code."""
+    bilinear = "true" if spec.upsample == "bilinear" else "false"
+    args = f'{{"n_channels": {spec.in_channels}, "n_classes": {spec.num_classes}, "bilinear": {bilinear}}}'
+    return (
+        f"--source-model unet.unet_model:UNet --source-args '{args}' (from a checkout of its code)"
+    )
+
+
 SOURCE = register(
     Source(
         name=NAME,
@@ -269,5 +270,6 @@ SOURCE = register(
         check_spec=check_spec,
         reference_from_module=reference_from_module,
         homepage=HOMEPAGE,
+        runnable_hint=runnable_hint,
     )
 )

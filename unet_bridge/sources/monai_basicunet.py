@@ -106,9 +106,7 @@ def _spec(
 
 
 def _state(path_or_object: Any) -> tuple[dict[str, Any], list[str]]:
-    from unet_bridge.sources.milesial import _state as cached_state  # one cache for torch files
-
-    return cached_state(path_or_object)
+    return tio.cached_state(path_or_object)
 
 
 def recognise(path_or_object: Any) -> bool:
@@ -205,6 +203,7 @@ def read(path: Path, spec: UNetSpec | None = None) -> SourceRead:
         )
     result = tio.reconcile(inferred, spec, FREE_FIELDS, str(path))
     weights = tio.canonical(state, layout, inferred)
+    tio.forget()
     note = [f"{NAME} BasicUNet state dict, {result.norm} norm"]
     if spec is None:
         note.append(
@@ -243,6 +242,8 @@ def check_spec(spec: UNetSpec) -> None:
     slope = spec.negative_slope if spec.activation == "leaky_relu" else None
     own = basicunet_spec(spec.in_channels, spec.num_classes, features_of(spec), spec.norm,
                          spec.conv_bias, slope, spec.bn_epsilon)  # fmt: skip
+    if spec.activation == "relu":  # the slope of a ReLU means nothing
+        spec = spec.replace(negative_slope=own.negative_slope)
     if spec.dropout == 0:
         spec = spec.replace(dropout_at=own.dropout_at)
     diff = {k: v for k, v in spec.diff(own).items() if k != "head"}
