@@ -7,7 +7,7 @@ optional and come from
 
 - a hub folder or hub id (``config.json`` + ``model.safetensors``; ``UNet.from_pretrained``);
 - a local ``.safetensors`` (canonical), ``.pt`` or ``.ckpt`` file;
-- an ``http(s)://`` URL of such a file, downloaded once into torch.hub's cache
+- a URL (``https://``, ``file://``) of such a file, downloaded once into torch.hub's cache
   (``torch.hub.get_dir()/checkpoints``).
 
 Loading is strict: the weights must be exactly the spec's tensors, and a preset named beside them
@@ -30,7 +30,7 @@ def unet(preset: str | None = None, weights: str | None = None, **kwargs: Any):
         preset: A registered preset (``unet summary --list``); default ``"seed"``, or the spec
             stored with ``weights``.
         weights: A hub folder or hub id, a ``.safetensors``/``.pt``/``.ckpt`` file, or an
-            ``http(s)://`` URL of such a file.
+            URL of such a file (downloaded once into torch.hub's cache).
         **kwargs: ``map_location`` (default ``"cpu"``), ``progress`` (URL downloads), and
             ``UNet``'s own arguments (``recompute=...``).
     """
@@ -43,7 +43,7 @@ def unet(preset: str | None = None, weights: str | None = None, **kwargs: Any):
     if weights is None:
         return UNet(given or get_preset("seed"), **kwargs).to(map_location).eval()
     source = os.fspath(weights)
-    if source.startswith(("http://", "https://")):
+    if source.startswith(("http://", "https://", "file://")):
         source = _download(source, progress)
     if Path(source).is_file():
         canonical, stored = _read_file(Path(source), given)

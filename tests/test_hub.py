@@ -320,7 +320,7 @@ def test_hub_id_through_the_cache(folder, tmp_path, weights) -> None:
         assert "\n" not in str(err.value)
 
 
-def test_torch_hub_local(folder, tmp_path, weights) -> None:
+def test_torch_hub_local(folder, tmp_path, weights, monkeypatch) -> None:
     import torch
 
     from unet_torch import UNet, canonical_state
@@ -336,6 +336,12 @@ def test_torch_hub_local(folder, tmp_path, weights) -> None:
     cf.save_any_weights(weights, SPEC, single)
     from_file = torch.hub.load(str(ROOT), "unet", source="local", weights=str(single))
     _assert_same(canonical_state(from_file), weights)
+    # A URL is downloaded once into torch.hub's cache (a file:// URL keeps the test offline).
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    from_url = torch.hub.load(str(ROOT), "unet", source="local", weights=single.as_uri(),
+                              progress=False)  # fmt: skip
+    _assert_same(canonical_state(from_url), weights)
+    assert (tmp_path / "torch" / "hub" / "checkpoints" / "w.safetensors").is_file()
     with pytest.raises(ValueError, match="base_filters"):
         torch.hub.load(str(ROOT), "seed_small", source="local", weights=str(folder))
 
