@@ -12,8 +12,9 @@ import pytest
 
 import unet_bridge as cf
 from parity_tests.conftest import make_twins
-from unet_bridge import export
+from unet_bridge.artefacts import onnx
 from unet_spec import PRESETS, UNetSpec
+from unet_spec.sizes import any_size
 
 SMALL = sorted(n for n in PRESETS if PRESETS[n].base_filters <= 16)
 FULL = sorted(n for n in PRESETS if PRESETS[n].base_filters > 16)
@@ -29,10 +30,10 @@ def _three_runtimes(name: str, tmp_path) -> None:
     twins = make_twins(spec, size)
     path = tmp_path / f"{name}.onnx"
     # Dynamic H and W where the spec allows it: the export is traced at another size than checked.
-    export.write_onnx(twins.weights, spec, path, None if export.any_size(spec) else size)
+    onnx.write(twins.weights, spec, path, None if any_size(spec) else size)
     x = twins.inputs(batch=2)
     ref, ref64 = twins.torch_logits(x), twins.reference_logits(x)
-    runtimes = {"onnxruntime": export.run_onnx(path, x), "Keras": twins.keras_logits(x)}
+    runtimes = {"onnxruntime": onnx.load(path)(x), "Keras": twins.keras_logits(x)}
     for runtime, logits in runtimes.items():
         checks = cf.check_outputs(spec, logits, ref, ref64)
         for what, check in zip(("logits", "output"), checks, strict=True):

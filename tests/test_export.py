@@ -3,6 +3,7 @@ bad input is refused with one line, exit 2 and nothing written; a planted defect
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 
 import unet_bridge as cf
 from unet_bridge import export
+from unet_bridge.artefacts import onnx
 from unet_cli.main import main
 from unet_spec import NoiseTolerance, get_preset, random_weights, save_weights
 
@@ -72,19 +74,20 @@ def test_dynamic_export_runs_at_other_sizes(files, onnx_file, tmp_path, capsys, 
 
 def test_onnx_metadata_holds_spec_and_size_rule(onnx_file) -> None:
     dst = onnx_file
-    meta = export.onnx_metadata(dst)
+    meta = onnx.read_metadata(dst)
     assert json.loads(meta["unet_spec"]) == SPEC.to_dict()
     assert "multiples of 4" in meta["unet_valid_sizes"]
-    shape = export.onnx_session(dst).get_inputs()[0].shape
+    shape = onnx.session(dst).get_inputs()[0].shape
     assert isinstance(shape[0], str) and isinstance(shape[2], str)  # symbolic batch, H, W
+    assert export.artefact_spec(dst) == SPEC
 
 
 def test_fixed_size_spec_exports_one_size_with_dynamic_batch(files, tmp_path) -> None:
     dst = tmp_path / "seed.onnx"
     assert main(["export", str(files / "fixed.safetensors"), str(dst), "--size", "60"]) == 0
-    shape = export.onnx_session(dst).get_inputs()[0].shape
+    shape = onnx.session(dst).get_inputs()[0].shape
     assert shape[1:] == [3, 60, 60] and isinstance(shape[0], str)
-    assert "H = W = 60 only" in export.onnx_metadata(dst)["unet_valid_sizes"]
+    assert "H = W = 60 only" in onnx.read_metadata(dst)["unet_valid_sizes"]
 
 
 @pytest.mark.parametrize(
@@ -119,12 +122,8 @@ def test_unloadable_artefact_exits_2(files, tmp_path, capsys, monkeypatch) -> No
     def garbage(weights, spec, path, input_size=None, **options):
         path.write_bytes(b"not an onnx model")
 
-    planted = export.Export(
-        export.Format(".onnx", "ONNX model", "onnx", None, garbage),
-        export.run_onnx,
-        "ort",
-        ("fp32",),
-    )
+    entry = export.EXPORTS[".onnx"]
+    planted = dataclasses.replace(entry, fmt=dataclasses.replace(entry.fmt, write=garbage))
     monkeypatch.setitem(export.EXPORTS, ".onnx", planted)
     assert main(["export", str(files / "any.safetensors"), str(tmp_path / "m.onnx")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -136,13 +135,18 @@ def test_unloadable_artefact_exits_2(files, tmp_path, capsys, monkeypatch) -> No
 def test_planted_defect_exits_1_and_writes_nothing(
     files, tmp_path, capsys, monkeypatch, suffix, precision
 ) -> None:
-    # The exported model has one kernel transposed: far above fp32 noise, and above fp16 rounding.
-    def transposed_kernel(spec, weights):
+    # The writer exports one kernel transposed: far above fp32 noise, and above fp16 rounding.
+    entry = export.EXPORTS[suffix]
+
+    def transposed_kernel(weights, spec, path, *args, **options):
         weights = dict(weights)
         weights["enc2.conv1.weight"] = np.swapaxes(weights["enc2.conv1.weight"], 2, 3).copy()
-        return cf.torch_model(spec, weights)
+        return entry.fmt.write(weights, spec, path, *args, **options)
 
-    monkeypatch.setattr(export, "_torch_module", transposed_kernel)
+    planted = dataclasses.replace(
+        entry, fmt=dataclasses.replace(entry.fmt, write=transposed_kernel)
+    )
+    monkeypatch.setitem(export.EXPORTS, suffix, planted)
     dst = tmp_path / f"m{suffix}"
     argv = ["export", str(files / "any.safetensors"), str(dst), "--precision", precision]
     assert main(argv) == 1
@@ -171,9 +175,28 @@ def test_onnx_predict_backend_matches_torch(files, onnx_file, tmp_path) -> None:
     np.testing.assert_allclose(got, want, atol=1e-4)
 
 
-def test_onnx_backend_refuses_a_weight_file(files, capsys) -> None:
-    with pytest.raises(ValueError, match="exported .onnx file"):
+def test_artefact_backends_refuse_a_weight_file_and_twins_refuse_an_artefact(files, onnx_file):
+    with pytest.raises(ValueError, match=r"the onnx backend runs an exported \.onnx artefact"):
         cf.load_predictor(files / "any.safetensors", "onnx")
+    with pytest.raises(ValueError, match="use --backend onnx"):
+        cf.load_predictor(onnx_file, "keras")
+
+
+@pytest.mark.parametrize("suffix", [".pt2", ".tflite"])
+def test_any_artefact_predicts_through_the_tiling_engine_by_its_suffix(
+    files, tmp_path, suffix
+) -> None:
+    """No --backend: the artefact's suffix picks its runtime, and its tiled prediction is the
+    PyTorch twin's (the image is larger than one tile, so tiles are stitched)."""
+    dst = tmp_path / f"m{suffix}"
+    assert main(["export", str(files / "any.safetensors"), str(dst), "--no-card"]) == 0
+    assert cf.backend_for(dst) == suffix[1:]
+    for name, weights in (("artefact", dst), ("torch", files / "any.safetensors")):
+        argv = ["predict", str(files / "img.png"), "--weights", str(weights), "--tile", "16"]
+        assert main([*argv, "--out", str(tmp_path / name), "--save-probs"]) == 0
+    got, want = (np.load(tmp_path / n / "img_probs.npy") for n in ("artefact", "torch"))
+    assert got.shape == (2, 40, 28)
+    np.testing.assert_allclose(got, want, atol=1e-4)
 
 
 def test_model_card_with_training_metrics(tmp_path) -> None:

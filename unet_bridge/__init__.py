@@ -88,7 +88,7 @@ from unet_bridge.port import (
     verify_file,
     write_verified,
 )
-from unet_bridge.predict import BACKENDS, OnnxPredictor, load_predictor
+from unet_bridge.predict import BACKENDS, ArtefactPredictor, backend_for, load_predictor
 
 __all__ = [
     "BACKENDS",
@@ -97,7 +97,8 @@ __all__ = [
     "ExportRejectedError",
     "ExportResult",
     "LoadError",
-    "OnnxPredictor",
+    "ArtefactPredictor",
+    "backend_for",
     "export_model",
     "find_metrics",
     "model_card",

@@ -1,7 +1,8 @@
 """Deployment exports: ONNX, TF SavedModel, LiteRT (``.tflite``) and ``torch.export`` (``.pt2``).
 
-Each format is a write-only entry of the format registry (:mod:`unet_bridge.formats`) with a writer
-and a *runner*: ``run(artefact, x)`` runs the artefact in its own runtime (onnxruntime, TensorFlow,
+Each format is a module of :mod:`unet_bridge.artefacts` (its writer, its runtime loader, its
+metadata reader), registered here as a write-only entry of the format registry
+(:mod:`unet_bridge.formats`). A loaded artefact runs in its own runtime (onnxruntime, TensorFlow,
 the LiteRT interpreter, ``torch.export.load``) on an NCHW float32 batch and returns NCHW logits,
 converting layouts where the runtime is NHWC. :func:`export_model` writes through
 :func:`unet_runtime.atomic_path` and proves the artefact like ``unet port`` proves a port: the
@@ -11,7 +12,7 @@ noise-aware comparison (:func:`unet_spec.check_against_noise`). Only an artefact
 at the destination, with a model card beside it (:mod:`unet_bridge.card`).
 
 Sizes: the batch dimension is always dynamic. Height and width are dynamic where the spec takes any
-multiple of ``2**depth`` (same padding, ``skip_merge="none"``); the rule is written into the
+multiple of ``2**depth`` (same padding, ``skip_merge`` ``"none"`` or ``"pad"``); the rule is written into the
 artefact (ONNX ``metadata_props``, the ``.pt2`` extra files, the SavedModel's ``assets.extra``).
 Specs that resize or crop their skips are exported for one size.
 
@@ -26,7 +27,6 @@ Framework imports happen inside functions, so importing this module loads numpy 
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -37,62 +37,27 @@ from typing import Any
 import numpy as np
 
 from unet_bridge import inputs
-from unet_bridge.formats import FORMATS, Format, Size, Weights, format_of, register
+from unet_bridge.artefacts import (
+    ARTEFACTS,
+    PRECISIONS,
+    SIZES_KEY,
+    SPEC_KEY,
+    Artefact,
+    LoadError,
+    export_size,
+    size_rule,
+)
+from unet_bridge.formats import FORMATS, Weights, format_of, register
 from unet_runtime import atomic_path, check_destination
 from unet_spec import NoiseCheck, NoiseTolerance, UNetSpec, build_plan, compare
 from unet_spec.compare import FP32_EPS
-from unet_spec.sizes import any_size
-
-#: Precisions an export can be written in; each format takes the ones in :data:`FORMAT_PRECISIONS`.
-PRECISIONS = ("fp32", "fp16", "dynamic-int8")
 
 #: Unit roundoff of each precision (half the spacing of numbers near 1, relative): fp32 2⁻²⁴,
 #: fp16 2⁻¹¹, and for symmetric int8 with 127 levels per tensor (or channel) half a step of the
 #: largest magnitude, 1/254.
 UNIT_ROUNDOFF = {"fp32": FP32_EPS / 2, "fp16": 2.0**-11, "dynamic-int8": 1 / 254}
 
-#: The metadata key that holds the spec JSON (ONNX metadata_props, .pt2 extra files, SavedModel
-#: assets.extra), and the one that holds the valid-size rule.
-SPEC_KEY = "unet_spec"
-SIZES_KEY = "unet_valid_sizes"
-
-Runner = Callable[[Path, np.ndarray], np.ndarray]
-
-
-# -- sizes ----------------------------------------------------------------------------------------
-def size_rule(spec: UNetSpec, size: int | None) -> str:
-    """The valid-size rule of an artefact, in words (written into its metadata and card)."""
-    if size is None:
-        cell = 2**spec.depth
-        return f"any batch; H and W any positive multiples of {cell} (2**depth)"
-    why = {"resize": "resizes its skips", "crop": "crops its skips"}.get(
-        spec.skip_merge, "was exported"
-    )
-    return f"any batch; H = W = {size} only (the spec {why} for one size)"
-
-
-def export_size(spec: UNetSpec, size: int | None, dynamic: bool | None) -> tuple[int, int | None]:
-    """``(trace size, fixed size or None)`` for an export.
-
-    ``dynamic=None`` means dynamic where the spec allows it and no ``size`` was asked for;
-    ``dynamic=True`` on a spec with a fixed size is an error.
-
-    Raises:
-        ValueError: A size the spec does not take, or ``dynamic`` on a fixed-size spec.
-    """
-    if size is not None:
-        inputs.check_size(spec, size)
-    if dynamic and not any_size(spec):
-        raise ValueError(
-            f"this spec ({spec.padding} padding, skip_merge={spec.skip_merge!r}) takes one input "
-            "size per model, so H and W cannot be dynamic; drop --dynamic and give --size"
-        )
-    if dynamic is None:
-        dynamic = any_size(spec) and size is None
-    trace = size if size is not None else inputs.small_size(spec)
-    if not dynamic and size is None:
-        trace = inputs.default_size(spec)
-    return trace, (None if dynamic else trace)
+Runner = Callable[[np.ndarray], np.ndarray]
 
 
 def precision_tolerance(precision: str, base: NoiseTolerance | None = None) -> NoiseTolerance:
@@ -115,370 +80,14 @@ def precision_tolerance(precision: str, base: NoiseTolerance | None = None) -> N
     return NoiseTolerance(margin=base.margin * ratio, floor=base.floor / ratio)
 
 
-# -- writers --------------------------------------------------------------------------------------
-def _metadata(spec: UNetSpec, fixed: int | None, precision: str) -> dict[str, str]:
-    return {
-        SPEC_KEY: spec.to_json(),
-        SIZES_KEY: size_rule(spec, fixed),
-        "unet_layout": "NCHW float32 in, NCHW float32 logits out",
-        "unet_precision": precision,
-    }
-
-
-def _torch_module(spec: UNetSpec, weights: Weights):
-    """The model the torch writers export (a hook for planted-defect tests)."""
-    from unet_bridge.parity import torch_model
-
-    return torch_model(spec, weights)
-
-
-def _torch_dynamic_shapes(spec: UNetSpec, fixed: int | None) -> dict[str, dict[int, Any]]:
-    from torch.export import Dim
-
-    shapes: dict[int, Any] = {0: Dim("batch", min=1, max=4096)}
-    if fixed is None:
-        cell = 2**spec.depth
-        shapes[2] = cell * Dim("h", min=1, max=8192 // cell)
-        shapes[3] = cell * Dim("w", min=1, max=8192 // cell)
-    return {"x": shapes}
-
-
-def _example(spec: UNetSpec, trace: int):
-    import torch
-
-    return torch.from_numpy(inputs.random_input(spec, trace, 2, seed=1))
-
-
-def write_onnx(
-    weights: Weights,
-    spec: UNetSpec,
-    path: Path,
-    input_size: Size = None,
-    *,
-    dynamic: bool | None = None,
-    opset: int | None = None,
-    precision: str = "fp32",
-) -> Path:
-    """Export the PyTorch twin with ``torch.onnx.export(..., dynamo=True)`` to ``path``."""
-    import contextlib
-    import io
-
-    import onnx
-    import torch
-
-    trace, fixed = export_size(spec, _as_int(input_size), dynamic)
-    if opset is not None:
-        newest = onnx.defs.onnx_opset_version()
-        if not 18 <= opset <= newest:
-            raise ValueError(f"--opset must be between 18 and {newest}. Received: {opset}")
-    model = _torch_module(spec, weights)
-    # The exporter reports its steps on stdout; the caller prints its own report.
-    with contextlib.redirect_stdout(io.StringIO()):
-        program = torch.onnx.export(
-            model, (_example(spec, trace),), dynamo=True, input_names=["x"],
-            output_names=["logits"], dynamic_shapes=_torch_dynamic_shapes(spec, fixed),
-            opset_version=opset, verbose=False,
-        )  # fmt: skip
-    proto = program.model_proto
-    if precision == "fp16":
-        from onnxruntime.transformers.float16 import convert_float_to_float16
-
-        proto = convert_float_to_float16(proto, keep_io_types=True)
-    del proto.metadata_props[:]
-    for key, value in _metadata(spec, fixed, precision).items():
-        proto.metadata_props.add(key=key, value=value)
-    if precision == "dynamic-int8":
-        import tempfile
-
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        with tempfile.TemporaryDirectory() as tmp:
-            plain = Path(tmp) / "fp32.onnx"
-            onnx.save(proto, plain)
-            quantize_dynamic(plain, path, op_types_to_quantize=["Conv"],
-                             weight_type=QuantType.QUInt8)  # fmt: skip
-    else:
-        onnx.save(proto, path)
-    return path
-
-
-def _keras_model(spec: UNetSpec, weights: Weights, fixed: int | None):
-    from unet_bridge.parity import keras_model
-
-    return keras_model(spec, weights, fixed)
-
-
-def write_savedmodel(
-    weights: Weights,
-    spec: UNetSpec,
-    path: Path,
-    input_size: Size = None,
-    *,
-    dynamic: bool | None = None,
-    opset: int | None = None,
-    precision: str = "fp32",
-) -> Path:
-    """Export the Keras twin with ``model.export(path, format="tf_saved_model")`` (a folder);
-    the spec and the size rule go to ``assets.extra/`` (the SavedModel place for extra files)."""
-    _, fixed = export_size(spec, _as_int(input_size), dynamic)
-    model = _keras_model(spec, weights, fixed)
-    model.export(str(path), format="tf_saved_model", verbose=False)
-    extra = Path(path) / "assets.extra"
-    extra.mkdir(exist_ok=True)
-    (extra / "unet_spec.json").write_text(
-        json.dumps({k: v for k, v in _metadata(spec, fixed, precision).items()}, indent=1)
-    )
-    return path
-
-
-def write_tflite(
-    weights: Weights,
-    spec: UNetSpec,
-    path: Path,
-    input_size: Size = None,
-    *,
-    dynamic: bool | None = None,
-    opset: int | None = None,
-    precision: str = "fp32",
-) -> Path:
-    """Export the Keras twin with ``model.export(path, format="litert")``; fp16 stores float16
-    weights, dynamic-int8 is LiteRT's dynamic-range quantisation. The spec goes into the
-    flatbuffer's metadata table (key ``unet_spec``)."""
-    _, fixed = export_size(spec, _as_int(input_size), dynamic)
-    model = _keras_model(spec, weights, fixed)  # loads the frameworks in their safe order
-    import tensorflow as tf
-
-    options: dict[str, Any] = {}
-    if precision in ("fp16", "dynamic-int8"):
-        options["optimizations"] = [tf.lite.Optimize.DEFAULT]
-    if precision == "fp16":
-        options["target_spec"] = {"supported_types": [tf.float16]}
-    model.export(str(path), format="litert", verbose=False, **options)
-    _add_tflite_metadata(Path(path), _metadata(spec, fixed, precision))
-    return path
-
-
-def _add_tflite_metadata(path: Path, metadata: Mapping[str, str]) -> None:
-    """Add string entries to a ``.tflite`` file's metadata table (name → buffer)."""
-    try:
-        from tensorflow.lite.tools import flatbuffer_utils
-    except ImportError:  # an install without the tools: the card beside the file carries the spec
-        return
-    model = flatbuffer_utils.read_model(str(path))
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    model.metadata = list(model.metadata or [])
-    for key, value in metadata.items():
-        buffer = schema.BufferT()
-        buffer.data = np.frombuffer(value.encode(), dtype=np.uint8)
-        model.buffers.append(buffer)
-        entry = schema.MetadataT()
-        entry.name = key
-        entry.buffer = len(model.buffers) - 1
-        model.metadata.append(entry)
-    flatbuffer_utils.write_model(model, str(path))
-
-
-def write_pt2(
-    weights: Weights,
-    spec: UNetSpec,
-    path: Path,
-    input_size: Size = None,
-    *,
-    dynamic: bool | None = None,
-    opset: int | None = None,
-    precision: str = "fp32",
-) -> Path:
-    """``torch.export.export`` of the PyTorch twin, saved with ``torch.export.save`` (the spec and
-    the size rule as extra files)."""
-    import torch
-
-    trace, fixed = export_size(spec, _as_int(input_size), dynamic)
-    model = _torch_module(spec, weights)
-    program = torch.export.export(
-        model, (_example(spec, trace),), dynamic_shapes=_torch_dynamic_shapes(spec, fixed)
-    )
-    torch.export.save(program, str(path), extra_files=_metadata(spec, fixed, precision))
-    return path
-
-
-def _as_int(size: Size) -> int | None:
-    if size is None or isinstance(size, int):
-        return size
-    h, w = size
-    if h != w:
-        raise ValueError(f"exports take square sizes. Received: {h}x{w}")
-    return int(h)
-
-
-# -- runners --------------------------------------------------------------------------------------
-class LoadError(ValueError):
-    """An artefact its runtime cannot load (bad input: exit 2 in the CLI)."""
-
-
-def onnx_session(path: Path):
-    """An onnxruntime CPU session for ``path``."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as err:  # onnxruntime raises its own exception types
-        raise LoadError(f"{path}: onnxruntime cannot load it ({_first_line(err)})") from None
-
-
-def onnx_metadata(path: Path) -> dict[str, str]:
-    """The ``metadata_props`` of an ONNX file (through onnxruntime)."""
-    return dict(onnx_session(path).get_modelmeta().custom_metadata_map)
-
-
-def run_onnx(path: Path, x: np.ndarray, session: Any = None) -> np.ndarray:
-    """NCHW logits of an ONNX artefact on NCHW ``x`` (onnxruntime, CPU)."""
-    session = session or onnx_session(path)
-    name = session.get_inputs()[0].name
-    out = session.run(None, {name: np.ascontiguousarray(x, dtype=np.float32)})[0]
-    return np.asarray(out, dtype=np.float32)
-
-
-def run_savedmodel(path: Path, x: np.ndarray) -> np.ndarray:
-    """NCHW logits of a SavedModel folder (``tf.saved_model.load`` and its ``serve`` endpoint)."""
-    return load_savedmodel(path)(x)
-
-
-def load_savedmodel(path: Path) -> Callable[[np.ndarray], np.ndarray]:
-    """A SavedModel folder loaded once, as an NCHW → NCHW logits function."""
-    from unet_bridge.frameworks import import_frameworks
-
-    import_frameworks()
-    import tensorflow as tf
-
-    try:
-        loaded = tf.saved_model.load(str(path))
-    except Exception as err:
-        raise LoadError(f"{path}: TensorFlow cannot load it ({_first_line(err)})") from None
-
-    def run(x: np.ndarray) -> np.ndarray:
-        nhwc = np.ascontiguousarray(np.transpose(x, (0, 2, 3, 1)), dtype=np.float32)
-        out = np.asarray(loaded.serve(tf.constant(nhwc)), dtype=np.float32)
-        return np.ascontiguousarray(np.transpose(out, (0, 3, 1, 2)))
-
-    return run
-
-
-def litert_interpreter(path: Path):
-    """The LiteRT interpreter: ``ai_edge_litert`` when installed, else ``tf.lite.Interpreter``."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        from unet_bridge.frameworks import import_frameworks
-
-        import_frameworks()
-        import tensorflow as tf
-
-        Interpreter = tf.lite.Interpreter
-    try:
-        return Interpreter(model_path=str(path))
-    except Exception as err:
-        raise LoadError(
-            f"{path}: the LiteRT interpreter cannot load it ({_first_line(err)})"
-        ) from None
-
-
-def run_tflite(path: Path, x: np.ndarray) -> np.ndarray:
-    """NCHW logits of a ``.tflite`` file in the LiteRT interpreter (NHWC inside)."""
-    return load_tflite(path)(x)
-
-
-def load_tflite(path: Path) -> Callable[[np.ndarray], np.ndarray]:
-    """A ``.tflite`` file in one LiteRT interpreter, as an NCHW → NCHW logits function (tensors
-    are reallocated when the input shape changes)."""
-    interpreter = litert_interpreter(path)
-    index = interpreter.get_input_details()[0]["index"]
-    shape: list[tuple[int, ...]] = []
-
-    def run(x: np.ndarray) -> np.ndarray:
-        nhwc = np.ascontiguousarray(np.transpose(x, (0, 2, 3, 1)), dtype=np.float32)
-        if not shape or shape[0] != nhwc.shape:
-            interpreter.resize_tensor_input(index, nhwc.shape, strict=False)
-            interpreter.allocate_tensors()
-            shape[:] = [nhwc.shape]
-        interpreter.set_tensor(index, nhwc)
-        interpreter.invoke()
-        out = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
-        return np.ascontiguousarray(np.transpose(np.asarray(out, np.float32), (0, 3, 1, 2)))
-
-    return run
-
-
-def run_pt2(path: Path, x: np.ndarray) -> np.ndarray:
-    """NCHW logits of a ``torch.export`` program (``torch.export.load``)."""
-    return load_pt2(path)(x)
-
-
-def load_pt2(path: Path) -> Callable[[np.ndarray], np.ndarray]:
-    """A ``torch.export`` program loaded once, as an NCHW → NCHW logits function."""
-    import torch
-
-    try:
-        module = torch.export.load(str(path)).module()
-    except Exception as err:
-        raise LoadError(f"{path}: torch.export cannot load it ({_first_line(err)})") from None
-
-    def run(x: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return module(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
-
-    return run
-
-
-def load_onnx(path: Path) -> Callable[[np.ndarray], np.ndarray]:
-    """An ONNX file in one onnxruntime session, as an NCHW → NCHW logits function."""
-    session = onnx_session(path)
-    return lambda x: run_onnx(path, x, session)
-
-
-def load_artefact(path: str | os.PathLike[str]) -> Callable[[np.ndarray], np.ndarray]:
-    """Any exported artefact loaded once in its runtime: NCHW float32 in, NCHW logits out."""
-    suffix = export_of(path).fmt.suffix
-    loaders = {".onnx": load_onnx, ".savedmodel": load_savedmodel, ".tflite": load_tflite,
-               ".pt2": load_pt2}  # fmt: skip
-    return loaders[suffix](Path(path))
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0] if text else ''}"[:300]
-
-
 # -- the registry ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Export:
-    """A deployment format: its registry entry, runner, runtime name and precisions."""
-
-    fmt: Format
-    run: Runner
-    runtime: str
-    precisions: tuple[str, ...]
+#: The deployment formats, by suffix (each also registered as a write-only format).
+EXPORTS: dict[str, Artefact] = dict(ARTEFACTS)
+for _artefact in EXPORTS.values():
+    register(_artefact.fmt)
 
 
-EXPORTS: dict[str, Export] = {}
-
-for _export in (
-    Export(Format(".onnx", "ONNX model", "onnx", None, write_onnx), run_onnx, "onnxruntime",
-           PRECISIONS),
-    Export(Format(".savedmodel", "TensorFlow SavedModel folder", "keras", None, write_savedmodel,
-                  folder=True), run_savedmodel, "TensorFlow", ("fp32",)),
-    Export(Format(".tflite", "LiteRT (TensorFlow Lite) model", "keras", None, write_tflite),
-           run_tflite, "LiteRT interpreter", PRECISIONS),
-    Export(Format(".pt2", "torch.export program", "torch", None, write_pt2), run_pt2,
-           "torch.export", ("fp32",)),
-):  # fmt: skip
-    register(_export.fmt)
-    EXPORTS[_export.fmt.suffix] = _export
-
-
-def export_of(path: str | os.PathLike[str]) -> Export:
+def export_of(path: str | os.PathLike[str]) -> Artefact:
     """The deployment format of ``path`` by its suffix (``ValueError`` for any other)."""
     name = Path(path).name
     if not any(name.endswith(s) and len(name) > len(s) for s in FORMATS):
@@ -495,9 +104,19 @@ def export_of(path: str | os.PathLike[str]) -> Export:
     return EXPORTS[fmt.suffix]
 
 
+def load_artefact(path: str | os.PathLike[str]) -> Runner:
+    """Any exported artefact loaded once in its runtime: NCHW float32 in, NCHW logits out."""
+    return export_of(path).load(Path(path))
+
+
 def run_artefact(path: str | os.PathLike[str], x: np.ndarray) -> np.ndarray:
     """Run any exported artefact in its own runtime: NCHW float32 in, NCHW logits out."""
-    return export_of(path).run(Path(path), x)
+    return load_artefact(path)(x)
+
+
+def artefact_spec(path: str | os.PathLike[str]) -> UNetSpec | None:
+    """The spec written into an exported artefact (``None`` when it holds none)."""
+    return export_of(path).spec(Path(path))
 
 
 # -- verified export ------------------------------------------------------------------------------
@@ -604,16 +223,17 @@ def verify_artefact(
     run: Runner | None = None,
 ) -> list[ExportCheck]:
     """Run ``path`` in its runtime on each input and judge it against the PyTorch model (fp32, and
-    float64 for the noise). Needs PyTorch, not Keras."""
+    float64 for the noise). Needs PyTorch, not Keras. ``run`` is the loaded artefact (default:
+    loaded by its suffix)."""
     from unet_bridge.parity import check_outputs, torch_model, torch_taps
 
-    run = run or export_of(path).run
+    run = run or load_artefact(path)
     out_name = build_plan(spec).output.name
     model = torch_model(spec, weights)
     model64 = torch_model(spec, weights).double()
     checks = []
     for name, x in xs.items():
-        got = run(path, x)
+        got = run(x)
         ref = torch_taps(model, x, [out_name])[out_name]
         ref64 = torch_taps(model64, x, [out_name])[out_name]
         if got.shape != ref.shape:
@@ -692,7 +312,7 @@ def export_model(
                          dynamic=fixed is None, opset=opset, precision=precision)  # fmt: skip
         seconds["export"] = time.perf_counter() - start
         start = time.perf_counter()
-        checks = verify_artefact(weights, spec, tmp, xs, tol, export.run)
+        checks = verify_artefact(weights, spec, tmp, xs, tol, export.load(tmp))
         seconds["verify"] = time.perf_counter() - start
         result = ExportResult(
             all(c.passed for c in checks), dst, spec, precision, export.runtime,
@@ -720,24 +340,20 @@ def _size_of(path: Path) -> int:
 __all__ = [
     "EXPORTS",
     "PRECISIONS",
-    "Export",
+    "SIZES_KEY",
+    "SPEC_KEY",
+    "Artefact",
     "ExportCheck",
     "ExportRejectedError",
     "ExportResult",
     "LoadError",
-    "any_size",
+    "artefact_spec",
     "export_model",
     "export_of",
     "export_size",
     "load_artefact",
-    "onnx_metadata",
-    "onnx_session",
     "precision_tolerance",
     "run_artefact",
-    "run_onnx",
-    "run_pt2",
-    "run_savedmodel",
-    "run_tflite",
     "size_rule",
     "verify_artefact",
 ]

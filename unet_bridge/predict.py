@@ -1,66 +1,85 @@
-"""Predictors from any weight file: one loader for ``unet predict``, evaluation and user code.
+"""Predictors from any weight file or exported artefact: one loader for ``unet predict``,
+evaluation and user code.
 
-Weights come through the format registry (every readable suffix); the backend picks the runtime.
-The ``onnx`` backend runs an exported ``.onnx`` artefact (``unet export``) in onnxruntime; its spec
-comes from the artefact's metadata. Every predictor is a :class:`unet_infer.tiling.TiledPredictor`,
-so all of them tile, pad and label images exactly as validation does.
+Weights come through the format registry (every readable suffix) and run on the ``torch`` or
+``keras`` twin. An exported artefact (``unet export``: ``.onnx``, ``.tflite``, ``.savedmodel``,
+``.pt2``) runs in its own runtime; its spec comes from the artefact's metadata. Every predictor is
+a :class:`unet_infer.TiledPredictor`, so all of them tile, pad and label images exactly as
+validation does.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from unet_bridge.formats import load_any_weights
-from unet_infer.tiling import TiledPredictor
+from unet_infer import TiledPredictor
 from unet_spec import UNetSpec
 
-#: Runtimes a predictor can run on.
-BACKENDS = ("torch", "keras", "onnx")
+#: Runtimes a predictor can run on: the two twins, and the runtime of each exported format.
+ARTEFACT_BACKENDS = {
+    "onnx": ".onnx",
+    "tflite": ".tflite",
+    "savedmodel": ".savedmodel",
+    "pt2": ".pt2",
+}
+BACKENDS = ("torch", "keras", *ARTEFACT_BACKENDS)
 
 
-class OnnxPredictor(TiledPredictor):
-    """An exported ``.onnx`` model in onnxruntime, wrapped as the tiling engine's ``forward``.
+def backend_for(path: str | os.PathLike[str]) -> str:
+    """The backend a file runs on when none is named: the runtime of an exported artefact's
+    suffix, the PyTorch twin for weights."""
+    name = Path(path).name
+    for backend, suffix in ARTEFACT_BACKENDS.items():
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return backend
+    return "torch"
+
+
+class ArtefactPredictor(TiledPredictor):
+    """An exported artefact in its own runtime, wrapped as the tiling engine's ``forward``.
 
     Args:
-        path: The ``.onnx`` file (its ``metadata_props`` hold the spec, see ``unet export``).
+        path: The artefact (``unet export`` writes the spec into it).
         spec: The expected spec; must equal the stored one when both exist.
         head: Apply the spec's head so :meth:`forward` returns probabilities (else logits).
 
-    A model exported for one input size (a spec that resizes or crops its skips) is tiled at that
-    size; a dynamic one at any valid tile.
+    An artefact exported for one input size (a spec that resizes or crops its skips) is tiled at
+    that size; a dynamic one at any valid tile.
     """
 
     def __init__(self, path: str | os.PathLike[str], spec: UNetSpec | None = None, *,
                  head: bool = True) -> None:  # fmt: skip
-        from unet_bridge.export import SPEC_KEY, onnx_session
+        from unet_bridge.export import SIZES_KEY, export_of
 
         self.path = Path(path)
-        self.session = onnx_session(self.path)
-        stored = self.session.get_modelmeta().custom_metadata_map.get(SPEC_KEY)
-        if stored is None and spec is None:
+        artefact = export_of(self.path)
+        self.run = artefact.load(self.path)
+        metadata = artefact.read_metadata(self.path)
+        stored_spec = artefact.spec(self.path)
+        if stored_spec is None and spec is None:
             raise ValueError(
-                f"{path}: the ONNX file carries no U-Net spec; give --preset or --spec"
+                f"{path}: the {artefact.fmt.description} carries no U-Net spec; give --preset or "
+                "--spec"
             )
-        stored_spec = UNetSpec.from_json(stored) if stored is not None else None
         if spec is not None and stored_spec is not None and spec != stored_spec:
-            differ = [k for k, v in spec.to_dict().items() if stored_spec.to_dict()[k] != v]
-            raise ValueError(f"{path}: the stored spec differs in {', '.join(differ)}")
+            differ = ", ".join(stored_spec.diff(spec))
+            raise ValueError(f"{path}: the stored spec differs in {differ}")
         self.spec = stored_spec or spec
         self.head = head
-        shape = self.session.get_inputs()[0].shape
-        h, w = shape[2], shape[3]
-        self.fixed = int(h) if isinstance(h, int) and h == w else None
+        fixed = re.search(r"H = W = (\d+) only", metadata.get(SIZES_KEY, ""))
+        self.fixed = int(fixed.group(1)) if fixed else None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """``(N, C, h, w)`` float32 numpy → ``(N, K, oh, ow)`` float32 numpy (NCHW both ways)."""
-        from unet_bridge.export import run_onnx
         from unet_bridge.parity import head
 
-        logits = run_onnx(self.path, x, self.session)
+        logits = self.run(x)
         if not self.head:
             return logits
         return head(logits, self.spec.head).astype(np.float32)
@@ -79,7 +98,7 @@ class OnnxPredictor(TiledPredictor):
 
 def load_predictor(
     path: str | os.PathLike[str],
-    backend: str = "torch",
+    backend: str | None = None,
     spec: UNetSpec | None = None,
     device: str = "cpu",
     **kwargs: Any,
@@ -88,8 +107,10 @@ def load_predictor(
 
     Args:
         path: Weights in any readable format (``.safetensors``, ``.pt``, ``.ckpt``, ``.keras``,
-            ``.weights.h5``); for the ``onnx`` backend an exported ``.onnx`` file.
-        backend: ``torch``, ``keras`` or ``onnx``.
+            ``.weights.h5``), or an exported artefact (``.onnx``, ``.tflite``, ``.savedmodel``,
+            ``.pt2``).
+        backend: ``torch`` or ``keras`` for weights; ``onnx``, ``tflite``, ``savedmodel`` or
+            ``pt2`` for an artefact of that format. Default: :func:`backend_for` the suffix.
         spec: The expected spec; required for a file that carries none.
         device: PyTorch device (``cpu``, ``cuda``, ``cuda:1``, ``mps``); Keras runs where
             TensorFlow places it; onnxruntime runs on the CPU.
@@ -99,17 +120,24 @@ def load_predictor(
         FileNotFoundError: No such file.
         ValueError: An unknown backend or format, or a file that does not fit ``spec``.
     """
+    backend = backend or backend_for(path)
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}. Received: {backend!r}")
-    if backend == "onnx":
-        if not Path(path).name.endswith(".onnx"):
+    if backend in ARTEFACT_BACKENDS:
+        suffix = ARTEFACT_BACKENDS[backend]
+        if backend_for(path) != backend:
             raise ValueError(
-                f"{path}: the onnx backend runs an exported .onnx file (`unet export W.safetensors "
-                "model.onnx`)"
+                f"{path}: the {backend} backend runs an exported {suffix} artefact "
+                f"(`unet export W.safetensors model{suffix}`)"
             )
-        if not Path(path).is_file():
+        if not Path(path).exists():
             raise FileNotFoundError(f"{path}: no such file")
-        return OnnxPredictor(path, spec, **kwargs)
+        return ArtefactPredictor(path, spec, **kwargs)
+    if backend_for(path) != "torch":
+        raise ValueError(
+            f"{path}: an exported artefact runs in its own runtime: use --backend "
+            f"{backend_for(path)} (or leave --backend out)"
+        )
     if backend == "torch":
         # The torch stack loads before any Keras reader (see unet_keras._imports).
         from unet_torch.predict import TorchPredictor
@@ -122,4 +150,4 @@ def load_predictor(
     return KerasPredictor(stored, weights, **kwargs)
 
 
-__all__ = ["BACKENDS", "OnnxPredictor", "load_predictor"]
+__all__ = ["ARTEFACT_BACKENDS", "BACKENDS", "ArtefactPredictor", "backend_for", "load_predictor"]
