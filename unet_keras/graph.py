@@ -613,7 +613,7 @@ class _Reader:
                  for info in up_info.values() if info["act"] is not None]  # fmt: skip
         act_kind, slope = self.agree("activation", acts, _show_act) or ("relu", 0.0)
         block_units = [u for level in levels for u in level.units]
-        norm = self.agree("norm", [(u.conv, u.norm.kind if u.norm else "none")
+        norm = self.agree("norm", [(u.norm or u.conv, u.norm.kind if u.norm else "none")
                                    for u in block_units])  # fmt: skip
         normed = [u for u in block_units if u.norm is not None]
         act_first = self.agree(

@@ -130,8 +130,12 @@ def check_keras_unet(spec: UNetSpec) -> None:
 def check_zhixuhao(spec: UNetSpec) -> None:
     """zhixuhao's ``unet(input_size=...)`` fixes everything but the input's channels."""
     own = get_preset("zhixuhao").replace(in_channels=spec.in_channels)
-    for field, (value, theirs) in spec.diff(own).items():
-        _refuse(ZHIXUHAO, field, value, f"its unet() fixes {theirs!r}")
+    diff = spec.diff(own)
+    if diff:
+        raise ValueError(
+            f"the spec cannot be written for {ZHIXUHAO}: "
+            + ", ".join(f"{k}={a!r} (its unet() fixes {b!r})" for k, (a, b) in diff.items())
+        )
 
 
 def _model_reference(model: Any, head: str, description: str) -> Reference:
