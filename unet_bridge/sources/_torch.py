@@ -134,7 +134,10 @@ def match_layout(
         key = f"{names[block]}.{tensor}"
         used.add(key)
         if key not in state_shapes:
-            problems.append(f"{key} is missing ({feature_of(spec, name)}: expected {shape})")
+            feature = feature_of(spec, name)
+            if feature == "conv bias":
+                feature = "conv bias: the other 3x3 convs have one"
+            problems.append(f"{key} is missing ({feature}: expected {shape})")
         elif state_shapes[key] != shape:
             problems.append(
                 f"{key} is {state_shapes[key]}, the layout needs {shape} ({feature_of(spec, name)})"

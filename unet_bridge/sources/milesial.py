@@ -159,16 +159,6 @@ def infer(shapes: dict[str, tuple[int, ...]]) -> tuple[UNetSpec, list[str]]:
     up = [shapes[f"{_up(level, depth)}.up.weight"][1] for level in transposed] if transposed else []
     biased = [k for k in need[:-1] if k.replace(".weight", ".bias") in shapes]
     bias = len(biased) > len(need[:-1]) // 2
-    if biased and len(biased) != len(need) - 1:
-        odd = [
-            k.rsplit(".", 1)[0]
-            for k in need[:-1]
-            if (k.replace(".weight", ".bias") in shapes) != bias
-        ]
-        problems.append(
-            f"conv bias: {', '.join(odd)} {'lack' if bias else 'have'} a bias while the other "
-            "3x3 convs do not"
-        )
     in_channels = shapes["inc.double_conv.0.weight"][1]
     num_classes = shapes["outc.conv.weight"][0]
     try:

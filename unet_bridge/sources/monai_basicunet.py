@@ -120,6 +120,9 @@ def infer(shapes: dict[str, tuple[int, ...]]) -> tuple[UNetSpec, list[str]]:
     Raises:
         ValueError: Shapes too far from the layout to infer a spec (the tensors named).
     """
+    if "conv_0.conv_0.conv.weight" not in shapes:
+        seen = ", ".join(list(shapes)[:3]) or "no tensors"
+        raise ValueError(f"no conv_0.conv_0.conv.weight (the first conv); the file has {seen}, ...")
     first = shapes["conv_0.conv_0.conv.weight"]
     if len(first) != 4:
         raise ValueError(
@@ -159,14 +162,6 @@ def infer(shapes: dict[str, tuple[int, ...]]) -> tuple[UNetSpec, list[str]]:
     convs = need[:-1]
     biased = [k for k in convs if k.replace(".weight", ".bias") in shapes]
     bias = len(biased) > len(convs) // 2
-    if biased and len(biased) != len(convs):
-        odd = [
-            k.rsplit(".", 1)[0] for k in convs if (k.replace(".weight", ".bias") in shapes) != bias
-        ]
-        problems.append(
-            f"conv bias: {', '.join(odd)} {'lack' if bias else 'have'} a bias while the other "
-            "3x3 convs do not"
-        )
     norm_key = "conv_0.conv_0.adn.N"
     if f"{norm_key}.running_mean" in shapes:
         norm = "batch"
