@@ -271,6 +271,8 @@ def test_bad_inputs_are_one_line(tmp_path, capsys) -> None:
     assert main(["port", str(monai_file), str(canonical), "--no-verify"]) == 0
     volume = tmp_path / "v.pth"
     torch.save(BasicUNet(spatial_dims=3, features=SMALL).state_dict(), volume)
+    unknown = tmp_path / "u.pth"
+    torch.save({"features.0.weight": torch.zeros(4, 3, 3, 3)}, unknown)
     out = str(tmp_path / "o.safetensors")
     cases = [
         (["port", str(milesial_file), out, "--from", "nope"], ("unknown source 'nope'", "milesial")),
@@ -287,6 +289,7 @@ def test_bad_inputs_are_one_line(tmp_path, capsys) -> None:
         (["port", str(milesial_file), out, "--source-model", STANDIN,
           "--source-args", '{"n_channels": 3, "n_classes": 2}'], ("Missing key", "into")),
         (["port", str(milesial_file)], ("SRC and DST are required",)),
+        (["port", str(unknown), out], ("carries no spec", "nor is it a layout", "milesial, monai")),
     ]  # fmt: skip
     for argv, needles in cases:
         _one_line_exit_2(argv, capsys, *needles)

@@ -117,7 +117,15 @@ def run(args: argparse.Namespace) -> int:
         weights, spec, reference, note = read
         source_model = None
     else:
-        weights, spec, source_model = cf.load_any_weights(src, spec_from_args(args))
+        try:
+            weights, spec, source_model = cf.load_any_weights(src, spec_from_args(args))
+        except ValueError as err:
+            if cf.suffix_of(src) not in (".pt", ".pth"):
+                raise
+            # Neither this project's file nor a layout from elsewhere: say both.
+            raise ValueError(
+                f"{err}; nor is it a layout from elsewhere ({_layouts()}: `unet port --sources`)"
+            ) from None
         reference, note = None, ""
     cf.check_finite(weights, what=str(src))
     size: int | None = args.size
@@ -153,6 +161,12 @@ def run(args: argparse.Namespace) -> int:
     if source is not None and reference is None and not args.no_verify:
         print(_not_proven(source, spec))
     return 0
+
+
+def _layouts() -> str:
+    from unet_bridge import sources
+
+    return ", ".join(sources.all_sources())
 
 
 def _read_source(args: argparse.Namespace):
