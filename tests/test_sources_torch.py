@@ -200,10 +200,13 @@ def test_wrong_concat_order_is_refused_by_the_command(tmp_path, monkeypatch, cap
 def test_command_ports_milesial_with_no_flags(tmp_path, capsys) -> None:
     path = tmp_path / "carvana.pth"
     torch.save(_milesial(True, False, depth=2).state_dict(), path)
-    dst = tmp_path / "out.safetensors"
+    dst = tmp_path / "out.keras"
     assert main(["port", str(path), str(dst)]) == 0
     out = capsys.readouterr().out
     assert "PyTorch vs Keras" in out and "not proven" in out and "--source-model" in out
+    # Every reader of the format registry (unet predict, unet parity) takes the file as it is.
+    weights, spec, _ = cf.load_any_weights(path)
+    assert spec == milesial.milesial_spec(3, 2, True, base=4, depth=2)
     args = json.dumps({"n_channels": 3, "n_classes": 2, "bilinear": True, "base": 4, "depth": 2})
     proven = tmp_path / "proven.safetensors"
     argv = ["port", str(path), str(proven), "--source-model", STANDIN, "--source-args", args]
