@@ -33,6 +33,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from unet_infer import TTA_MODES  # noqa: E402
 from unet_runtime import keep_freed_memory, machine_line  # noqa: E402 - after the path set-up above
 
 
@@ -172,8 +173,9 @@ def main() -> None:
     parser.add_argument(
         "--no-tta", action="store_true", help="skip the test-time augmentation score"
     )
-    parser.add_argument("--tta-mode", choices=["d4", "hflip"], default="d4",
-                        help="d4: the 8 flips/rotations; hflip: image and mirror (road scenes)")  # fmt: skip
+    parser.add_argument("--tta-mode", choices=TTA_MODES, default="d4",
+                        help="d4: the 8 flips/rotations; flips: the 4 flips; hflip: image and "
+                             "mirror (road scenes)")  # fmt: skip
     parser.add_argument("--run", type=Path, help="score an existing run folder instead of training")
     parser.add_argument("--split", choices=["val", "test"], default="val",
                         help="images scored: validation, or the data's test split")  # fmt: skip
@@ -193,13 +195,13 @@ def main() -> None:
     earlier = run / "evaluation.json"
     if args.run and earlier.is_file():  # rescoring a run: keep the training time it reported
         train_s = json.loads(earlier.read_text()).get("train_wall_s", train_s)
-    tta_mode = False if args.no_tta else (True if args.tta_mode == "d4" else "hflip")
-    scores = evaluate(run, tta=tta_mode, split=args.split)
+    views = False if args.no_tta else args.tta_mode  # the vocabulary of unet_infer.tta
+    scores = evaluate(run, tta=views, split=args.split)
     # The best checkpoint is chosen by the plain validation score on these very images, which
     # favours the plain view over TTA; the last checkpoint is chosen by neither: the fair
     # comparison of the two.
     if (run / "checkpoints" / "last.ckpt").is_file():
-        scores["last"] = evaluate(run, tta=tta_mode, split=args.split, checkpoint="last")
+        scores["last"] = evaluate(run, tta=views, split=args.split, checkpoint="last")
     predicted = evaluate_predict(run, args.predict_backend, args.split)
     gap = abs(predicted["mean_iou"] - scores["plain"]["mean_iou"])
     summary = run / "metrics.json"  # absent when the run stopped before its artifacts

@@ -29,7 +29,7 @@ import numpy as np
 
 import unet_bridge as cf
 from unet_bridge import export
-from unet_infer.tiling import labels_from_probs
+from unet_infer import labels_from_probs
 from unet_runtime import keep_freed_memory, machine_line
 from unet_spec import PRESETS, UNetSpec, random_weights
 

@@ -17,7 +17,7 @@ import numpy as np
 import unet_bridge as cf
 from unet_data import find_pairs, read_mask
 from unet_data.images import read_image
-from unet_infer.tiling import TTA_TRANSFORMS, labels_from_probs
+from unet_infer import TTA_TRANSFORMS, labels_from_probs
 from unet_runtime import keep_freed_memory, machine_line
 
 

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from unet_infer.tiling import (
+from unet_infer import (
     axis_weights,
     check_tile,
     default_tile,
@@ -317,3 +317,16 @@ def test_same_padding_blend_is_close_to_the_whole_image_inside():
     # Zero padding inside each tile differs from real context, so only the argmax is compared.
     agree = (tiled.argmax(0) == whole.argmax(0)).mean()
     assert agree > 0.8
+
+
+def test_one_tta_vocabulary_for_every_caller():
+    from unet_infer import TTA_MODES, TTA_TRANSFORMS, tta_mode
+
+    assert [tta_mode(c) for c in (False, None, True)] == [None, None, "d4"]
+    assert [tta_mode(m) for m in TTA_MODES] == list(TTA_MODES)
+    assert {m: len(TTA_TRANSFORMS[m]) for m in TTA_MODES} == {"d4": 8, "flips": 4, "hflip": 2}
+    with pytest.raises(ValueError, match="one of d4, flips, hflip. Received: tta='d8'"):
+        tta_mode("d8")
+    spec = get_preset("modern-small")
+    with pytest.raises(ValueError, match="tta='d8'"):
+        predict_images(np.ones((1, 3, 32, 32), np.float32), lambda x: x, spec, tta="d8")

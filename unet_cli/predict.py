@@ -18,8 +18,8 @@ from pathlib import Path
 from unet_cli.common import add_spec_arguments, fraction, positive_int, spec_from_args
 from unet_data import image_files
 from unet_data.images import read_image
+from unet_infer import TTA_MODES, labels_from_probs
 from unet_infer.masks import encode_mask, npy_bytes, overlay, png_bytes
-from unet_infer.tiling import TTA_MODES, labels_from_probs
 from unet_runtime import atomic_write_bytes
 
 HELP = "segment images of any size (tiled as in validation) and write mask and overlay PNGs"
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from unet_bridge import load_predictor
-    from unet_infer.tiling import check_tile
+    from unet_infer import check_tile
 
     if not args.weights.is_file():
         raise FileNotFoundError(f"{args.weights}: no such weight file")

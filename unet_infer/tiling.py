@@ -28,7 +28,8 @@ zero padding are made-up context. Each axis is planned on its own:
 
 Mirroring thus only happens where the image itself is smaller than a valid size.
 
-Labels: :func:`labels_from_probs` is the one rule that turns the head's outputs into class ids.
+Tile sizes are chosen in :mod:`unet_infer.tile_sizes`, test-time augmentation views named in
+:mod:`unet_infer.tta`, and :func:`unet_infer.labels.labels_from_probs` turns outputs into class ids.
 
 Example:
     >>> import numpy as np
@@ -46,15 +47,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from unet_spec.compare import THRESHOLDS, rule_for
-from unet_spec.plan import nearest_valid_sizes
+from unet_infer.tile_sizes import check_tile, default_tile
+from unet_infer.tta import TTA_TRANSFORMS, transform, tta_mode, untransform
 from unet_spec.spec import UNetSpec
 
 Forward = Callable[[np.ndarray], np.ndarray]
-
-# Tile sizes tried first when the caller gives none: the paper's 572 for valid padding (388 output
-# pixels per tile, the halo costs 184), a power of two for same padding.
-_DEFAULT_TILE = {"valid": 572, "same": 256}
 
 
 @dataclass(frozen=True)
@@ -87,46 +84,6 @@ class TileGrid:
         for y in self.origins_y:
             for x in self.origins_x:
                 yield y, x
-
-
-def default_tile(spec: UNetSpec, image_size: tuple[int, int] | None = None) -> int:
-    """A valid tile size for ``spec``: the paper's 572 (valid) or 256 (same), or smaller when the
-    whole image fits a smaller tile (no compute is spent on mirrored borders beyond the halo)."""
-    plan = spec.plan()
-    target = _DEFAULT_TILE[spec.padding]
-    best = _smallest_valid_at_least(plan, target)
-    if image_size is not None:
-        need = max(image_size)
-        for size in _valid_sizes_from(plan, _min_tile(spec)):
-            if size >= best:
-                break
-            if _tile_output(spec, size) >= need:
-                return size
-    return best
-
-
-def check_tile(spec: UNetSpec, tile: int) -> int:
-    """Return the output size of a ``tile``-sized input, or raise ``ValueError`` saying which sizes work.
-
-    A tile must be a valid input size (every pooling sees an even size), and for valid padding its
-    output must span at least one pooling cell (``2**depth`` pixels) so tiles can step on the grid.
-    """
-    if isinstance(tile, bool) or not isinstance(tile, int):
-        raise ValueError(f"tile must be an integer. Received: tile={tile!r}")
-    plan = spec.plan()
-    if tile < 1 or not plan.is_valid_size(tile):
-        hint = ", ".join(str(s) for s in nearest_valid_sizes(plan, max(tile, 1)))
-        raise ValueError(
-            f"tile {tile} is not a valid input size for this U-Net. Nearest valid sizes: {hint}"
-        )
-    out = _tile_output(spec, tile)
-    if out < 2**spec.depth:
-        smallest = _min_tile(spec)
-        raise ValueError(
-            f"tile {tile} yields only {out} output pixels, less than one pooling cell "
-            f"({2**spec.depth}); use tile >= {smallest}"
-        )
-    return out
 
 
 def tile_grid(
@@ -227,7 +184,7 @@ def predict_images(
     overlap: float = 0.25,
     batch_size: int = 1,
     *,
-    tta: str | None = None,
+    tta: bool | str | None = None,
     progress: Callable[[int], object] | None = None,
 ) -> np.ndarray:
     """Run ``forward`` over a batch of equally sized images, tile by tile, and stitch the outputs.
@@ -245,7 +202,7 @@ def predict_images(
             ``ValueError`` listing the nearest valid ones.
         overlap: Same padding only: share of the tile overlapped with its neighbours and blended.
         batch_size: Tiles per ``forward`` call.
-        tta: ``None``, or a test-time augmentation mode of :data:`TTA_TRANSFORMS`: the outputs are
+        tta: A test-time augmentation choice (:func:`unet_infer.tta.tta_mode`): the outputs are
             averaged over the transformed images (give a ``forward`` that applies the head to
             average probabilities).
         progress: Called with the number of tiles done after every batch (without ``tta``).
@@ -264,15 +221,14 @@ def predict_images(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer. Received: {batch_size!r}")
     images = images.astype(np.float32, copy=False)
+    tta = tta_mode(tta)
     if tta is None:
         return _predict_plain(images, forward, spec, tile, overlap, batch_size, progress)
-    if tta not in TTA_TRANSFORMS:
-        raise ValueError(f"tta must be one of {', '.join(TTA_MODES)}. Received: tta={tta!r}")
     total: np.ndarray | None = None
     for rot, flip in TTA_TRANSFORMS[tta]:
         # A quarter turn swaps height and width; the tiling follows the transformed image.
-        view = np.ascontiguousarray(_transform(images, rot, flip))
-        pred = _untransform(
+        view = np.ascontiguousarray(transform(images, rot, flip))
+        pred = untransform(
             _predict_plain(view, forward, spec, tile, overlap, batch_size, None), rot, flip
         )
         total = pred.copy() if total is None else total + pred
@@ -325,40 +281,12 @@ def predict_tta(
     """
     if transforms not in TTA_TRANSFORMS:
         raise ValueError(
-            f"transforms must be one of {', '.join(TTA_MODES)}. Received: transforms={transforms!r}"
+            f"transforms must be one of {', '.join(TTA_TRANSFORMS)}. Received: transforms={transforms!r}"
         )
     image = np.asarray(image)
     if image.ndim != 3:
         raise ValueError(f"image must be (C, H, W). Received: shape={image.shape}")
     return predict_images(image[None], forward, spec, tile, overlap, batch_size, tta=transforms)[0]
-
-
-def labels_from_probs(probs: np.ndarray, head: str) -> np.ndarray:
-    """Class ids from the head's outputs, channels on axis -3: ``(K, H, W)`` → ``(H, W)``,
-    ``(N, K, H, W)`` → ``(N, H, W)`` (int64).
-
-    The one label rule (:func:`unet_spec.compare.rule_for`, which the parity checks use too) of
-    validation, evaluation and ``unet predict``:
-
-    - two or more channels: the highest output (ties go to the lower class id). Softmax and sigmoid
-      are monotonic, so this is the same class for probabilities and for logits, whatever the head.
-    - one channel, ``sigmoid`` head: class 1 where the probability exceeds 1/2.
-    - one channel, ``none`` head: the output is a logit (every loss of this project trains the raw
-      outputs as logits), so class 1 where it exceeds 0, the sigmoid's 1/2. (A one-channel softmax
-      is 1 everywhere, class 1 under either cut.)
-
-    Raises:
-        ValueError: Fewer than 3 dimensions, or an unknown head.
-    """
-    probs = np.asarray(probs)
-    if probs.ndim < 3:
-        raise ValueError(f"scores must be (K, H, W) or (N, K, H, W). Received: shape={probs.shape}")
-    if head not in ("softmax", "sigmoid", "none"):
-        raise ValueError(f"head must be softmax, sigmoid or none. Received: head={head!r}")
-    rule = rule_for(probs.shape[-3], head, probabilities=True)
-    if rule == "argmax":
-        return probs.argmax(-3).astype(np.int64, copy=False)
-    return (probs[..., 0, :, :] > THRESHOLDS[rule]).astype(np.int64)
 
 
 # -- the engine ----------------------------------------------------------------------------------
@@ -448,86 +376,3 @@ def _predict_plain(
     if grid.blend:
         result /= np.outer(total_y, total_x)[None, None]
     return result
-
-
-# The eight symmetries of the square: (number of 90° rotations, horizontal flip).
-_D4 = tuple((r, f) for f in (False, True) for r in range(4))
-_FLIPS = ((0, False), (0, True), (2, True), (2, False))  # identity, h-flip, v-flip, both
-_HFLIP = ((0, False), (0, True))  # identity and its mirror image: scenes with an up and a down
-#: Test-time augmentation modes → their (quarter turns, horizontal flip) transforms.
-TTA_TRANSFORMS = {"d4": _D4, "flips": _FLIPS, "hflip": _HFLIP}
-TTA_MODES = tuple(TTA_TRANSFORMS)
-
-
-def _transform(x: np.ndarray, rot: int, flip: bool) -> np.ndarray:
-    if flip:
-        x = x[..., ::-1]
-    return np.rot90(x, rot, axes=(-2, -1))
-
-
-def _untransform(x: np.ndarray, rot: int, flip: bool) -> np.ndarray:
-    x = np.rot90(x, -rot, axes=(-2, -1))
-    return x[..., ::-1] if flip else x
-
-
-# -- helpers -------------------------------------------------------------------------------------
-def _tile_output(spec: UNetSpec, tile: int) -> int:
-    oh, ow = spec.plan().layout(tile).output_size
-    return min(oh, ow)
-
-
-def _valid_sizes_from(plan, lo: int, hi: int = 8192) -> Iterator[int]:
-    for n in range(max(lo, 1), hi + 1):
-        if plan.is_valid_size(n):
-            yield n
-
-
-def _min_tile(spec: UNetSpec) -> int:
-    plan = spec.plan()
-    for n in _valid_sizes_from(plan, 1):
-        if _tile_output(spec, n) >= 2**spec.depth:
-            return n
-    raise ValueError("no tile size up to 8192 fits this U-Net")
-
-
-def _smallest_valid_at_least(plan, size: int) -> int:
-    spec = plan.spec
-    for n in _valid_sizes_from(plan, max(size, _min_tile(spec))):
-        return n
-    raise ValueError(f"no valid tile size at or above {size}")
-
-
-class TiledPredictor:
-    """Base of the framework predictors: a ``forward`` on tiles plus whole-image :meth:`predict`.
-
-    Subclasses set ``spec`` and implement :meth:`forward` (NCHW float32 numpy in and out); the
-    tiling, stitching and test-time augmentation are shared here.
-    """
-
-    spec: UNetSpec
-
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        """``(N, C, h, w)`` float32 → ``(N, K, oh, ow)`` float32."""
-        raise NotImplementedError
-
-    def predict(
-        self,
-        image: np.ndarray,
-        tile: int | None = None,
-        overlap: float = 0.25,
-        batch_size: int = 1,
-        *,
-        tta: bool | str = False,
-        progress: Callable[[int], object] | None = None,
-    ) -> np.ndarray:
-        """``(C, H, W)`` image of any size → ``(K, H, W)`` output (see :func:`predict_images` for
-        the arguments; ``tta``: ``True`` or ``"d4"`` averages the 8 flips and quarter turns,
-        ``"flips"`` or ``"hflip"`` fewer)."""
-        image = np.asarray(image)
-        if image.ndim != 3:
-            raise ValueError(f"image must be (C, H, W). Received: shape={image.shape}")
-        mode = ("d4" if tta is True else str(tta)) if tta else None
-        return predict_images(
-            image[None], self.forward, self.spec, tile, overlap, batch_size,
-            tta=mode, progress=None if mode else progress,
-        )[0]  # fmt: skip

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 import keras
 import numpy as np
 
-from unet_infer.tiling import TiledPredictor
+from unet_infer import TiledPredictor
 from unet_keras.adapters import from_canonical, to_nchw, to_nhwc
 from unet_keras.builder import build_unet
 from unet_spec import UNetSpec, check_weights

@@ -268,7 +268,7 @@ def rule_for(channels: int, head: str, probabilities: bool) -> str:
     :data:`THRESHOLDS` as a sigmoid probability (``"half"``) or else as a logit (``"sign"``).
 
     :func:`check_against_noise` takes the rule by name, to measure each pixel's float64 margin from
-    its threshold; :func:`unet_infer.tiling.labels_from_probs` applies it to predictions.
+    its threshold; :func:`unet_infer.labels_from_probs` applies it to predictions.
 
     Args:
         channels: Output channels (``spec.num_classes``).

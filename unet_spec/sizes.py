@@ -3,7 +3,7 @@
 One place for every default: ``unet parity`` and ``unet summary`` use a preset's natural size, quick
 checks (a port's verification, the training run's export when there is no crop size) a small one,
 and a saved Keras model is fixed to a size only when its spec needs one. The tiling engine's tile
-(:func:`unet_infer.tiling.default_tile`) is a different question, the size of an inference window,
+(:func:`unet_infer.default_tile`) is a different question, the size of an inference window,
 and lives with the engine.
 """
 

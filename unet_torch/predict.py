@@ -16,7 +16,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from unet_infer.tiling import TiledPredictor
+from unet_infer import TiledPredictor
 from unet_spec import UNetSpec
 from unet_torch.model import UNet, load_canonical, probabilities
 

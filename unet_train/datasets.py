@@ -19,7 +19,7 @@ from torchvision.transforms import v2
 
 from unet_data import IGNORE_INDEX, FileSamples, Sample
 from unet_data.weight_map import border_weights
-from unet_infer.tiling import mirror_indices
+from unet_infer import mirror_indices
 
 Flips = bool | Literal["horizontal", "vertical"]
 

@@ -29,7 +29,7 @@ from torchmetrics.classification import (
 )
 
 from unet_data import IGNORE_INDEX, median_frequency_weights
-from unet_infer.tiling import default_tile, labels_from_probs, predict_images, tile_grid
+from unet_infer import TTAChoice, default_tile, labels_from_probs, predict_images, tile_grid
 from unet_spec import make_spec
 from unet_torch.model import UNet, probabilities
 from unet_train.losses import LossName, SegmentationLoss
@@ -60,8 +60,9 @@ class SegmentationSystem(L.LightningModule):
         warmup_fraction: Share of the steps spent warming up.
         tile: Tile input size for validation (``None``: the tiling engine chooses, as
             ``unet predict`` does without ``--tile``).
-        tta: Test-time augmentation at validation: ``true`` averages the 8 flips/rotations,
-            ``hflip`` the image and its mirror image (for scenes with an up and a down).
+        tta: Test-time augmentation at validation, in the vocabulary of :mod:`unet_infer.tta`:
+            ``true`` (or ``d4``) averages the 8 flips/rotations, ``flips`` the 4 flips, ``hflip``
+            the image and its mirror image (for scenes with an up and a down).
         channels_last: Run convolutions in channels-last memory format (faster on recent GPUs).
         compile: ``torch.compile`` the forward pass (the stored weights keep their names).
         recompute: Plan levels to recompute in the backward pass instead of storing their
@@ -91,7 +92,7 @@ class SegmentationSystem(L.LightningModule):
         scheduler: Literal["cosine", "none"] = "cosine",
         warmup_fraction: float = 0.05,
         tile: int | None = None,
-        tta: bool | Literal["hflip"] = False,
+        tta: TTAChoice = False,
         channels_last: bool = False,
         compile: bool = False,
         recompute: list[str] | None = None,
@@ -167,20 +168,16 @@ class SegmentationSystem(L.LightningModule):
         return self._infer(images, ("logits",), None)[0]
 
     @torch.no_grad()
-    def predict_probs(
-        self, images: torch.Tensor, tta: bool | Literal["hflip"] = False
-    ) -> torch.Tensor:
+    def predict_probs(self, images: torch.Tensor, tta: TTAChoice = False) -> torch.Tensor:
         """Probabilities ``(N, K, H, W)`` under the spec's head, exactly as ``unet predict``
-        computes them; with ``tta``, averaged over the 8 flips/rotations (``True``) or over the
-        image and its horizontal mirror (``"hflip"``)."""
+        computes them; with ``tta`` (:func:`unet_infer.tta_mode`), averaged over the views, e.g.
+        the 8 flips/rotations (``True``) or the image and its horizontal mirror (``"hflip"``)."""
         return self._infer(images, ("probs",), tta)[0]
 
     @torch.no_grad()
-    def predict_labels(
-        self, images: torch.Tensor, tta: bool | Literal["hflip"] = False
-    ) -> torch.Tensor:
+    def predict_labels(self, images: torch.Tensor, tta: TTAChoice = False) -> torch.Tensor:
         """Class ids ``(N, H, W)``: :meth:`predict_probs` under the one label rule
-        (:func:`unet_infer.tiling.labels_from_probs`)."""
+        (:func:`unet_infer.labels_from_probs`)."""
         probs = self.predict_probs(images, tta)
         return self._labels(probs)
 
@@ -197,7 +194,7 @@ class SegmentationSystem(L.LightningModule):
         self,
         images: torch.Tensor,
         outputs: tuple[Literal["logits", "probs"], ...],
-        tta: bool | str | None,
+        tta: TTAChoice,
     ) -> list[torch.Tensor]:
         """The requested outputs for whole images through the shared tiling engine, one pass.
 
@@ -221,10 +218,9 @@ class SegmentationSystem(L.LightningModule):
         # that val_batch_size budgets; tiles of several images share a pass.
         grid = tile_grid(self.spec, (h, w), tile or default_tile(self.spec, (h, w)))
         per_pass = max(1, -(-n * h * w // (grid.tile[0] * grid.tile[1])))
-        mode = ("d4" if tta is True else str(tta)) if tta else None
         out = predict_images(
             images.detach().float().cpu().numpy(), forward, self.spec, tile, batch_size=per_pass,
-            tta=mode,
+            tta=tta,
         )  # fmt: skip
         stacked = torch.from_numpy(out).to(images.device)
         return list(stacked.split(k, dim=1))
