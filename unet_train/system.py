@@ -231,9 +231,9 @@ class SegmentationSystem(L.LightningModule):
         images, masks, *pixel_weights = batch
         logits = self(images)
         loss = self.loss_fn(logits, masks, *pixel_weights)
-        self.log(
-            "train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(images)
-        )
+        # Averaged over the processes (a scalar each step), so a DDP run's epoch loss is the run's.
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True,
+                 batch_size=len(images), sync_dist=True)  # fmt: skip
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
@@ -263,9 +263,11 @@ class SegmentationSystem(L.LightningModule):
     def _log_summary(self, stage: str, metrics: MetricCollection) -> dict[str, float]:
         summary = self.summarize(metrics.compute(), stage)
         metrics.reset()
-        # Already reduced over all processes by torchmetrics: no second sync.
-        self.log_dict(summary, prog_bar=False)
-        self.log(f"{stage}/dice_mean", summary[f"{stage}/dice"], prog_bar=True)
+        # Already reduced over all processes by torchmetrics, so every process holds the same
+        # values: ``sync_dist`` averages equal numbers (a few scalars once per epoch) and tells
+        # Lightning that the epoch's figures are the run's, not one process's.
+        self.log_dict(summary, prog_bar=False, sync_dist=True)
+        self.log(f"{stage}/dice_mean", summary[f"{stage}/dice"], prog_bar=True, sync_dist=True)
         return {k: float(v) for k, v in summary.items()}
 
     @staticmethod

@@ -236,12 +236,8 @@ def module_reference(module: Any, description: str, output: Output = "logits") -
 
         return run
 
-    double: list[Any] = []  # the float64 copy, made on first use and kept for further sizes
-
     def run64(x: np.ndarray) -> np.ndarray:
-        if not double:
-            double.append(copy.deepcopy(module).double())
-        return runner(double[0], torch.float64)(x)
+        return runner(copy.deepcopy(module).double(), torch.float64)(x)
 
     return Reference(runner(module, torch.float32), output, description, run64)
 
