@@ -297,3 +297,17 @@ def test_bad_inputs_are_one_line(tmp_path, capsys) -> None:
     for argv, needles in cases:
         _one_line_exit_2(argv, capsys, *needles)
     assert not (tmp_path / "o.safetensors").exists() and not (tmp_path / "m2.pth").exists()
+
+
+def test_the_registry_loads_no_framework() -> None:
+    """Listing the sources (``unet port --sources``) imports no framework: converters import
+    theirs inside their functions."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, unet_bridge.sources as s; s.all_sources(); s.listing(); "
+        "print(sorted(m for m in ('torch', 'keras', 'tensorflow', 'monai') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
