@@ -160,6 +160,7 @@ def infer(shapes: dict[str, tuple[int, ...]]) -> tuple[UNetSpec, list[str]]:
         for level in range(1, depth + 1)
     ]
     convs = need[:-1]
+    # bias is what most convs say; a conv that differs is named by the layout match.
     biased = [k for k in convs if k.replace(".weight", ".bias") in shapes]
     bias = len(biased) > len(convs) // 2
     norm_key = "conv_0.conv_0.adn.N"
