@@ -22,8 +22,11 @@ A bad input stops the run with a one-line message naming the file or field and e
 import sys
 
 from unet_runtime import keep_freed_memory
-from unet_train.cli import main
+from unet_runtime.quiet import quiet_frameworks
 
 if __name__ == "__main__":
     keep_freed_memory()  # the process setting every entry point makes (docs/architecture.md)
+    quiet_frameworks()  # before the frameworks load: their start-up noise off, real warnings kept
+    from unet_train.cli import main
+
     sys.exit(main())

@@ -125,8 +125,8 @@ class TreeMemory(threading.Thread):
 def run(root: Path, steps: int, workers: int, preload: bool, out: Path) -> dict:
     times = out / "steps.json"
     cmd = [sys.executable, str(REPO / "train.py"), "fit", "--seed_everything", "0",
-           "--model.preset", "modern-small", "--model.in_channels", "3",
-           "--data", "unet_train.data.FolderDataModule", "--data.root", str(root),
+           "--model.preset", "modern-small",
+           "--data", "unet_train.data.FolderDataModule", "--data.in_channels", "3", "--data.root", str(root),
            "--data.num_classes", "3", "--data.crop_size", "128", "--data.batch_size", "8",
            "--data.num_workers", str(workers), "--data.preload", str(preload).lower(),
            "--trainer.max_steps", str(steps), "--trainer.accelerator", "cpu",

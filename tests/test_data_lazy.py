@@ -172,7 +172,7 @@ def test_images_of_different_channel_counts_exit_2_naming_the_file(tmp_path):
     root = _folder(tmp_path / "d")
     Image.new("RGB", (24, 24)).save(root / "images" / "s03.png")
     cmd = [sys.executable, str(REPO / "train.py"), "fit", "--model.preset", "modern-small",
-           "--model.in_channels", "1", "--data", "unet_train.data.FolderDataModule",
+           "--data", "unet_train.data.FolderDataModule", "--data.in_channels", "1",
            "--data.root", str(root), "--data.num_classes", "3", "--data.crop_size", "16",
            "--trainer.max_steps", "1", "--trainer.logger", "false",
            "--trainer.default_root_dir", str(tmp_path / "runs")]  # fmt: skip

@@ -2,7 +2,8 @@
 
 Images and masks stay encoded (the files' own PNG/JPEG/TIFF bytes), so the shards are no larger
 than the source; no spec is needed. Train from them with ``unet_train.streaming.StreamingDataModule``
-(a local path or an ``s3://`` URL). Bad input is one line on stderr and exit status 2.
+(a local path or an ``s3://`` URL). A folder of ``images/`` and ``masks/`` keeps a validation
+share (``--val-fraction``) as ``OUT/val``. Bad input is one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -26,12 +27,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     pack.add_argument(
         "--workers", type=positive_int, default=1, help="packing processes (default: 1)"
     )
+    pack.add_argument(
+        "--val-fraction", type=float, default=0.2,
+        help="share of an images/ + masks/ folder packed as OUT/val, drawn as the folder data "
+        "module draws it (default: 0.2; 0: all in OUT/train)",
+    )  # fmt: skip
+    pack.add_argument("--seed", type=int, default=0, help="seed of that draw (default: 0)")
 
 
 def run(args: argparse.Namespace) -> int:
     from unet_train.streaming import pack
 
-    counts = pack(args.folder, args.out, args.shard_size, args.workers)
+    counts = pack(args.folder, args.out, args.shard_size, args.workers, args.val_fraction,
+                  args.seed)  # fmt: skip
     for split, n in counts.items():
         print(f"{args.out / split}: {n} samples")
     return 0

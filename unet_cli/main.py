@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from unet_runtime import keep_freed_memory
+from unet_runtime.quiet import quiet_frameworks
 
 SUBCOMMANDS = {
     "summary": "unet_cli.summary",
@@ -79,6 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:  # a bad option (one line, code 2) or --help: a code, as below
         return exit_.code if isinstance(exit_.code, int) else 2
     keep_freed_memory()  # the process setting every entry point makes (docs/architecture.md)
+    quiet_frameworks()  # the frameworks' start-up noise off (unet_runtime.quiet), warnings kept
     try:
         return int(args._run(args) or 0)
     except ModuleNotFoundError as err:

@@ -193,6 +193,9 @@ class RunArtifacts(Callback):
             files["keras"] = str(out / "model.keras")
         if val and self.overlays > 0:
             files["overlays"] = str(self._overlays(pl_module, model, val[: self.overlays], out))
+        if not val:
+            print("No validation images: model.keras and overlays.png are not written (the export "
+                  "is checked, and the overlays drawn, on validation images)", flush=True)  # fmt: skip
         if self.history:
             files["curves"] = str(self._curves(out))
         metrics = self._metrics(trainer, files, parity)

@@ -10,6 +10,13 @@ folder instead: a resumed ``fit`` continues ``version_3``, and ``validate``, ``t
 ``predict`` log (and write their masks) beside the run they score. The rows of ``metrics.csv``
 that are already there are kept (Lightning's CSV logger would start the file afresh). Every
 checkpoint is written atomically through :class:`~unet_train.callbacks.AtomicCheckpointIO`.
+
+A logger ``name`` holding ``{root}`` is given the data folder's name (``configs/folder.yaml`` files
+its runs under ``runs/<folder>/``). What the data measures (``in_channels``, ``num_classes``) is
+linked to the model. A run that fails before its first checkpoint (a data check, a bad option)
+removes the folder it created, so the next run takes its number. The saved ``config.yaml`` quotes
+every string that the config reader would take for a number (a group name such as ``0016E5``), so
+it loads again.
 """
 
 from __future__ import annotations
@@ -18,12 +25,11 @@ import csv
 import importlib
 import os
 import re
+import shutil
 import sys
 import warnings
 from pathlib import Path
 from typing import Any
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import Trainer
@@ -75,6 +81,16 @@ def _logger_root(init_args: Any) -> Path:
     return Path(save_dir, name) if name else Path(save_dir)
 
 
+def _data_root(data: Any) -> str | None:
+    """The name of the data folder (or URL) of a data config, for logger names with ``{root}``."""
+    init_args = data.get("init_args") if hasattr(data, "get") else None
+    root = init_args.get("root") if hasattr(init_args, "get") else None
+    if not root:
+        return None
+    root = str(root).rstrip("/")
+    return root.rsplit("/", 1)[-1] if "://" in root else Path(root).resolve().name
+
+
 def _logger_class(entry: Any) -> type | None:
     class_path = entry.get("class_path") if hasattr(entry, "get") else None
     if not class_path:
@@ -95,7 +111,23 @@ class StageConfig(SaveConfigCallback):
 
 
 class TrainCLI(LightningCLI):
-    """LightningCLI with the project's callbacks always present and ``num_classes`` linked."""
+    """LightningCLI with the project's callbacks always present and the data's measures linked."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._new_runs: list[Path] = []
+        try:
+            super().__init__(*args, **kwargs)
+        except BaseException:
+            self._remove_new_runs()
+            raise
+
+    def _remove_new_runs(self) -> None:
+        """Remove the run folders this command created, unless a checkpoint made it there."""
+        for folder in self._new_runs:
+            if folder.is_dir() and not any(folder.rglob("*.ckpt")):
+                shutil.rmtree(folder, ignore_errors=True)
+                if folder.parent.is_dir() and not any(folder.parent.iterdir()):
+                    folder.parent.rmdir()  # the run's name folder, when this run made it too
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
@@ -120,8 +152,10 @@ class TrainCLI(LightningCLI):
         parser.add_lightning_class_args(RunArtifacts, "artifacts")
         parser.add_lightning_class_args(FiniteLossGuard, "loss_guard")
         parser.add_lightning_class_args(MaskWriter, "predict_writer")
-        # The classes are a property of the data; the model follows.
+        # The channels and the classes are properties of the data (measured when not given);
+        # the model follows.
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
+        parser.link_arguments("data.in_channels", "model.in_channels", apply_on="instantiate")
 
     # -- one folder per run ----------------------------------------------------------------------
     def before_instantiate_classes(self) -> None:
@@ -138,6 +172,7 @@ class TrainCLI(LightningCLI):
                 trainer["default_root_dir"] = str(root / resumed.name)
             else:
                 trainer["default_root_dir"] = str(root / f"version_{next_version([root])}")
+                self._new_runs.append(Path(trainer["default_root_dir"]))
             return
         entries = logger if isinstance(logger, list) else [logger]
         versioned = [
@@ -148,6 +183,13 @@ class TrainCLI(LightningCLI):
         ]
         if not versioned:
             return  # Lightning's default logger, or loggers with versions of their own
+        data_root = _data_root(config.get("data"))
+        for entry in versioned:
+            name = entry["init_args"].get("name")
+            if isinstance(name, str) and "{root}" in name:
+                if data_root is None:
+                    raise ValueError(f"logger name {name!r} needs data.root (a data folder)")
+                entry["init_args"]["name"] = name.replace("{root}", data_root)
         roots = [_logger_root(e["init_args"]) for e in versioned]
         # The checkpoints live under the first logger's folder (Lightning's rule), so a checkpoint
         # in ``<first root>/version_<n>/checkpoints/`` belongs to run ``n`` of these loggers.
@@ -159,6 +201,10 @@ class TrainCLI(LightningCLI):
         for entry in versioned:
             if entry["init_args"].get("version") is None:
                 entry["init_args"]["version"] = version
+        for root in roots:
+            folder = root / f"version_{version}"
+            if not folder.exists():
+                self._new_runs.append(folder)
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         # Atomic checkpoints unless the config names a checkpoint plugin of its own.
@@ -223,8 +269,36 @@ class TrainCLI(LightningCLI):
             logger.save()
 
 
+def _config_dumper() -> Any:
+    """A YAML dumper that quotes every string jsonargparse's reader would take for a number.
+
+    jsonargparse reads ``1e5`` and ``0016E5`` as floats (YAML 1.2's rule) but dumps with PyYAML's
+    YAML 1.1 rule, which leaves ``0016E5`` unquoted; the saved ``config.yaml`` then held
+    ``1600000.0`` where a group name was. The dumper learns the reader's float pattern.
+    """
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    Dumper.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)$"),
+        list("-+0123456789"),
+    )
+
+    def dump(data: Any) -> str:
+        return yaml.dump(data, Dumper=Dumper, default_flow_style=False, allow_unicode=True,
+                         sort_keys=False)  # fmt: skip
+
+    return dump
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status (2 for bad input or a failed run)."""
+    from jsonargparse import set_dumper
+
+    set_dumper("yaml", _config_dumper())
     try:
         TrainCLI(
             SegmentationSystem,

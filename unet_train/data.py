@@ -25,7 +25,6 @@ in the worker that reads it, with the same one line.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -33,6 +32,7 @@ from typing import Any, Literal
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
 from unet_data import (
@@ -54,9 +54,13 @@ from unet_data import (
     split_by_group,
 )
 from unet_data.images import image_info, is_tiff, read_image, slice_name
+from unet_data.survey import survey_masks
 from unet_data.synthetic import make_dataset
+from unet_runtime.cache import cache_dir
 from unet_spec import UNetSpec
+from unet_spec.sizes import small_size
 from unet_train.datasets import Augmentation, BorderMaps, DataFileError, TrainCrops, WholeImages
+from unet_train.sizing import CROP_LIMIT, training_layout
 
 #: An image to predict: (name, image ``(C, H, W)`` float32 in [0, 1]).
 Unlabelled = tuple[str, np.ndarray]
@@ -132,9 +136,11 @@ class SegmentationDataModule(L.LightningDataModule):
     LightningModule ``spec`` attribute, or :meth:`attach_spec` when the module is used alone.
 
     Args:
-        num_classes: Classes of the task (linked to the model's ``num_classes`` by ``train.py``).
+        num_classes: Classes of the task (linked to the model's ``num_classes`` by ``train.py``);
+            ``None``: measured from the masks where the data module can (a folder), else 2.
         crop_size: Network input size of a training crop (``N`` for ``N×N``); must be a valid size
-            of the spec (the error lists the nearest ones).
+            of the spec whose output fits every training image (the error lists those that do).
+            ``None``: the largest such size up to 256 (:func:`unet_train.sizing.training_layout`).
         samples_per_epoch: Training crops per epoch (default: one per training image).
         batch_size: Training crops per batch (per device).
         val_batch_size: Whole validation images per batch (images of one size only).
@@ -148,12 +154,15 @@ class SegmentationDataModule(L.LightningDataModule):
         border_sigma: Width ``σ`` of that weight map, in pixels.
         predict_images: Images for ``train.py predict``: files or folders of images (no masks),
             one path or a list.
+        in_channels: Image channels (linked to the model's ``in_channels`` by ``train.py``);
+            ``None``: measured from the images where the data module can (a folder), else the
+            model's preset decides.
     """
 
     def __init__(
         self,
-        num_classes: int = 2,
-        crop_size: int = 128,
+        num_classes: int | None = None,
+        crop_size: int | None = None,
         samples_per_epoch: int | None = None,
         batch_size: int = 8,
         val_batch_size: int = 1,
@@ -163,9 +172,10 @@ class SegmentationDataModule(L.LightningDataModule):
         border_weight: float = 0.0,
         border_sigma: float = 5.0,
         predict_images: str | list[str] | None = None,
+        in_channels: int | None = None,
     ) -> None:
         super().__init__()
-        if not 1 <= num_classes < IGNORE_INDEX:
+        if num_classes is not None and not 1 <= num_classes < IGNORE_INDEX:
             raise ValueError(
                 f"data.num_classes must be in [1, {IGNORE_INDEX - 1}]. Received: {num_classes}"
             )
@@ -178,7 +188,9 @@ class SegmentationDataModule(L.LightningDataModule):
             )
         self.border_weight, self.border_sigma = border_weight, border_sigma
         self._border_maps: BorderMaps | None = None
-        self.num_classes = num_classes
+        self._num_classes, self._in_channels = num_classes, in_channels
+        if in_channels is not None and in_channels < 1:
+            raise ValueError(f"data.in_channels must be at least 1. Received: {in_channels}")
         self.balance_classes = balance_classes
         self.crop_size = crop_size
         self.samples_per_epoch = samples_per_epoch
@@ -216,6 +228,25 @@ class SegmentationDataModule(L.LightningDataModule):
             )
         return spec
 
+    # -- what the data says (``train.py`` links it to the model) -----------------------------------
+    @property
+    def num_classes(self) -> int:
+        """The task's classes: as given, else measured (:meth:`_measure`), else 2."""
+        if self._num_classes is None:
+            self._measure()
+        return self._num_classes if self._num_classes is not None else 2
+
+    @property
+    def in_channels(self) -> int | None:
+        """The images' channels: as given, else measured, else ``None`` (the model's preset)."""
+        if self._in_channels is None:
+            self._measure()
+        return self._in_channels
+
+    def _measure(self) -> None:
+        """Fill in what was not given (``_num_classes``, ``_in_channels``) from the data; the
+        base class measures nothing."""
+
     # -- loading ---------------------------------------------------------------------------------
     def _load(self, spec: UNetSpec) -> tuple[Sequence[Sample], Sequence[Sample]]:
         raise NotImplementedError
@@ -233,7 +264,13 @@ class SegmentationDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         spec = self.spec
-        self.layout = spec.plan().check_size(self.crop_size)
+        if spec.in_channels != (self.in_channels or spec.in_channels):
+            raise ValueError(
+                f"the model expects in_channels={spec.in_channels} but data.in_channels is "
+                f"{self.in_channels}; set data.in_channels (train.py links it to the model)"
+            )
+        if self.crop_size is not None or stage in ("test", "predict"):
+            self.layout = spec.plan().check_size(self.crop_size or small_size(spec))
         if stage == "test":
             self.test_samples = self._load_test(spec)
             return
@@ -244,15 +281,16 @@ class SegmentationDataModule(L.LightningDataModule):
             self.train_samples, self.val_samples = self._load(spec)
             self._loaded_for = spec
             self._border_maps = None
-        oh, ow = self.layout.output_size
-        for name, (h, w) in zip(
-            _names(self.train_samples), _sizes(self.train_samples), strict=True
-        ):
-            if h < oh or w < ow:
-                raise ValueError(
-                    f"{name}: image {h}x{w} is smaller than the training target "
-                    f"{oh}x{ow} (the output of data.crop_size={self.crop_size}); lower crop_size"
-                )
+        given = self.crop_size
+        self.layout = training_layout(
+            spec, given, _sizes(self.train_samples), _names(self.train_samples)
+        )
+        if given is None:
+            self.crop_size = self.layout.input_size[0]
+            rank_zero_info(
+                f"data.crop_size: {self.crop_size} (the largest valid size up to {CROP_LIMIT} whose "
+                "training target fits every image)"
+            )
 
     def train_dataloader(self) -> DataLoader:
         if not self.train_samples:
@@ -324,6 +362,24 @@ def _sizes(samples: Sequence[Sample]) -> list[tuple[int, int]]:
     return [mask.shape for _, _, mask in samples]
 
 
+def held_out(count: int, fraction: float, seed: int = 0, tail: bool = False) -> set[int]:
+    """The indices of the images a random (seeded) or ``tail`` split holds out for validation:
+    ``round(count * fraction)`` of them, at least one and never all. ``unet data pack`` holds out
+    the same images as :class:`FolderDataModule` for the same fraction and seed.
+
+    Raises:
+        ValueError: Fewer than two images.
+    """
+    if count < 2:
+        raise ValueError(f"need at least 2 images to split off validation (found {count})")
+    n_val = min(count - 1, max(1, round(count * fraction)))
+    if tail:
+        order = list(range(count))
+    else:
+        order = torch.randperm(count, generator=torch.Generator().manual_seed(seed)).tolist()
+    return set(order[-n_val:])
+
+
 def read_images(paths: list[Path], in_channels: int) -> ImageFiles:
     """Images to predict, named by their paths, read when used (headers are checked now).
 
@@ -366,11 +422,15 @@ class FolderDataModule(SegmentationDataModule):
 
     Args:
         root: The data folder.
-        num_classes: Classes of the task.
+        num_classes: Classes of the task; ``None`` (the default): measured from the masks with
+            the encoding (:func:`unet_data.survey.survey_masks`: 0/255 masks are binary, grey
+            masks class ids, colour masks one class per colour), every mask decoded once.
         mask_encoding: ``auto``, ``index``, ``binary`` (0/255) or ``palette`` (see :func:`read_mask`).
         value_map: Raw mask value → class id (e.g. ``{0: 1, 255: 0}`` to make white class 0).
         ignore_value: Raw mask value whose pixels are ignored (e.g. CamVid's void, 11).
-        palette: RGB colour of each class, for colour masks.
+        palette: RGB colour of each class, for colour masks (measured when not given: the
+            colours of the masks in colour order).
+        in_channels: Image channels; ``None`` (the default): read from the image headers.
         val_fraction: Share of images held out when there is no ``val/`` folder, and the least
             share a ``group`` split holds out when ``val_groups`` is not given.
         split: ``random`` (seeded), ``tail`` (the last images in name order: for slices of one
@@ -392,8 +452,9 @@ class FolderDataModule(SegmentationDataModule):
             unchanged files are not decoded again) or ``headers`` (check the headers only; a
             truncated file or a bad mask value is then found when the sample is first used, and
             class counts, when needed, are one pass over the masks).
-        scan_cache: Folder of the scan's cache file (default: ``<root>/.unet-cache``, or
-            ``~/.cache/unet-twins`` where the data folder is read-only).
+        scan_cache: Folder of the scan's cache file (default: ``scans/`` in the user's cache
+            folder, :func:`unet_runtime.cache.cache_dir`; the data folder stays untouched unless
+            named here, e.g. ``<root>/.unet-cache``).
         **kwargs: The training recipe (see :class:`SegmentationDataModule`).
 
     Example:
@@ -403,7 +464,7 @@ class FolderDataModule(SegmentationDataModule):
     def __init__(
         self,
         root: str,
-        num_classes: int = 2,
+        num_classes: int | None = None,
         mask_encoding: MaskEncoding = "auto",
         value_map: dict[int, int] | None = None,
         ignore_value: int | None = None,
@@ -431,13 +492,62 @@ class FolderDataModule(SegmentationDataModule):
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"data.val_fraction must be in (0, 1). Received: {val_fraction}")
         self.root = Path(root)
-        self.mask_options = mask_options(
-            num_classes, mask_encoding, value_map, ignore_value, palette
-        )
+        self.mask_encoding, self.value_map = mask_encoding, value_map
+        self.ignore_value, self.palette = ignore_value, palette
         self.val_fraction, self.split, self.seed = val_fraction, split, seed
 
+    @property
+    def mask_options(self) -> dict[str, Any]:
+        """:func:`~unet_data.read_mask`'s keyword arguments (the measured encoding included)."""
+        if self._num_classes is None or (
+            self.mask_encoding == "palette" and self.palette is None
+        ):
+            self._measure()
+        return mask_options(self.num_classes, self.mask_encoding, self.value_map,
+                            self.ignore_value, self.palette)  # fmt: skip
+
+    def _all_pairs(self) -> list[tuple[Path, Path]]:
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"{self.root}: no such data folder (data.root)")
+        if (self.root / "train").is_dir():
+            val = find_pairs(self.root / "val") if (self.root / "val").is_dir() else []
+            return find_pairs(self.root / "train") + val
+        if (self.root / "images").is_dir():
+            return find_pairs(self.root)
+        raise FileNotFoundError(
+            f"{self.root}: expected images/ and masks/, or train/ and val/ subfolders (data.root)"
+        )
+
+    def _measure(self) -> None:
+        """Channels from the image headers, the classes and the mask encoding from the masks."""
+        if getattr(self, "_measured", False):
+            return
+        self._measured = True
+        pairs = self._all_pairs()
+        if self._in_channels is None:
+            expand_pairs(pairs)  # one channel count for every image (else the line names two)
+            self._in_channels = image_info(pairs[0][0]).channels
+        if self._num_classes is None or (self.mask_encoding == "palette" and self.palette is None):
+            found = survey_masks([m for _, m in pairs], self.ignore_value, self.value_map)
+            if self.mask_encoding in ("auto", found.encoding):
+                self.mask_encoding = found.encoding
+                self.palette = self.palette if self.palette is not None else found.palette
+            if self._num_classes is None:
+                self._num_classes = found.num_classes
+            rank_zero_info(
+                f"data: {self._in_channels}-channel images, {found.encoding} masks with "
+                f"{self._num_classes} classes (measured; set data.num_classes, data.mask_encoding "
+                "or data.palette to override)"
+            )
+
     def _read(self, pairs: list[tuple[Path, Path]], in_channels: int) -> Sequence[Sample]:
-        refs, sizes = expand_pairs(pairs, in_channels)
+        refs, sizes = expand_pairs(pairs)
+        if pairs and (have := image_info(pairs[0][0]).channels) != in_channels:
+            raise ValueError(
+                f"{pairs[0][0]}: image has {have} channel(s), the model expects "
+                f"in_channels={in_channels}; set data.in_channels: {have} (or leave it unset: it "
+                "is read from the images)"
+            )
         return self._samples(refs, sizes, in_channels)
 
     def _samples(self, refs: list[SampleRef], sizes: np.ndarray, in_channels: int) -> FileSamples:
@@ -465,8 +575,7 @@ class FolderDataModule(SegmentationDataModule):
     def _cache_dirs(self) -> list[Path]:
         if self.scan_cache is not None:
             return [Path(self.scan_cache)]
-        home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-        return [self.root / ".unet-cache", home / "unet-twins"]
+        return [cache_dir() / "scans"]
 
     def _map_scan(self, samples: FileSamples) -> Any:
         """The scan's decoding spread over ``num_workers`` processes, in order."""
@@ -478,7 +587,7 @@ class FolderDataModule(SegmentationDataModule):
 
     def _load(self, spec: UNetSpec) -> tuple[Sequence[Sample], Sequence[Sample]]:
         if not self.root.is_dir():
-            raise FileNotFoundError(f"{self.root}: no such data folder")
+            raise FileNotFoundError(f"{self.root}: no such data folder (data.root)")
         if (self.root / "train").is_dir():
             train_pairs = find_pairs(self.root / "train")
             val_pairs = find_pairs(self.root / "val")
@@ -488,16 +597,7 @@ class FolderDataModule(SegmentationDataModule):
             train_pairs, val_pairs = self._group_split(find_pairs(self.root))
         elif (self.root / "images").is_dir():
             pairs = find_pairs(self.root)
-            if len(pairs) < 2:
-                raise ValueError(f"{self.root}: need at least 2 images to split off validation")
-            n_val = min(len(pairs) - 1, max(1, round(len(pairs) * self.val_fraction)))
-            if self.split == "tail":
-                order = list(range(len(pairs)))
-            else:
-                order = torch.randperm(
-                    len(pairs), generator=torch.Generator().manual_seed(self.seed)
-                ).tolist()
-            val_idx = set(order[-n_val:])
+            val_idx = held_out(len(pairs), self.val_fraction, self.seed, self.split == "tail")
             train_pairs = [p for i, p in enumerate(pairs) if i not in val_idx]
             val_pairs = [p for i, p in enumerate(pairs) if i in val_idx]
         else:
@@ -583,5 +683,6 @@ __all__ = [
     "ImagesOnly",
     "SegmentationDataModule",
     "SyntheticDataModule",
+    "held_out",
     "read_images",
 ]

@@ -15,19 +15,22 @@ checkpoints, so resuming mid-epoch neither repeats nor skips samples.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from litdata import StreamingDataLoader, StreamingDataset, optimize
 from litdata.streaming.writer import BinaryWriter
 
 from unet_data import MaskEncoding, find_pairs, parse_bytes, read_mask
-from unet_data.images import image_info, read_image, slice_name, tiff_slice
+from unet_data.images import image_info, read_array, read_image, slice_name, tiff_slice
 from unet_runtime import atomic_path
-from unet_train.data import SegmentationDataModule, mask_options
+from unet_train.data import SegmentationDataModule, held_out, mask_options
 from unet_train.datasets import BorderMaps, DataFileError, TrainCrops
+from unet_train.sizing import training_layout
 
 SPLITS = ("train", "val", "test")
 
@@ -55,8 +58,19 @@ def _record(item: tuple[str, str, int, str]) -> dict[str, Any]:
             "mask": _encoded(mask, k), "mask_suffix": mask_suffix}  # fmt: skip
 
 
-def pack(folder: str | Path, out: str | Path, shard_size: int | str = "256MB", workers: int = 1):
+def pack(
+    folder: str | Path,
+    out: str | Path,
+    shard_size: int | str = "256MB",
+    workers: int = 1,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+):
     """Write ``folder``'s image/mask pairs as LitData shards under ``out/<split>``.
+
+    A folder of ``images/`` and ``masks/`` holds out ``val_fraction`` of its images as ``out/val``
+    (the images :class:`~unet_train.data.FolderDataModule` validates on with the same fraction and
+    seed; 0 packs them all as ``out/train``).
 
     Returns:
         ``{split: number of samples}``.
@@ -71,16 +85,22 @@ def pack(folder: str | Path, out: str | Path, shard_size: int | str = "256MB", w
         raise FileNotFoundError(f"{folder}: no such data folder")
     if out.exists():
         raise ValueError(f"{out}: exists; pack into a new folder")
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"--val-fraction must be in [0, 1). Received: {val_fraction}")
     if (folder / "images").is_dir():
-        splits = {"train": folder}
+        pairs = find_pairs(folder)
+        val = held_out(len(pairs), val_fraction, seed) if val_fraction > 0 else set()
+        split_pairs = {"train": [p for i, p in enumerate(pairs) if i not in val]}
+        if val:
+            split_pairs["val"] = [p for i, p in enumerate(pairs) if i in val]
     else:
-        splits = {s: folder / s for s in SPLITS if (folder / s).is_dir()}
-    if not splits:
+        split_pairs = {s: find_pairs(folder / s) for s in SPLITS if (folder / s).is_dir()}
+    if not split_pairs:
         raise FileNotFoundError(f"{folder}: expected images/ and masks/, or train/ and val/")
     items_of: dict[str, list[tuple[str, str, int, str]]] = {}
-    for split, where in splits.items():  # every header first: bad input fails before writing
+    for split, pairs in split_pairs.items():  # every header first: bad input fails before writing
         items = []
-        for image, mask in find_pairs(where):
+        for image, mask in pairs:
             info, minfo = image_info(image), image_info(mask)
             if (info.height, info.width, info.slices) != (minfo.height, minfo.width, minfo.slices):
                 raise ValueError(f"{mask}: mask does not match image {image} in size or slices")
@@ -232,20 +252,25 @@ class StreamingDataModule(SegmentationDataModule):
         root: The packed folder (``root/train``, optional ``root/val`` and ``root/test``): a path
             or a URL LitData reads (``s3://bucket/data``).
         num_classes, mask_encoding, value_map, ignore_value, palette: As for
-            :class:`~unet_train.data.FolderDataModule`.
+            :class:`~unet_train.data.FolderDataModule`, except that the classes are not measured
+            (give ``num_classes`` for more than two).
         shuffle: Shuffle the training chunks and samples each epoch (seeded by ``seed``).
         seed: The shuffle's seed (the same on every rank).
         cache_dir: Where chunks of a URL are downloaded (default: LitData's).
         max_cache_size: Disk those chunks may take (e.g. ``50GB``).
-        validation: Validate on ``root/val`` (a local root without it trains without validation).
+        validation: Validate on ``root/val`` (``unet data pack`` writes one; a local root without
+            it trains without validation, and says so: no best checkpoint by a validation figure,
+            no Keras export or overlays, which are checked and drawn on validation images).
         **kwargs: The training recipe (:class:`~unet_train.data.SegmentationDataModule`);
             ``samples_per_epoch`` does not apply (an epoch is one pass over the shards).
+            ``in_channels`` is read from the first training sample when not given, and
+            ``crop_size`` chosen from its size.
     """
 
     def __init__(
         self,
         root: str,
-        num_classes: int = 2,
+        num_classes: int | None = None,
         mask_encoding: MaskEncoding = "auto",
         value_map: dict[int, int] | None = None,
         ignore_value: int | None = None,
@@ -257,11 +282,12 @@ class StreamingDataModule(SegmentationDataModule):
         validation: bool = True,
         **kwargs: Any,
     ) -> None:
-        super().__init__(num_classes=num_classes, **kwargs)
+        super().__init__(num_classes=num_classes if num_classes is not None else 2, **kwargs)
         self.root = root.rstrip("/")
         self.mask_options = mask_options(
-            num_classes, mask_encoding, value_map, ignore_value, palette
+            self.num_classes, mask_encoding, value_map, ignore_value, palette
         )
+        self._first_size: tuple[int, int] | None = None
         self.shuffle, self.seed, self.validation = shuffle, seed, validation
         self.stream_options: dict[str, Any] = {"max_cache_size": max_cache_size}
         if cache_dir is not None:
@@ -278,9 +304,26 @@ class StreamingDataModule(SegmentationDataModule):
             return self.validation
         return self.validation and Path(self._split(split).removeprefix("file://")).is_dir()
 
+    def _measure(self) -> None:
+        """The channels and size of the first training sample (its header's worth of decoding)."""
+        if self._first_size is not None:
+            return
+        record = open_shards(self._split("train"), StreamingDataset, **self.stream_options)[0]
+        suffix = record["image_suffix"]
+        arr, _ = read_array(Path(record["name"]).with_suffix(suffix), data=record["image"])
+        self._first_size = (int(arr.shape[0]), int(arr.shape[1]))
+        if self._in_channels is None:
+            self._in_channels = 1 if arr.ndim == 2 else int(arr.shape[-1])
+
     def setup(self, stage: str | None = None) -> None:
         spec = self.spec
-        self.layout = spec.plan().check_size(self.crop_size)
+        if self.crop_size is None:
+            self._measure()
+            self.layout = training_layout(spec, None, [self._first_size], ["the first sample"])
+            self.crop_size = self.layout.input_size[0]
+            rank_zero_info(f"data.crop_size: {self.crop_size} (from the first training sample)")
+        else:
+            self.layout = spec.plan().check_size(self.crop_size)
         options = {"in_channels": spec.in_channels, "mask_options": self.mask_options}
         if stage in (None, "fit"):
             crops = TrainCrops([], self.layout.input_size, self.layout.output_size, 0,
@@ -296,6 +339,17 @@ class StreamingDataModule(SegmentationDataModule):
             if split == "test" or self._exists(split):
                 self._datasets[split] = open_shards(
                     self._split(split), ShardSamples, **options, **self.stream_options
+                )
+        if "val" in splits.get(stage, ()):
+            val = self._datasets.get("val")
+            # Indexed when used: the run's artefacts read the few they draw or check.
+            self.val_samples = _Indexed(val) if val is not None else []
+            if val is None and stage in (None, "fit"):
+                reason = ("data.validation is false" if not self.validation
+                          else f"{self._split('val')} does not exist")  # fmt: skip
+                rank_zero_warn(
+                    f"training without validation ({reason}; unet data pack writes one): no "
+                    "best.ckpt by a validation figure, no model.keras and no overlays.png"
                 )
 
     def train_dataloader(self) -> StreamingDataLoader:
@@ -314,6 +368,22 @@ class StreamingDataModule(SegmentationDataModule):
 
     def test_dataloader(self) -> Any:
         return self._whole_stream("test")
+
+
+class _Indexed(Sequence):
+    """Samples of a streamed split by index (slices too), decoded when used."""
+
+    def __init__(self, dataset: StreamingDataset, indices: range | None = None) -> None:
+        self.dataset = dataset
+        self.indices = indices if indices is not None else range(len(dataset))
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return _Indexed(self.dataset, self.indices[i])
+        return self.dataset[self.indices[i]]
 
 
 def _whole_batch(items: list[tuple[str, np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, ...]:
