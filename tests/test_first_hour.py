@@ -169,6 +169,7 @@ def test_a_failed_data_check_leaves_no_run_folder_and_names_the_key(tmp_path):
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("version_*"))
 
 
+@pytest.mark.slow  # a training run in a subprocess (about a minute on 2 cores)
 def test_saved_config_loads_again_with_a_group_name_yaml_reads_as_a_number(tmp_path):
     data = rgb_folder(tmp_path / "mydata", n=4)
     for i in range(2):  # a second group, to train on
@@ -191,6 +192,7 @@ def test_saved_config_loads_again_with_a_group_name_yaml_reads_as_a_number(tmp_p
 
 
 # -- streaming ---------------------------------------------------------------------------------------
+@pytest.mark.slow  # a training run in a subprocess (about a minute on 2 cores)
 def test_a_streaming_run_of_the_packed_folder_leaves_the_same_artefacts(tmp_path):
     data = rgb_folder(tmp_path / "mydata")
     shards = tmp_path / "shards"
@@ -209,6 +211,7 @@ def test_a_streaming_run_of_the_packed_folder_leaves_the_same_artefacts(tmp_path
     assert not missing, (missing, run.stdout[-2000:])
 
 
+@pytest.mark.slow  # a training run in a subprocess (about a minute on 2 cores)
 def test_streaming_without_validation_says_so_in_one_line(tmp_path):
     data = rgb_folder(tmp_path / "mydata", n=4)
     shards = tmp_path / "shards"
