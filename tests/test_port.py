@@ -116,11 +116,24 @@ def test_damaged_file(sources, tmp_path, capsys, suffix, how) -> None:
 
 def test_unknown_extensions(sources, tmp_path, capsys) -> None:
     folder, _ = sources
-    _refused(["port", str(folder / "src.pt"), str(tmp_path / "out.h5")], capsys, tmp_path,
-             "unknown extension '.h5'")  # fmt: skip
+    _refused(["port", str(folder / "src.pt"), str(tmp_path / "out.npz")], capsys, tmp_path,
+             "unknown extension '.npz'")  # fmt: skip
     (tmp_path / "w.bin").write_bytes(b"x")
     _refused(["port", str(tmp_path / "w.bin"), str(tmp_path / "o.pt")], capsys, tmp_path,
              "unknown extension '.bin'")  # fmt: skip
+
+
+def test_a_legacy_h5_model_lands_proven_through_its_head(sources, tmp_path, capsys) -> None:
+    """A legacy .h5 holds the whole model with the head's activation folded in, as that era's
+    Keras code saves it: it is judged through that activation, and computes the twin's output."""
+    import keras
+
+    folder, weights = sources
+    dst = tmp_path / "out.h5"
+    assert main(["port", str(folder / "src.pt"), str(dst)]) == 0, capsys.readouterr()
+    assert "out.h5 vs PyTorch" in capsys.readouterr().out
+    model = keras.saving.load_model(dst, compile=False)
+    assert model.layers[-1].get_config()["activation"] in ("sigmoid", "softmax")
 
 
 def test_spec_mismatch(sources, tmp_path, capsys) -> None:

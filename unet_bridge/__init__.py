@@ -31,11 +31,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from unet_bridge.card import find_metrics, model_card, write_model_card
+from unet_bridge.card import find_metrics, model_card, trained_views, write_model_card
 from unet_bridge.export import (
     EXPORTS,
     PRECISIONS,
-    ExportRejectedError,
     ExportResult,
     LoadError,
     export_model,
@@ -81,7 +80,6 @@ from unet_bridge.parity import (
 )
 from unet_bridge.port import (
     PortResult,
-    RejectedError,
     compare_with_model,
     fixed_size,
     port,
@@ -89,18 +87,19 @@ from unet_bridge.port import (
     write_verified,
 )
 from unet_bridge.predict import BACKENDS, ArtefactPredictor, backend_for, load_predictor
+from unet_bridge.proving import RejectedError, land
 
 __all__ = [
     "BACKENDS",
     "EXPORTS",
     "PRECISIONS",
-    "ExportRejectedError",
     "ExportResult",
     "LoadError",
     "ArtefactPredictor",
     "backend_for",
     "export_model",
     "find_metrics",
+    "trained_views",
     "model_card",
     "precision_tolerance",
     "run_artefact",
@@ -111,6 +110,7 @@ __all__ = [
     "Format",
     "PortResult",
     "RejectedError",
+    "land",
     "compare_with_model",
     "fixed_size",
     "format_of",

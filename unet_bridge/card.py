@@ -89,6 +89,18 @@ def find_metrics(weights: str | os.PathLike[str]) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def trained_views(weights: str | os.PathLike[str]) -> str | bool:
+    """The test-time augmentation a training run recorded for its weights (``tta_views`` in its
+    ``metrics.json``: the views its augmentation drew, in :mod:`unet_infer.tta`'s vocabulary):
+    ``False`` for a run without flips or turns, ``True`` (all 8 views) when nothing is recorded."""
+    from unet_infer import TTA_MODES
+
+    views = (find_metrics(weights) or {}).get("tta_views")
+    if views == "none":
+        return False  # trained without flips or turns: no view but the image itself
+    return views if views in TTA_MODES else True
+
+
 def model_card(
     spec: UNetSpec,
     parity: Any = None,
@@ -176,7 +188,8 @@ def _metrics_section(metrics: Mapping[str, Any]) -> list[str]:
     data = metrics.get("data")
     if isinstance(data, Mapping):
         lines.append("- data: " + ", ".join(f"{k} {v}" for k, v in data.items() if v is not None))
-    for key, label in (("epochs", "epochs"), ("global_step", "steps"), ("wall_time_s", "wall s")):
+    for key, label in (("epochs", "epochs"), ("global_step", "steps"), ("wall_time_s", "wall s"),
+                       ("tta_views", "test-time augmentation views (trained with)")):  # fmt: skip
         if key in metrics:
             lines.append(f"- {label}: {metrics[key]}")
     machine = metrics.get("machine")

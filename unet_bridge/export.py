@@ -48,7 +48,8 @@ from unet_bridge.artefacts import (
     size_rule,
 )
 from unet_bridge.formats import FORMATS, Weights, format_of, register
-from unet_runtime import atomic_path, check_destination
+from unet_bridge.proving import land
+from unet_runtime import check_destination
 from unet_spec import NoiseCheck, NoiseTolerance, UNetSpec, build_plan, compare
 from unet_spec.compare import FP32_EPS
 
@@ -161,6 +162,10 @@ class ExportResult:
     bytes: int = 0
     card: Path | None = None
 
+    @property
+    def summary(self) -> str:
+        return "; ".join(self.lines())
+
     def lines(self) -> list[str]:
         """The per-output report, one line per input and output."""
         rows = []
@@ -186,14 +191,6 @@ class ExportResult:
             "bytes": self.bytes,
             "spec": self.spec.to_dict(),
         }
-
-
-class ExportRejectedError(Exception):
-    """The written artefact failed its verification; nothing was left at the destination."""
-
-    def __init__(self, result: ExportResult) -> None:
-        super().__init__("; ".join(result.lines()))
-        self.result = result
 
 
 def check_inputs(
@@ -287,7 +284,7 @@ def export_model(
     Raises:
         ValueError: An unknown suffix, a precision the format does not take, a size the spec does
             not take, an existing folder, or an artefact its runtime cannot load.
-        ExportRejectedError: The artefact computed something else; nothing is at ``dst``.
+        RejectedError: The artefact computed something else; nothing is at ``dst``.
     """
     dst = Path(dst)
     export = export_of(dst)
@@ -306,29 +303,32 @@ def export_model(
     import unet_torch  # noqa: F401  (the reference; loaded before any TensorFlow, see frameworks)
 
     seconds: dict[str, float] = {}
-    with atomic_path(dst, folder=export.fmt.folder) as tmp:
+
+    def write(tmp: Path) -> None:
         start = time.perf_counter()
         export.fmt.write(weights, spec, tmp, trace if fixed is not None else None,
                          dynamic=fixed is None, opset=opset, precision=precision)  # fmt: skip
         seconds["export"] = time.perf_counter() - start
+
+    def prove(tmp: Path) -> ExportResult:
         start = time.perf_counter()
         checks = verify_artefact(weights, spec, tmp, xs, tol, export.load(tmp))
         seconds["verify"] = time.perf_counter() - start
-        result = ExportResult(
+        return ExportResult(
             all(c.passed for c in checks), dst, spec, precision, export.runtime,
             size_rule(spec, fixed), tol, checks, seconds, _size_of(tmp),
         )  # fmt: skip
-        if not result.ok:
-            raise ExportRejectedError(result)
-        if card:
-            from unet_bridge.card import card_path, write_model_card
 
-            inside = export.fmt.folder
-            where = tmp if inside else card_path(dst)
-            result.card = card_path(dst) if not inside else dst / "README.md"
-            write_model_card(where, spec, parity=result, metrics=metrics, artefact=dst,
-                             source=source)  # fmt: skip
-    return result
+    def write_card(tmp: Path, result: ExportResult) -> None:
+        from unet_bridge.card import card_path, write_model_card
+
+        inside = export.fmt.folder
+        where = tmp if inside else card_path(dst)
+        result.card = card_path(dst) if not inside else dst / "README.md"
+        write_model_card(where, spec, parity=result, metrics=metrics, artefact=dst,
+                         source=source)  # fmt: skip
+
+    return land(dst, write, prove, folder=export.fmt.folder, finish=write_card if card else None)
 
 
 def _size_of(path: Path) -> int:
@@ -344,7 +344,6 @@ __all__ = [
     "SPEC_KEY",
     "Artefact",
     "ExportCheck",
-    "ExportRejectedError",
     "ExportResult",
     "LoadError",
     "artefact_spec",

@@ -26,8 +26,8 @@ from unet_bridge.parity import (
     torch_model,
     torch_taps,
 )
+from unet_bridge.proving import RejectedError, land
 from unet_bridge.sources import Reference, Source
-from unet_runtime import atomic_path
 from unet_spec import NoiseCheck, NoiseTolerance, UNetSpec, check_against_noise, label_rule
 
 
@@ -81,9 +81,8 @@ def write_verified(
     dst = Path(dst)
     fmt = format_of(dst)
     options = dict(options or {})
-    with atomic_path(dst, folder=fmt.folder) as tmp:
-        # tmp is already the atomic stand-in for dst
-        fmt.write(weights, spec, tmp, input_size, **options)
+
+    def prove(tmp: Path) -> PortResult:
         if not verify:
             return PortResult(True, "not verified (--no-verify)")
         result = verify_file(
@@ -95,20 +94,15 @@ def write_verified(
             result = PortResult(inner.ok, summary, result.report)
             if not inner.ok:
                 break
-        if not result.ok:
-            # Leaving the block by an exception is what keeps the file from landing.
-            raise RejectedError(result)
-        if fmt.finish is not None:
-            fmt.finish(tmp, dst, spec, result, **options)
-    return result
+        return result
 
+    def finish(tmp: Path, result: PortResult) -> None:
+        fmt.finish(tmp, dst, spec, result, **options)
 
-class RejectedError(Exception):
-    """A written file failed its verification; nothing was left at the destination."""
-
-    def __init__(self, result: PortResult) -> None:
-        super().__init__(result.summary)
-        self.result = result
+    return land(
+        dst, lambda tmp: fmt.write(weights, spec, tmp, input_size, **options), prove,
+        folder=fmt.folder, finish=finish if fmt.finish is not None else None,
+    )  # fmt: skip
 
 
 def port(
@@ -160,10 +154,19 @@ def verify_file(
                 False, f"{shown}: tensor {name} changed on reload (max |Δ| {delta:.3g})"
             )
     x = check_input(spec, written_model, seed, x)
-    report = run_parity(spec, reloaded, x, tolerance, per_layer=False, loaded_keras=written_model)
+    # A model file whose head folds in its activation (a legacy .h5, as that era's code saves
+    # it) is no logits model: the twin pair runs from its weights, and the file itself is judged
+    # through the activation, as a source model is.
+    folded = written_model is not None and head_activation(written_model) != "linear"
+    keras_side = None if folded else written_model
+    report = run_parity(spec, reloaded, x, tolerance, per_layer=False, loaded_keras=keras_side)
     h, w = x.shape[-2:]
     parts = [f"reload bit-exact; PyTorch vs Keras at {h}x{w}: {report.logits}"]
     ok = report.passed
+    if folded:
+        check, what = compare_with_model(written_model, spec, reloaded, seed, tolerance)
+        parts.append(f"{shown.name} vs PyTorch ({what}): {check}")
+        ok = ok and check.passed
     if source_model is not None:
         check, what = compare_with_model(source_model, spec, reloaded, seed, tolerance)
         parts.append(f"source model vs PyTorch ({what}): {check}")
@@ -209,9 +212,7 @@ def compare_with_model(
     head_name = spec.plan().output.name
     logits = torch_taps(torch_model(spec, weights), x, [head_name])[head_name]
     logits64 = reference_taps(spec, weights, x, [head_name])[head_name]
-    last = model.layers[-1].get_config()
-    activation = last.get("activation", "linear")
-    activation = activation if isinstance(activation, str) else "linear"
+    activation = head_activation(model)
     if activation not in ("linear", "sigmoid", "softmax"):
         raise ValueError(
             f"the source model ends in activation {activation!r}; ports are verified for "
@@ -225,6 +226,12 @@ def compare_with_model(
         labels=label_rule(spec, probabilities),
     )  # fmt: skip
     return check, activation if probabilities else "logits"
+
+
+def head_activation(model: Any) -> str:
+    """The activation a Keras model's last layer applies (``"linear"`` for none)."""
+    activation = model.layers[-1].get_config().get("activation", "linear")
+    return activation if isinstance(activation, str) else "linear"
 
 
 def reference_sizes(spec: UNetSpec, size: int) -> list[int]:
@@ -310,8 +317,8 @@ def write_source(
     if source.check_spec is not None:
         source.check_spec(spec)
     dst = Path(dst)
-    with atomic_path(dst) as tmp:
-        source.write(weights, spec, tmp)
+
+    def prove(tmp: Path) -> PortResult:
         back = source.read(tmp, None)
         parts = []
         ok = back.spec.replace(head=spec.head) == spec
@@ -336,10 +343,9 @@ def write_source(
                 for size, (check, what) in rows:
                     parts.append(f"{ref.description} vs PyTorch ({what}) at {size}x{size}: {check}")
                     ok = ok and check.passed
-        result = PortResult(ok, "; ".join(parts))
-        if not ok:
-            raise RejectedError(result)
-    return result
+        return PortResult(ok, "; ".join(parts))
+
+    return land(dst, lambda tmp: source.write(weights, spec, tmp), prove)
 
 
 __all__ = [

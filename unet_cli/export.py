@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
             opset=args.opset, precision=args.precision, image=args.image, seed=args.seed,
             card=not args.no_card, metrics=cf.find_metrics(args.weights), source=str(args.weights),
         )  # fmt: skip
-    except cf.ExportRejectedError as rejected:
+    except cf.RejectedError as rejected:
         result = rejected.result
         print(f"unet export: verification failed, nothing written to {args.dst}:")
         for line in result.lines():

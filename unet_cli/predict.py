@@ -29,12 +29,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", type=Path, help="image files or folders of images")
     parser.add_argument(
         "--weights", type=Path, required=True,
-        help="weights: .safetensors, .pt, .ckpt, .keras or .weights.h5",
+        help="weights (.safetensors, .pt, .ckpt, .keras, .weights.h5) or an exported artefact "
+        "(.onnx, .tflite, .savedmodel, .pt2)",
     )  # fmt: skip
     parser.add_argument("--out", type=Path, required=True, help="output folder (created if absent)")
     parser.add_argument(
-        "--backend", choices=("torch", "keras", "onnx"), default="torch",
-        help="onnx: --weights is an exported .onnx file (unet export)",
+        "--backend", choices=("torch", "keras", "onnx", "tflite", "savedmodel", "pt2"),
+        help="torch or keras for weights; an exported artefact runs in its own runtime "
+        "(default: the artefact's, else torch)",
     )  # fmt: skip
     parser.add_argument(
         "--device", default="cpu", help="torch backend: cpu or cuda (Keras places ops itself)"
@@ -50,9 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tta-mode",
         choices=TTA_MODES,
-        default="d4",
         help="d4: the 8 flips and quarter turns; flips: the 4 flips; hflip: the image and its "
-        "mirror image (scenes with an up and a down)",
+        "mirror image (scenes with an up and a down); default: the views the model was trained "
+        "with (its training run's metrics.json), else d4",
     )
     parser.add_argument("--save-probs", action="store_true", help="also write NAME_probs.npy")
     parser.add_argument(
@@ -77,15 +79,16 @@ def _check_output_folder(folder: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from unet_bridge import load_predictor
+    from unet_bridge import backend_for, load_predictor, trained_views
     from unet_infer import check_tile
 
-    if not args.weights.is_file():
+    if not args.weights.exists():
         raise FileNotFoundError(f"{args.weights}: no such weight file")
-    if args.backend != "torch" and args.device != "cpu":
-        print(f"unet predict: note: --device {args.device} is ignored by Keras", file=sys.stderr)
-    device = args.device if args.backend == "torch" else "cpu"
-    predictor = load_predictor(args.weights, args.backend, spec_from_args(args), device)
+    backend = args.backend or backend_for(args.weights)
+    if backend != "torch" and args.device != "cpu":
+        print(f"unet predict: note: --device {args.device} is ignored by {backend}", file=sys.stderr)
+    device = args.device if backend == "torch" else "cpu"
+    predictor = load_predictor(args.weights, backend, spec_from_args(args), device)
     spec = predictor.spec
     if args.tile is not None:
         check_tile(spec, args.tile)
@@ -96,15 +99,14 @@ def run(args: argparse.Namespace) -> int:
     if not images:
         raise ValueError("no images found in " + ", ".join(map(str, args.images)))
 
+    tta = args.tta and (args.tta_mode or trained_views(args.weights))
     failed: list[str] = []
     bar = tqdm(images, desc="predict", unit="img", disable=None, file=sys.stderr)
     for path in bar:
         bar.set_postfix_str(path.name)
         try:
             image = read_image(path, spec.in_channels, args.convert)
-            probs = predictor.predict(
-                image, args.tile, args.overlap, args.batch_size, tta=args.tta and args.tta_mode
-            )
+            probs = predictor.predict(image, args.tile, args.overlap, args.batch_size, tta=tta)
             ids = labels_from_probs(probs, spec.head)
             mask = encode_mask(ids, spec.num_classes)
             atomic_write_bytes(args.out / f"{path.stem}_mask.png", png_bytes(mask))
