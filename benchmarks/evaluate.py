@@ -173,9 +173,10 @@ def main() -> None:
     parser.add_argument(
         "--no-tta", action="store_true", help="skip the test-time augmentation score"
     )
-    parser.add_argument("--tta-mode", choices=TTA_MODES, default="d4",
+    parser.add_argument("--tta-mode", choices=TTA_MODES,
                         help="d4: the 8 flips/rotations; flips: the 4 flips; hflip: image and "
-                             "mirror (road scenes)")  # fmt: skip
+                             "mirror (road scenes); default: the views the model was trained "
+                             "with, recorded in its checkpoint")  # fmt: skip
     parser.add_argument("--run", type=Path, help="score an existing run folder instead of training")
     parser.add_argument("--split", choices=["val", "test"], default="val",
                         help="images scored: validation, or the data's test split")  # fmt: skip
@@ -195,7 +196,8 @@ def main() -> None:
     earlier = run / "evaluation.json"
     if args.run and earlier.is_file():  # rescoring a run: keep the training time it reported
         train_s = json.loads(earlier.read_text()).get("train_wall_s", train_s)
-    views = False if args.no_tta else args.tta_mode  # the vocabulary of unet_infer.tta
+    # The vocabulary of unet_infer.tta; True: the model's own views (SegmentationSystem.views).
+    views = False if args.no_tta else (args.tta_mode or True)
     scores = evaluate(run, tta=views, split=args.split)
     # The best checkpoint is chosen by the plain validation score on these very images, which
     # favours the plain view over TTA; the last checkpoint is chosen by neither: the fair
@@ -215,7 +217,7 @@ def main() -> None:
         "epochs": train_metrics.get("epochs"),
         "global_step": train_metrics.get("global_step"),
         "split": args.split,
-        "tta_mode": None if args.no_tta else args.tta_mode,
+        "tta_mode": None if args.no_tta else _load(run, views)[0].views(views),
         "scores": scores,
         "unet_predict": predicted,
         "predict_agrees": gap <= args.agree,

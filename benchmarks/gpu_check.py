@@ -8,6 +8,7 @@ one line per run with the validation Dice per epoch and the wall time.
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from pathlib import Path
@@ -23,12 +24,16 @@ from unet_train.data import SyntheticDataModule
 from unet_train.system import SegmentationSystem
 
 
-def run(name: str, epochs: int, precision: str = "32", data: dict | None = None, **model) -> None:
+def run(
+    name: str, epochs: int, precision: str = "32", data: dict | None = None, lr: float = 1e-3,
+    **model,
+) -> None:  # fmt: skip
     L.seed_everything(0, verbose=False)
     dm_args = {"num_train": 96, "num_val": 16, "image_size": 96, "num_classes": 5, "crop_size": 96,
                "batch_size": 8, "val_batch_size": 8, **(data or {})}  # fmt: skip
+    adamw = functools.partial(torch.optim.AdamW, lr=lr, weight_decay=1e-4, fused=True)
     system = SegmentationSystem(
-        **{"preset": "modern-small", "lr": 0.001, "num_classes": 5, **model}
+        **{"preset": "modern-small", "num_classes": 5, "optimizer": adamw, **model}
     )
     artifacts = RunArtifacts(keras_export=False, overlays=0)
     trainer = L.Trainer(

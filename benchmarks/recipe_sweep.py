@@ -25,6 +25,7 @@ sys.path.insert(0, str(REPO))
 import lightning as L  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
+from lightning.pytorch.cli import instantiate_module  # noqa: E402
 
 from unet_runtime import keep_freed_memory, machine_info  # noqa: E402
 from unet_train.callbacks import FiniteLossGuard  # noqa: E402
@@ -80,7 +81,13 @@ def run(name: str, root: Path, seed: int, workers: int, max_steps: int | None) -
     data["augment"] = Augmentation(**augment)
     data.update(root=str(root / dataset), num_workers=workers,
                 samples_per_epoch=STEPS_PER_EPOCH * data["batch_size"])  # fmt: skip
-    model = {**config["model"], "num_classes": data["num_classes"], **model_over}
+    model_over = dict(model_over)
+    model = {**config["model"], "num_classes": data["num_classes"]}
+    if "lr" in model_over:  # the sweep's shorthand for the configured optimiser's learning rate
+        optimizer = model["optimizer"]
+        lr = model_over.pop("lr")
+        model["optimizer"] = {**optimizer, "init_args": {**optimizer["init_args"], "lr": lr}}
+    model.update(model_over)
     L.seed_everything(seed, verbose=False)
     history = History()
     trainer = L.Trainer(
@@ -90,7 +97,8 @@ def run(name: str, root: Path, seed: int, workers: int, max_steps: int | None) -
         default_root_dir=f"/tmp/sweep/{name}",
     )  # fmt: skip
     start = time.monotonic()
-    trainer.fit(SegmentationSystem(**model), datamodule=FolderDataModule(**data))
+    system = instantiate_module(SegmentationSystem, model)  # as train.py builds it
+    trainer.fit(system, datamodule=FolderDataModule(**data))
     key, better = ("val/pixel_error", min) if dataset == "isbi2012" else ("val/miou", max)
     best = better(history.rows, key=lambda r: r[key])
     k = 2 if dataset == "isbi2012" else 11

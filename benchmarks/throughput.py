@@ -135,12 +135,14 @@ class TorchBench:
     @staticmethod
     def _system(spec_name: str, recompute: tuple):
         import yaml
+        from lightning.pytorch.cli import instantiate_module
 
         from unet_train.system import SegmentationSystem
 
         settings = yaml.safe_load(SEED_CONFIG.read_text())["model"]
         settings.update(preset=spec_name, recompute=list(recompute) or None)
-        return SegmentationSystem(**settings)
+        # As train.py builds it: the config's optimiser and schedule classes injected.
+        return instantiate_module(SegmentationSystem, settings)
 
     def unet(self) -> None:
         from unet_torch import UNet  # noqa: F401  (the same module the system wraps)

@@ -195,7 +195,8 @@ MUTATIONS = {
     "crop-off-by-one": (_crop_off_by_one, _presets("crop"), lambda n: _first_block(n, "crop")),
     "resize-rule": (
         _resize_rule,
-        sorted(set(_presets("resize")) | set(_presets("upsample"))),
+        # Upsampling that aligns corners is built by its own layer, which the next defect replaces.
+        sorted(set(_presets("resize")) | set(_upsample_presets(align_corners=False))),
         lambda n: _first_rescaling(n),
     ),
     "half-pixel-for-aligned": (

@@ -1,5 +1,8 @@
 """Every numeric option of the ``unet`` command is checked by one of ``unet_cli.common``'s types:
-nonsense is one line on stderr naming the option, and exit code 2, before any subcommand runs."""
+nonsense is one line on stderr naming the option, and exit code 2, before any subcommand runs.
+
+The types are reached through the options the subcommands register (by name), so the tests drive
+the CLI as its parser does and import nothing of it but the entry point."""
 
 from __future__ import annotations
 
@@ -10,16 +13,16 @@ import sys
 
 import pytest
 
-from unet_cli import common
 from unet_cli.main import SUBCOMMANDS, build_parser, main
 
+# Nonsense for each checked type, by the type's name.
 CHECKED_TYPES = {
-    common.positive_int: ["0", "-1", "2.5", "x"],
-    common.non_negative_int: ["-1", "1e3", "x"],
-    common.non_negative_float: ["-0.1", "nan", "inf", "x"],
-    common.fraction: ["-0.1", "1", "nan", "x"],
-    common.at_least_one: ["0.5", "nan", "inf", "x"],
-    common.byte_size: ["0", "-5MB", "12 parsecs"],
+    "positive_int": ["0", "-1", "2.5", "x"],
+    "non_negative_int": ["-1", "1e3", "x"],
+    "non_negative_float": ["-0.1", "nan", "inf", "x"],
+    "fraction": ["-0.1", "1", "nan", "x"],
+    "at_least_one": ["0.5", "nan", "inf", "x"],
+    "byte_size": ["0", "-5MB", "12 parsecs"],
 }
 
 
@@ -86,12 +89,21 @@ def test_no_option_takes_a_bare_int_or_float() -> None:
     assert not bare, f"numeric options without a checked type (unet_cli.common): {bare}"
 
 
+def _type_name(action: argparse.Action) -> str | None:
+    return getattr(action.type, "__name__", None)
+
+
 def _numeric_options() -> list[tuple[list[str], str, list[str]]]:
     return [
-        (words, action.option_strings[0], CHECKED_TYPES[action.type])
+        (words, action.option_strings[0], CHECKED_TYPES[_type_name(action)])
         for words, action in _options()
-        if action.type in CHECKED_TYPES
+        if _type_name(action) in CHECKED_TYPES
     ]
+
+
+def test_every_checked_type_is_used() -> None:
+    used = {_type_name(action) for _, action in _options()}
+    assert used >= set(CHECKED_TYPES), set(CHECKED_TYPES) - used
 
 
 def test_every_subcommand_with_numbers_is_covered() -> None:
@@ -114,20 +126,21 @@ def test_nonsense_is_one_line_and_exit_2(words, option, bad, capsys) -> None:
 
 
 @pytest.mark.parametrize(
-    ("helper", "text", "value"),
+    ("name", "text", "value"),
     [
-        (common.positive_int, "572", 572),
-        (common.non_negative_int, "0", 0),
-        (common.non_negative_float, "0", 0.0),
-        (common.fraction, "0.25", 0.25),
-        (common.fraction, "0", 0.0),
-        (common.at_least_one, "16", 16.0),
-        (common.byte_size, "256MB", 256_000_000),
-        (common.byte_size, "2GiB", 2 * 2**30),
+        ("positive_int", "572", 572),
+        ("non_negative_int", "0", 0),
+        ("non_negative_float", "0", 0.0),
+        ("fraction", "0.25", 0.25),
+        ("fraction", "0", 0.0),
+        ("at_least_one", "16", 16.0),
+        ("byte_size", "256MB", 256_000_000),
+        ("byte_size", "2GiB", 2 * 2**30),
     ],
 )
-def test_sensible_values_pass(helper, text, value) -> None:
-    assert helper(text) == value
+def test_sensible_values_pass(name, text, value) -> None:
+    types = {_type_name(action): action.type for _, action in _options()}
+    assert types[name](text) == value
 
 
 def test_summary_size_zero_from_the_shell() -> None:

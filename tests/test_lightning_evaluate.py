@@ -4,11 +4,13 @@ best checkpoint) and through a real ``unet predict`` run, and the two agree."""
 from __future__ import annotations
 
 import importlib.util
+from functools import partial
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import pytest
+import torch
 import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 from PIL import Image
@@ -51,8 +53,8 @@ def run(tmp_path_factory) -> Path:
     (run / "config.yaml").write_text(yaml.safe_dump(config))
     L.seed_everything(0, verbose=False)
     system = SegmentationSystem(
-        preset="modern-small", spec={"depth": 2, "base_filters": 8}, num_classes=3, lr=1e-2,
-        scheduler="none",
+        preset="modern-small", spec={"depth": 2, "base_filters": 8}, num_classes=3,
+        optimizer=partial(torch.optim.AdamW, lr=1e-2, weight_decay=1e-4), scheduler=None,
     )  # fmt: skip
     ckpt = ModelCheckpoint(
         dirpath=run / "checkpoints", filename="best", monitor="val/dice", mode="max"

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import lightning as L
@@ -16,6 +17,8 @@ from unet_infer.masks import decode_mask
 from unet_train.callbacks import AtomicCheckpointIO, MaskWriter
 from unet_train.data import FolderDataModule, SyntheticDataModule
 from unet_train.system import SegmentationSystem
+
+ADAMW = partial(torch.optim.AdamW, lr=1e-2, weight_decay=1e-4)
 
 SPEC = {"depth": 2, "base_filters": 4}
 
@@ -42,8 +45,8 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("stages")
     L.seed_everything(0, verbose=False)
     system = SegmentationSystem(
-        preset="modern-small", spec={**SPEC, "base_filters": 8}, num_classes=3, lr=1e-2,
-        scheduler="none",
+        preset="modern-small", spec={**SPEC, "base_filters": 8}, num_classes=3,
+        optimizer=ADAMW, scheduler=None,
     )  # fmt: skip
     _trainer(root, max_steps=12, limit_val_batches=0).fit(system, datamodule=_synthetic())
     return system.eval()
@@ -159,7 +162,7 @@ def test_bad_predict_images_are_named(tmp_path, paths, error, message):
 
 def _deterministic_run(root: Path) -> dict[str, torch.Tensor]:
     L.seed_everything(3, workers=True, verbose=False)
-    system = SegmentationSystem(preset="modern-small", spec=SPEC, num_classes=3, lr=1e-2)
+    system = SegmentationSystem(preset="modern-small", spec=SPEC, num_classes=3, optimizer=ADAMW)
     trainer = _trainer(root, max_epochs=2, deterministic=True)
     trainer.fit(system, datamodule=_synthetic())
     assert torch.are_deterministic_algorithms_enabled()

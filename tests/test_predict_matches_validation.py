@@ -8,6 +8,7 @@ than the tile, are labelled three ways: by the validation step (``trainer.valida
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -58,8 +59,8 @@ def trained(request, tmp_path_factory):
     preset, overrides, crop, tile = CASES[request.param]
     root = tmp_path_factory.mktemp(f"agree-{request.param}")
     system = SegmentationSystem(
-        preset=preset, spec=overrides, num_classes=NUM_CLASSES, lr=1e-2, tile=tile,
-        scheduler="none",
+        preset=preset, spec=overrides, num_classes=NUM_CLASSES, tile=tile,
+        optimizer=partial(torch.optim.AdamW, lr=1e-2, weight_decay=1e-4), scheduler=None,
     )  # fmt: skip
     channels = system.spec.in_channels
     _write_pairs(root / "data" / "train", [(80, 80)] * 4, channels, start=0)

@@ -79,7 +79,14 @@ def test_run_writes_every_artifact(tmp_path):
 
     weights, spec = load_weights(run / "model.safetensors")
     ckpt = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
-    assert spec.to_dict() == ckpt["hyper_parameters"]["spec"]
+    hparams = ckpt["hyper_parameters"]
+    assert spec.to_dict() == hparams["spec"]
+    # The config's classes, injected by LightningCLI and recorded as config; the views the
+    # demo's flips and quarter turns drew, the default of tta: true.
+    assert hparams["optimizer"]["class_path"] == "torch.optim.AdamW"
+    assert hparams["optimizer"]["init_args"]["lr"] == 0.002
+    assert hparams["scheduler"]["class_path"] == "unet_train.schedules.WarmupCosine"
+    assert hparams["symmetries"] == "d4"
     np.testing.assert_array_equal(
         weights["head.weight"], ckpt["state_dict"]["model.head.weight"].numpy()
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from unet_cli.common import byte_size, positive_int
+from unet_cli.common import byte_size, fraction, non_negative_int, positive_int
 
 HELP = "pack a folder of images and masks into streaming shards (LitData)"
 
@@ -28,11 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--workers", type=positive_int, default=1, help="packing processes (default: 1)"
     )
     pack.add_argument(
-        "--val-fraction", type=float, default=0.2,
+        "--val-fraction", type=fraction, default=0.2,
         help="share of an images/ + masks/ folder packed as OUT/val, drawn as the folder data "
         "module draws it (default: 0.2; 0: all in OUT/train)",
     )  # fmt: skip
-    pack.add_argument("--seed", type=int, default=0, help="seed of that draw (default: 0)")
+    pack.add_argument("--seed", type=non_negative_int, default=0, help="seed of that draw (default: 0)")
 
 
 def run(args: argparse.Namespace) -> int:

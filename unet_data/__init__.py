@@ -15,8 +15,10 @@ from unet_data.pairs import IMAGE_SUFFIXES, find_pairs, image_files, is_image_fi
 from unet_data.samples import (
     ByteCache,
     FileSamples,
+    MemorySamples,
     Sample,
     SampleRef,
+    as_samples,
     class_counts,
     class_frequencies,
     expand_pairs,
@@ -33,6 +35,7 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "ByteCache",
     "FileSamples",
+    "MemorySamples",
     "MaskEncoding",
     "Sample",
     "SampleRef",
@@ -47,6 +50,7 @@ __all__ = [
     "parse_bytes",
     "read_mask",
     "sample_bytes",
+    "as_samples",
     "scan_samples",
     "split_by_group",
 ]

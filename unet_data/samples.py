@@ -266,6 +266,60 @@ class FileSamples(Sequence[Sample]):
         return h.hexdigest()[:24]
 
 
+class MemorySamples(Sequence[Sample]):
+    """Labelled samples held in memory, with what :class:`FileSamples` tells without decoding:
+    ``names``, ``sizes``, :meth:`class_counts` and :meth:`presence` (the sample protocol that the
+    data modules and training datasets read, whichever kind they hold).
+
+    Args:
+        samples: ``(name, image, mask)`` triples.
+        num_classes: Classes counted (default: one more than the highest label present).
+    """
+
+    def __init__(self, samples: Iterable[Sample], num_classes: int | None = None) -> None:
+        self.samples = list(samples)
+        self.sizes = np.array([m.shape for _, _, m in self.samples], np.int64).reshape(-1, 2)
+        if num_classes is None:
+            labels = [int(m[m != IGNORE_INDEX].max(initial=-1)) for _, _, m in self.samples]
+            num_classes = max(labels, default=-1) + 1
+        self.num_classes = num_classes
+        self.counts: np.ndarray | None = None
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _, _ in self.samples]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return MemorySamples(self.samples[i], self.num_classes)
+        return self.samples[i]
+
+    def class_counts(self) -> np.ndarray:
+        """Labelled pixels per class and sample ``(n, num_classes)`` int64 (counted once)."""
+        if self.counts is None:
+            self.counts = np.stack(
+                [class_counts(m, self.num_classes) for _, _, m in self.samples]
+            ).reshape(-1, self.num_classes)
+        return self.counts
+
+    def presence(self) -> np.ndarray:
+        """Which classes each sample holds ``(n, num_classes)`` bool."""
+        return self.class_counts() > 0
+
+
+def as_samples(
+    samples: Iterable[Sample], num_classes: int | None = None
+) -> FileSamples | MemorySamples:
+    """The sample protocol over ``samples``: files stay as they are (read when used), anything
+    else is held as :class:`MemorySamples` (the one place the two kinds are told apart)."""
+    if isinstance(samples, FileSamples | MemorySamples):
+        return samples
+    return MemorySamples(samples, num_classes)
+
+
 #: A map over sample indices (e.g. parallel, through data-loader workers) of ``scan_one``.
 Mapper = Callable[[FileSamples], Iterable[np.ndarray | str]]
 
@@ -330,15 +384,13 @@ def class_counts(mask: np.ndarray, num_classes: int) -> np.ndarray:
 def class_frequencies(samples: Sequence[Sample], num_classes: int) -> np.ndarray:
     """Share of labelled pixels per class (ignored pixels excluded).
 
-    Files (:class:`FileSamples`) give their per-image counts from one streaming pass over the
-    masks (:meth:`FileSamples.class_counts`); in-memory samples are counted here.
+    The per-image counts of :meth:`FileSamples.class_counts` (one streaming pass over the masks)
+    or :meth:`MemorySamples.class_counts`.
     """
-    if isinstance(samples, FileSamples):
-        counts = samples.class_counts()[:, :num_classes].sum(axis=0).astype(np.float64)
-    else:
-        counts = np.zeros(num_classes, np.float64)
-        for _, _, mask in samples:
-            counts += class_counts(mask, num_classes)
+    per_image = as_samples(samples, num_classes).class_counts()
+    k = min(num_classes, per_image.shape[1])  # samples counted over fewer classes lack the rest
+    counts = np.zeros(num_classes, np.float64)
+    counts[:k] = per_image[:, :k].sum(axis=0)
     return counts / max(counts.sum(), 1.0)
 
 

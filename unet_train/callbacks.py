@@ -12,8 +12,10 @@ temporary file beside its destination and is renamed into place. ``train.py`` re
   (:func:`unet_bridge.write_verified`: the written file is run against PyTorch and its float64
   reference on a validation crop); a failed check fails the run (:class:`ParityError`) and leaves
   no ``model.keras``;
-- ``overlays.png`` (image | truth | prediction), ``curves.png`` (loss and Dice per epoch) and
-  ``metrics.json`` (best and last validation figures, files, wall time);
+- ``overlays.png`` (image | truth | prediction, the prediction by a
+  :class:`~unet_torch.predict.TorchPredictor` of the saved weights) and ``curves.png`` (loss and
+  Dice per epoch), drawn by :mod:`unet_train.figures`; ``metrics.json`` (best and last validation
+  figures, the views the model was trained with, files, wall time);
 - ``README.md``: the model card (hub metadata, spec, training figures, the export's parity, how to
   load it; :func:`unet_bridge.card.write_hub_card`), and ``config.json`` (the spec): with
   ``model.safetensors`` the folder is a hub folder (:mod:`unet_spec.hub`) that
@@ -36,12 +38,13 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter, Callback, Checkpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from unet_data import IGNORE_INDEX
 from unet_infer.masks import encode_mask, overlay, png_bytes
 from unet_runtime import atomic_path, atomic_write_bytes, machine_info
 from unet_spec import NoiseTolerance, UNetSpec, save_weights
 from unet_spec.hub import write_config
 from unet_torch.model import UNet, canonical_state
+from unet_torch.predict import TorchPredictor
+from unet_train.figures import draw_curves, draw_overlays
 
 
 class NonFiniteLossError(RuntimeError):
@@ -68,8 +71,9 @@ class FiniteLossGuard(Callback):
         if bad:
             raise NonFiniteLossError(
                 f"training loss is {float(loss.detach())} at epoch {trainer.current_epoch}, step "
-                f"{trainer.global_step}; stopped before updating the weights (lower model.optimizer.lr or "
-                "check the data; resume with --ckpt_path from the last good checkpoint)"
+                f"{trainer.global_step}; stopped before updating the weights (lower "
+                "model.optimizer.lr or check the data; resume with --ckpt_path from the last good "
+                "checkpoint)"
             )
 
 
@@ -192,12 +196,18 @@ class RunArtifacts(Callback):
             parity = self._export_keras(model, spec, val, datamodule, out / "model.keras")
             files["keras"] = str(out / "model.keras")
         if val and self.overlays > 0:
-            files["overlays"] = str(self._overlays(pl_module, model, val[: self.overlays], out))
+            # Drawn by a predictor of the weights just saved, as ``unet predict`` draws them: the
+            # live module keeps its own weights.
+            device = "cuda" if pl_module.device.type == "cuda" else "cpu"
+            predictor = TorchPredictor(spec, canonical_state(model), device)
+            tile = pl_module.hparams.get("tile")
+            path = draw_overlays(predictor, val[: self.overlays], out / "overlays.png", tile)
+            files["overlays"] = str(path)
         if not val:
             print("No validation images: model.keras and overlays.png are not written (the export "
                   "is checked, and the overlays drawn, on validation images)", flush=True)  # fmt: skip
         if self.history:
-            files["curves"] = str(self._curves(out))
+            files["curves"] = str(draw_curves(self.history, out / "curves.png"))
         metrics = self._metrics(trainer, files, parity)
         atomic_write_bytes(out / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
         files["card"] = str(self._model_card(out, spec, metrics, parity, best))
@@ -253,76 +263,6 @@ class RunArtifacts(Callback):
             ) from None
         return {**result.report.logits.to_dict(), "input_size": list(size)}
 
-    def _overlays(
-        self, pl_module: L.LightningModule, model: UNet, samples: list, out: Path
-    ) -> Path:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        current = {k: v.detach().clone() for k, v in pl_module.model.state_dict().items()}
-        pl_module.model.load_state_dict(model.state_dict())
-        was_training = pl_module.training
-        pl_module.eval()
-        try:
-            preds = []
-            for _, image, _ in samples:
-                x = torch.from_numpy(image)[None].to(pl_module.device)
-                preds.append(pl_module.predict_labels(x)[0].cpu().numpy())
-        finally:
-            pl_module.model.load_state_dict(current)
-            pl_module.train(was_training)
-        k = max(pl_module.spec.num_classes, 2)
-        cmap = plt.get_cmap("tab10" if k <= 10 else "tab20")
-        colours = np.array([cmap(i % cmap.N)[:3] for i in range(k)], np.float32)
-
-        def paint(mask: np.ndarray) -> np.ndarray:
-            rgb = colours[np.clip(mask, 0, k - 1)]
-            rgb[mask == IGNORE_INDEX] = 0.0
-            return rgb
-
-        fig, axes = plt.subplots(len(samples), 3, figsize=(9, 3 * len(samples)), squeeze=False)
-        for row, ((name, image, mask), pred) in enumerate(zip(samples, preds, strict=True)):
-            shown = image[0] if image.shape[0] == 1 else np.moveaxis(image[:3], 0, -1)
-            panels = ((shown, "image"), (paint(mask), "truth"), (paint(pred), "prediction"))
-            for ax, (panel, title) in zip(axes[row], panels, strict=True):
-                ax.imshow(panel, cmap="gray" if panel.ndim == 2 else None, vmin=0, vmax=1)
-                ax.set_title(
-                    f"{title}: {Path(name).name}" if title == "image" else title, fontsize=8
-                )
-                ax.axis("off")
-        fig.tight_layout()
-        path = out / "overlays.png"
-        _save_figure(fig, path)
-        plt.close(fig)
-        return path
-
-    def _curves(self, out: Path) -> Path:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        epochs = [r["epoch"] for r in self.history]
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-        for key, label in (("train/loss", "train loss"), ("val/loss", "val loss")):
-            ax1.plot(epochs, [r.get(key, np.nan) for r in self.history], label=label)
-        ax1.set_xlabel("epoch")
-        ax1.set_title("loss")
-        ax1.legend()
-        ax2.plot(epochs, [r.get("val/dice", np.nan) for r in self.history], label="mean Dice")
-        ax2.plot(epochs, [r.get("val/miou", np.nan) for r in self.history], label="mean IoU")
-        ax2.set_xlabel("epoch")
-        ax2.set_title("validation")
-        ax2.set_ylim(0, 1)
-        ax2.legend()
-        fig.tight_layout()
-        path = out / "curves.png"
-        _save_figure(fig, path)
-        plt.close(fig)
-        return path
-
     def _metrics(self, trainer: L.Trainer, files: dict[str, str], parity: dict | None) -> dict:
         ckpt = monitored_checkpoint(trainer)
         monitor = getattr(ckpt, "monitor", None)
@@ -341,6 +281,9 @@ class RunArtifacts(Callback):
             "global_step": trainer.global_step,
             "wall_time_s": round(self._elapsed + time.monotonic() - self._start, 1),
             "keras_parity": parity,
+            # The views the augmentation drew (SegmentationSystem.symmetries): the default
+            # test-time augmentation of this model's evaluation and ``unet predict --tta``.
+            "tta_views": trainer.lightning_module.hparams.get("symmetries"),
             "data": _describe_data(trainer.datamodule),
             "machine": machine_info(),
             "files": files,
@@ -414,11 +357,3 @@ def _describe_data(datamodule: Any) -> dict[str, Any] | None:
         if samples:
             described[key.replace("samples", "images")] = len(samples)
     return described
-
-
-def _save_figure(fig: Any, path: Path) -> None:
-    import io
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    atomic_write_bytes(path, buffer.getvalue())

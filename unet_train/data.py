@@ -43,6 +43,7 @@ from unet_data import (
     MaskEncoding,
     Sample,
     SampleRef,
+    as_samples,
     class_counts,
     expand_pairs,
     find_pairs,
@@ -264,7 +265,9 @@ class SegmentationDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         spec = self.spec
-        if spec.in_channels != (self.in_channels or spec.in_channels):
+        # Prediction reads only data.predict_images (each checked against the model as it is
+        # read): the labelled folder is not measured, and need not be there.
+        if stage != "predict" and spec.in_channels != (self.in_channels or spec.in_channels):
             raise ValueError(
                 f"the model expects in_channels={spec.in_channels} but data.in_channels is "
                 f"{self.in_channels}; set data.in_channels (train.py links it to the model)"
@@ -281,10 +284,9 @@ class SegmentationDataModule(L.LightningDataModule):
             self.train_samples, self.val_samples = self._load(spec)
             self._loaded_for = spec
             self._border_maps = None
+        train = as_samples(self.train_samples, self.num_classes)
         given = self.crop_size
-        self.layout = training_layout(
-            spec, given, _sizes(self.train_samples), _names(self.train_samples)
-        )
+        self.layout = training_layout(spec, given, train.sizes.tolist(), train.names)
         if given is None:
             self.crop_size = self.layout.input_size[0]
             rank_zero_info(
@@ -348,18 +350,6 @@ class SegmentationDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
-
-
-def _names(samples: Sequence[Sample]) -> list[str]:
-    if isinstance(samples, FileSamples):
-        return samples.names
-    return [name for name, _, _ in samples]
-
-
-def _sizes(samples: Sequence[Sample]) -> list[tuple[int, int]]:
-    if isinstance(samples, FileSamples):
-        return [(int(h), int(w)) for h, w in samples.sizes]
-    return [mask.shape for _, _, mask in samples]
 
 
 def held_out(count: int, fraction: float, seed: int = 0, tail: bool = False) -> set[int]:

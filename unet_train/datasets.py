@@ -17,9 +17,10 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from unet_data import IGNORE_INDEX, FileSamples, Sample
+from unet_data import IGNORE_INDEX, Sample, as_samples
 from unet_data.weight_map import border_weights
 from unet_infer import mirror_indices
+from unet_train.symmetries import trained_mode
 
 Flips = bool | Literal["horizontal", "vertical"]
 
@@ -122,6 +123,12 @@ class Augmentation:
         if self.blur_sigma < 0.5:
             raise ValueError(f"data.augment.blur_sigma must be >= 0.5. Received: {self.blur_sigma}")
 
+    def symmetries(self) -> str:
+        """The TTA mode of the views these flips and turns draw (``"none"`` without any): what
+        the trained model's ``tta: true`` and ``unet predict --tta`` average over by default."""
+        return trained_mode(self.flips in (True, "horizontal"), self.flips in (True, "vertical"),
+                            self.rot90)  # fmt: skip
+
     def build(self, in_channels: int) -> v2.Transform:
         """The torchvision v2 transform (colour transforms leave masks alone by design of v2)."""
         steps: list[v2.Transform] = []
@@ -207,13 +214,6 @@ class BorderMaps(Sequence[np.ndarray]):
         return self.for_mask(load(self.samples, k)[2], k)
 
 
-def _sizes(samples: Sequence[Sample]) -> np.ndarray:
-    """``(n, 2)`` heights and widths: from the headers for files, from the masks in memory."""
-    if isinstance(samples, FileSamples):
-        return samples.sizes
-    return np.array([mask.shape for _, _, mask in samples], np.int64).reshape(-1, 2)
-
-
 class TrainCrops(Dataset):
     """Random training crops: input-size windows of mirror-padded images, output-size targets.
 
@@ -242,14 +242,14 @@ class TrainCrops(Dataset):
         balance_classes: float = 0.0,
         weights: Sequence[np.ndarray] | None = None,
     ) -> None:
-        self.samples = samples if isinstance(samples, FileSamples) else list(samples)
+        self.samples = as_samples(samples)
         if weights is not None and len(weights) != len(self.samples):
             raise ValueError(f"{len(weights)} weight maps for {len(self.samples)} images")
         self.input_size, self.output_size = input_size, output_size
         self.samples_per_epoch = samples_per_epoch
         self.augment = augment
         self.balance_classes = balance_classes
-        self.sizes = _sizes(self.samples)
+        self.sizes = self.samples.sizes
         halo = (input_size[0] - output_size[0], input_size[1] - output_size[1])
         # Same split as the plan's center crops: the extra pixel goes to the bottom/right.
         self.pad = ((halo[0] // 2, halo[0] - halo[0] // 2), (halo[1] // 2, halo[1] - halo[1] // 2))
@@ -257,13 +257,7 @@ class TrainCrops(Dataset):
         # Class id -> indices of the images that hold it (for balanced sampling).
         self._holders: dict[int, np.ndarray] = {}
         if balance_classes > 0:
-            if isinstance(self.samples, FileSamples):
-                columns = dict(enumerate(self.samples.presence().T))
-            else:
-                present = [set(np.unique(m).tolist()) - {IGNORE_INDEX} for _, _, m in self.samples]
-                classes = sorted(set().union(*present))
-                columns = {c: np.array([c in p for p in present]) for c in classes}
-            for c, column in columns.items():
+            for c, column in enumerate(self.samples.presence().T):
                 if column.any():
                     self._holders[int(c)] = np.flatnonzero(column)
 
@@ -335,7 +329,7 @@ class WholeImages(Dataset):
     """Whole images and masks, for validation through tiled inference (read when used)."""
 
     def __init__(self, samples: Sequence[Sample]) -> None:
-        self.samples = samples if isinstance(samples, FileSamples) else list(samples)
+        self.samples = as_samples(samples)
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -15,12 +15,15 @@ and the engine's one label rule, so the validation and test metrics are those of
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 from typing import Any, Literal
 
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torchmetrics import MetricCollection
 from torchmetrics.classification import (
     MulticlassAccuracy,
@@ -29,10 +32,19 @@ from torchmetrics.classification import (
 )
 
 from unet_data import IGNORE_INDEX, median_frequency_weights
-from unet_infer import TTAChoice, default_tile, labels_from_probs, predict_images, tile_grid
+from unet_infer import (
+    TTAChoice,
+    TTAMode,
+    default_tile,
+    labels_from_probs,
+    predict_images,
+    tile_grid,
+    tta_mode,
+)
 from unet_spec import make_spec
 from unet_torch.model import UNet, probabilities
 from unet_train.losses import LossName, SegmentationLoss
+from unet_train.schedules import WarmupCosine
 
 ClassWeighting = Literal["none", "median_frequency", "sqrt_median_frequency"]
 
@@ -51,18 +63,23 @@ class SegmentationSystem(L.LightningModule):
         class_weights: One loss weight per class, or ``None``.
         class_weighting: Compute class weights from the training masks instead:
             ``median_frequency`` or its square root ``sqrt_median_frequency`` (gentler).
-        optimizer: ``adamw`` or ``sgd`` (with Nesterov momentum).
-        lr: Peak learning rate.
-        weight_decay: Decoupled (AdamW) or L2 (SGD) weight decay.
-        momentum: SGD momentum.
-        scheduler: ``cosine`` (linear warm-up, then cosine decay to zero, stepped per batch) or
-            ``none``.
-        warmup_fraction: Share of the steps spent warming up.
+        optimizer: The optimiser, a class LightningCLI injects with its arguments (a config names
+            it: ``optimizer: {class_path: torch.optim.AdamW, init_args: {lr: 0.002}}``);
+            called with the model's parameters.
+        scheduler: The learning-rate schedule, injected likewise and called with the optimiser, or
+            ``None`` for a constant rate. A schedule that takes ``total_steps`` and leaves it
+            unset (:class:`~unet_train.schedules.WarmupCosine`, ``OneCycleLR``) is given the
+            run's optimiser steps (``trainer.estimated_stepping_batches``) and stepped per batch;
+            any other is stepped per epoch, as Lightning does by default.
         tile: Tile input size for validation (``None``: the tiling engine chooses, as
             ``unet predict`` does without ``--tile``).
-        tta: Test-time augmentation at validation, in the vocabulary of :mod:`unet_infer.tta`:
-            ``true`` (or ``d4``) averages the 8 flips/rotations, ``flips`` the 4 flips, ``hflip``
-            the image and its mirror image (for scenes with an up and a down).
+        tta: Test-time augmentation of validation, test and prediction, in the vocabulary of
+            :mod:`unet_infer.tta`: ``false``, a mode (``d4`` the 8 flips/rotations, ``flips`` the
+            4 flips, ``hflip`` the image and its mirror image) or ``true``: the views the model
+            was trained with (``symmetries``; all 8 when nothing is recorded).
+        symmetries: The views the training augmentation made alike: the largest TTA mode whose
+            views it draws, or ``none``. ``fit`` records it from the data module's ``augment``
+            (:meth:`~unet_train.datasets.Augmentation.symmetries`), so checkpoints carry it.
         channels_last: Run convolutions in channels-last memory format (faster on recent GPUs).
         compile: ``torch.compile`` the forward pass (the stored weights keep their names).
         recompute: Plan levels to recompute in the backward pass instead of storing their
@@ -85,14 +102,11 @@ class SegmentationSystem(L.LightningModule):
         dice_weight: float = 1.0,
         class_weights: list[float] | None = None,
         class_weighting: ClassWeighting = "none",
-        optimizer: Literal["adamw", "sgd"] = "adamw",
-        lr: float = 1e-3,
-        weight_decay: float = 1e-4,
-        momentum: float = 0.9,
-        scheduler: Literal["cosine", "none"] = "cosine",
-        warmup_fraction: float = 0.05,
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        scheduler: LRSchedulerCallable | None = WarmupCosine,
         tile: int | None = None,
         tta: TTAChoice = False,
+        symmetries: TTAMode | Literal["none"] | None = None,
         channels_last: bool = False,
         compile: bool = False,
         recompute: list[str] | None = None,
@@ -101,9 +115,14 @@ class SegmentationSystem(L.LightningModule):
         self.spec = make_spec(preset, spec, in_channels, num_classes)
         if class_weights is not None and class_weighting != "none":
             raise ValueError("give model.class_weights or model.class_weighting, not both")
-        if lr <= 0:
-            raise ValueError(f"model.lr must be positive. Received: lr={lr}")
         self.save_hyperparameters()
+        # LightningCLI records the optimiser and schedule as their config (class path and
+        # arguments), which rebuilds them from a checkpoint; given in Python they are code, which a
+        # weights-only checkpoint cannot hold, so they are not recorded.
+        for key in ("optimizer", "scheduler"):
+            if not isinstance(self.hparams.get(key), dict | None):
+                del self.hparams[key]
+        self.optimizer, self.scheduler = optimizer, scheduler
         # The resolved spec, so the checkpoint alone rebuilds the model (``unet port`` reads it).
         self.hparams["spec"] = self.spec.to_dict()
         self.model = UNet(self.spec, recompute=recompute or ())
@@ -134,6 +153,10 @@ class SegmentationSystem(L.LightningModule):
         except RuntimeError:  # called by hand, outside a Trainer
             trainer = None
         datamodule = getattr(trainer, "datamodule", None)
+        augment = getattr(datamodule, "augment", None)
+        if stage == "fit" and hasattr(augment, "symmetries"):
+            # Recorded with the weights: the default views of ``tta: true`` from now on.
+            self.hparams["symmetries"] = augment.symmetries()
         data_classes = getattr(datamodule, "num_classes", None)
         if data_classes is not None and data_classes != max(self.spec.num_classes, 2):
             raise ValueError(
@@ -162,12 +185,6 @@ class SegmentationSystem(L.LightningModule):
         return net(x)
 
     @torch.no_grad()
-    def predict_logits(self, images: torch.Tensor) -> torch.Tensor:
-        """Logits ``(N, K, H, W)`` for whole images ``(N, C, H, W)`` of any size (the stitched
-        logits of the tiling engine; probabilities and labels come from :meth:`predict_probs`)."""
-        return self._infer(images, ("logits",), None)[0]
-
-    @torch.no_grad()
     def predict_probs(self, images: torch.Tensor, tta: TTAChoice = False) -> torch.Tensor:
         """Probabilities ``(N, K, H, W)`` under the spec's head, exactly as ``unet predict``
         computes them; with ``tta`` (:func:`unet_infer.tta_mode`), averaged over the views, e.g.
@@ -181,10 +198,14 @@ class SegmentationSystem(L.LightningModule):
         probs = self.predict_probs(images, tta)
         return self._labels(probs)
 
-    def labels_from(self, logits: torch.Tensor) -> torch.Tensor:
-        """Class ids from logits such as :meth:`predict_logits` returns (the head, then the one
-        label rule); :meth:`predict_labels` gives the labels of ``unet predict`` directly."""
-        return self._labels(probabilities(logits, self.spec.head))
+    def views(self, tta: TTAChoice) -> str | None:
+        """The TTA mode a choice means for this model: ``True`` is the views it was trained with
+        (``symmetries``: none for a model trained without flips or turns; all 8 when nothing is
+        recorded), anything else as :func:`unet_infer.tta_mode` reads it."""
+        trained = self.hparams.get("symmetries")
+        if tta is True and trained is not None:
+            return None if trained == "none" else trained
+        return tta_mode(tta)
 
     def _labels(self, probs: torch.Tensor) -> torch.Tensor:
         ids = labels_from_probs(probs.detach().float().cpu().numpy(), self.spec.head)
@@ -220,7 +241,7 @@ class SegmentationSystem(L.LightningModule):
         per_pass = max(1, -(-n * h * w // (grid.tile[0] * grid.tile[1])))
         out = predict_images(
             images.detach().float().cpu().numpy(), forward, self.spec, tile, batch_size=per_pass,
-            tta=tta,
+            tta=self.views(tta),
         )  # fmt: skip
         stacked = torch.from_numpy(out).to(images.device)
         return list(stacked.split(k, dim=1))
@@ -309,31 +330,32 @@ class SegmentationSystem(L.LightningModule):
 
     # -- optimisation ----------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
-        hp = self.hparams
-        params = list(self.model.parameters())
-        if hp["optimizer"] == "adamw":
-            # The fused kernel updates every tensor in one pass; the default on the CPU loops over
-            # parameters with several element-wise kernels each (CUDA fuses too).
-            fused = all(p.device.type in ("cpu", "cuda") for p in params)
-            opt = torch.optim.AdamW(
-                params, lr=hp["lr"], weight_decay=hp["weight_decay"], fused=fused
-            )
-        else:
-            opt = torch.optim.SGD(
-                params, lr=hp["lr"], momentum=hp["momentum"], nesterov=hp["momentum"] > 0,
-                weight_decay=hp["weight_decay"],
-            )  # fmt: skip
+        optimizer = self.optimizer(self.model.parameters())
+        if self.scheduler is None:
+            return optimizer
+        if not _takes_total_steps(self.scheduler):
+            return {"optimizer": optimizer, "lr_scheduler": self.scheduler(optimizer)}
         total = self.trainer.estimated_stepping_batches
-        if hp["scheduler"] == "none" or not math.isfinite(total) or total < 1:
-            return opt
-        total = int(total)
-        warmup = max(1, int(hp["warmup_fraction"] * total))
+        if not math.isfinite(total) or total < 1:
+            return optimizer  # an open-ended run (max_epochs -1): nothing to lay a schedule over
+        scheduler = self.scheduler(optimizer, total_steps=int(total))
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
 
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            progress = min(1.0, (step - warmup) / max(1, total - warmup))
-            return 0.5 * (1.0 + math.cos(math.pi * progress))
 
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+def _takes_total_steps(factory: Any) -> bool:
+    """Whether a schedule factory leaves ``total_steps`` to the run.
+
+    LightningCLI (through jsonargparse) injects a ``functools.partial`` that holds every argument
+    of the configured class, ``total_steps=None`` when the config leaves it out; a class given in
+    Python shows the argument in its signature.
+    """
+    if isinstance(factory, functools.partial):
+        return "total_steps" in factory.keywords and factory.keywords["total_steps"] is None
+    try:
+        parameter = inspect.signature(factory).parameters.get("total_steps")
+    except (TypeError, ValueError):  # a callable without a readable signature
+        return False
+    return parameter is not None and parameter.default in (None, inspect.Parameter.empty)
