@@ -64,3 +64,31 @@ def test_non_finite_weights_are_bad_input() -> None:
     x[0, 0, 5, 5] = np.inf
     with pytest.raises(ValueError, match="the input holds 1 non-finite value"):
         cf.run_parity(spec, random_weights(spec, seed=0), x)
+
+
+def test_instance_norm_of_a_large_offset_map_is_within_the_noise() -> None:
+    """A map whose spread is small beside its mean (a ReLU output, here 256² pixels around 10):
+    the Keras instance norm sums each map in short runs, so its rounding stays at the level of
+    PyTorch's own fp32 rounding, judged against PyTorch in float64."""
+    import torch
+
+    from unet_keras.layers import InstanceNormalization
+    from unet_spec import check_against_noise
+
+    rng = np.random.default_rng(0)
+    x = (10.0 + rng.random((2, 3, 256, 256))).astype(np.float32)
+    gamma, beta = rng.normal(size=3).astype(np.float32), rng.normal(size=3).astype(np.float32)
+
+    def torch_norm(dtype: torch.dtype) -> np.ndarray:
+        norm = torch.nn.InstanceNorm2d(3, eps=1e-5, affine=True).to(dtype)
+        with torch.no_grad():
+            norm.weight.copy_(torch.from_numpy(gamma))
+            norm.bias.copy_(torch.from_numpy(beta))
+            return norm(torch.from_numpy(x).to(dtype)).numpy()
+
+    layer = InstanceNormalization(epsilon=1e-5)
+    layer.build((None, 256, 256, 3))
+    layer.set_weights([gamma, beta])
+    got = np.moveaxis(np.asarray(layer(np.moveaxis(x, 1, -1))), -1, 1)
+    check = check_against_noise(got, torch_norm(torch.float32), torch_norm(torch.float64))
+    assert check.passed, check

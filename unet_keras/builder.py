@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import keras
 from keras import layers
 
-from unet_keras.layers import AlignedBilinearUpsampling, PadTo
+from unet_keras.layers import AlignedBilinearUpsampling, InstanceNormalization, PadTo
 from unet_spec import Block, Layout, UNetSpec, build_plan
 
 
@@ -32,10 +32,8 @@ def _make_layer(block: Block, spec: UNetSpec, layout: Layout | None) -> keras.La
             epsilon=block.epsilon, momentum=1.0 - spec.bn_momentum, name=name
         )
     if kind == "instancenorm":
-        # Group normalisation with one group per channel is instance normalisation.
-        return layers.GroupNormalization(
-            groups=block.out_channels, epsilon=block.epsilon, name=name
-        )
+        # Keras' GroupNormalization (one group per channel) cancels digits on small maps.
+        return InstanceNormalization(epsilon=block.epsilon, name=name)
     if kind == "relu":
         return layers.Activation("relu", name=name)
     if kind == "leakyrelu":

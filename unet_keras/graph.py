@@ -177,6 +177,8 @@ def _layer_ops(layer: Any) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]
         return [("leakyrelu", {"slope": float(slope)})], problems
     if cls == "Softmax":
         return [("softmax", {"axis": cfg.get("axis", -1)})], problems
+    if cls == "InstanceNormalization":  # this project's own (unet_keras.layers)
+        return [("instancenorm", {"epsilon": float(cfg["epsilon"])})], problems
     if cls in ("BatchNormalization", "GroupNormalization"):
         if not (cfg.get("center", True) and cfg.get("scale", True)):
             problems.append("a norm without its scale or offset (the spec's norms have both)")

@@ -2,7 +2,10 @@
 
 Keras' ``UpSampling2D(interpolation="bilinear")`` samples at half-pixel centers; milesial's
 bilinear U-Net upsamples with aligned corners, which no Keras layer offers, and MONAI pads with the
-edge replicated, which TensorFlow's ``pad`` has no mode for. Both are written with ``keras.ops``
+edge replicated, which TensorFlow's ``pad`` has no mode for. Instance normalisation exists as
+``GroupNormalization`` with one group per channel, but that layer computes ``x * inv - mean *
+inv``: two large terms that cancel when a map's spread is small beside its mean (a ReLU output on
+a small map), losing digits that ``(x - mean) * inv`` (PyTorch's order) keeps. All three are written with ``keras.ops``
 gathers and arithmetic only, so they save in ``.keras`` files and export to SavedModel and LiteRT,
 and they work for any input size (the sizes are read at run time).
 """
@@ -97,3 +100,40 @@ class PadTo(keras.layers.Layer):
 
     def get_config(self) -> dict:
         return {**super().get_config(), "mode": self.mode, "align": self.align}
+
+
+def _map_mean(x):
+    """The mean of each map ``(N, 1, 1, C)``: of each row first, then of the row means (every row
+    has as many pixels, so this is the mean). A one-pass float32 sum over a whole map rounds once
+    per pixel; two short sums keep the error near PyTorch's pairwise sum."""
+    return ops.mean(ops.mean(x, axis=2, keepdims=True), axis=1, keepdims=True)
+
+
+@keras.saving.register_keras_serializable(package="unet")
+class InstanceNormalization(keras.layers.Layer):
+    """Instance normalisation with a scale and offset per channel (``nn.InstanceNorm2d(affine=
+    True)``), NHWC: each map is centred first, then scaled by the inverse of its (biased) standard
+    deviation, in PyTorch's order of operations.
+
+    Weights ``gamma`` and ``beta`` (``(channels,)``), in that order, as ``GroupNormalization``.
+    """
+
+    def __init__(self, epsilon: float = 1e-5, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.epsilon = float(epsilon)
+
+    def build(self, input_shape) -> None:
+        channels = input_shape[-1]
+        self.gamma = self.add_weight(shape=(channels,), initializer="ones", name="gamma")
+        self.beta = self.add_weight(shape=(channels,), initializer="zeros", name="beta")
+
+    def call(self, x):
+        centred = x - _map_mean(x)
+        variance = _map_mean(ops.square(centred))
+        return centred * ops.rsqrt(variance + self.epsilon) * self.gamma + self.beta
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "epsilon": self.epsilon}
