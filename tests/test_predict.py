@@ -108,7 +108,9 @@ def test_missing_weights_and_invalid_tile(files, capsys):
     assert _predict(files, "--tile", "60") == 2
     assert "48, 64" in capsys.readouterr().err
     assert _predict(files, "--overlap", "1") == 2
-    assert "argument --overlap: must be a number in [0, 1). Received: '1'" in capsys.readouterr().err
+    assert (
+        "argument --overlap: must be a number in [0, 1). Received: '1'" in capsys.readouterr().err
+    )
 
 
 @pytest.mark.parametrize("num_classes", [1, 2, 3, 300])

@@ -32,7 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="share of an images/ + masks/ folder packed as OUT/val, drawn as the folder data "
         "module draws it (default: 0.2; 0: all in OUT/train)",
     )  # fmt: skip
-    pack.add_argument("--seed", type=non_negative_int, default=0, help="seed of that draw (default: 0)")
+    pack.add_argument(
+        "--seed", type=non_negative_int, default=0, help="seed of that draw (default: 0)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -86,7 +86,9 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"{args.weights}: no such weight file")
     backend = args.backend or backend_for(args.weights)
     if backend != "torch" and args.device != "cpu":
-        print(f"unet predict: note: --device {args.device} is ignored by {backend}", file=sys.stderr)
+        print(
+            f"unet predict: note: --device {args.device} is ignored by {backend}", file=sys.stderr
+        )
     device = args.device if backend == "torch" else "cpu"
     predictor = load_predictor(args.weights, backend, spec_from_args(args), device)
     spec = predictor.spec

@@ -21,7 +21,9 @@ from unet_spec import Block, UNetSpec, build_plan, check_weights
 from unet_torch.hub import UNetHubMixin
 
 
-def _bilinear(x: torch.Tensor, align_corners: bool = False, **size_or_scale: object) -> torch.Tensor:
+def _bilinear(
+    x: torch.Tensor, align_corners: bool = False, **size_or_scale: object
+) -> torch.Tensor:
     """Bilinear interpolation (half-pixel centers unless ``align_corners``, no antialias) in ``x``'s
     own dtype.
 
@@ -49,7 +51,9 @@ class Upsample(nn.Module):
     """Upsampling by an integer factor: ``"nearest"`` or ``"bilinear"`` (Keras'
     ``UpSampling2D``), or bilinear with aligned corners (``unet_keras``'s ``AlignedBilinear``)."""
 
-    def __init__(self, scale_factor: int, mode: str = "bilinear", align_corners: bool = False) -> None:
+    def __init__(
+        self, scale_factor: int, mode: str = "bilinear", align_corners: bool = False
+    ) -> None:
         super().__init__()
         self.scale_factor, self.mode, self.align_corners = scale_factor, mode, align_corners
 

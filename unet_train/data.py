@@ -489,9 +489,7 @@ class FolderDataModule(SegmentationDataModule):
     @property
     def mask_options(self) -> dict[str, Any]:
         """:func:`~unet_data.read_mask`'s keyword arguments (the measured encoding included)."""
-        if self._num_classes is None or (
-            self.mask_encoding == "palette" and self.palette is None
-        ):
+        if self._num_classes is None or (self.mask_encoding == "palette" and self.palette is None):
             self._measure()
         return mask_options(self.num_classes, self.mask_encoding, self.value_map,
                             self.ignore_value, self.palette)  # fmt: skip
