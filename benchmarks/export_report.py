@@ -27,8 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
-import unet_bridge as cf
-from unet_bridge import export
+from unet_bridge import export, export_model, load_any_weights, random_input
 from unet_infer import labels_from_probs
 from unet_runtime import keep_freed_memory, machine_line
 from unet_spec import PRESETS, UNetSpec, random_weights
@@ -75,9 +74,9 @@ def eager(model):
 def measure(name, spec: UNetSpec, weights, size: int, suffix: str, precision: str, folder: Path,
             repeats: int, torch_s: float, val=None) -> dict:  # fmt: skip
     path = folder / f"{name.split(' ')[0]}-{precision}{suffix}"
-    result = cf.export_model(weights, spec, path, size=size, precision=precision, card=False)
+    result = export_model(weights, spec, path, size=size, precision=precision, card=False)
     check = result.checks[0]
-    x = cf.random_input(spec, size, 1, seed=5)
+    x = random_input(spec, size, 1, seed=5)
     run = export.load_artefact(path)
     torch_run = eager(export.load_canonical_torch(spec, weights))
     row = {
@@ -135,7 +134,7 @@ def main() -> int:
         if args.demo is not None:
             from unet_data.synthetic import make_dataset
 
-            weights, spec, _ = cf.load_any_weights(args.demo / "model.safetensors")
+            weights, spec, _ = load_any_weights(args.demo / "model.safetensors")
             # The demo run's validation images (configs/demo.yaml: 256 train, 32 val, 64 px).
             images, masks = make_dataset(32, 64, spec.in_channels, spec.num_classes, 0, 256)
             models.append((f"demo ({args.demo.parent.name}/{args.demo.name})", spec, weights,
@@ -147,7 +146,7 @@ def main() -> int:
             size = spec.plan().nearest_valid_size(64 if spec.padding == "same" else 188, "up")
             model = export.load_canonical_torch(spec, weights)
             cases.append((name, spec, weights, val, size, latency(eager(model),
-                          cf.random_input(spec, size, 1, seed=5), args.repeats)))  # fmt: skip
+                          random_input(spec, size, 1, seed=5), args.repeats)))  # fmt: skip
         for suffix, precision in FORMATS:
             for name, spec, weights, val, size, torch_s in cases:
                 rows.append(measure(name, spec, weights, size, suffix, precision, Path(tmp),

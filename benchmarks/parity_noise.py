@@ -20,7 +20,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import unet_bridge as cf
+from unet_bridge import random_input, run_parity
 from unet_runtime import keep_freed_memory, machine_info, machine_line
 from unet_spec import DEFAULT_SIZES, PRESETS, random_weights
 
@@ -46,8 +46,8 @@ def main() -> int:
     rows = []
     for name, size in cases(args.full):
         spec = PRESETS[name]
-        x = cf.random_input(spec, size, 1, seed=0)
-        report = cf.run_parity(spec, random_weights(spec, seed=0), x)
+        x = random_input(spec, size, 1, seed=0)
+        report = run_parity(spec, random_weights(spec, seed=0), x)
         worst = max(report.layers, key=lambda r: r.check.rel / r.check.rel_limit)
         logits = report.logits
         rows.append({

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-import unet_bridge as cf
+from unet_bridge import load_predictor
 from unet_data import find_pairs, read_mask
 from unet_data.images import read_image
 from unet_infer import TTA_TRANSFORMS, labels_from_probs
@@ -29,7 +29,7 @@ def main() -> None:
     p.add_argument("--last", type=int, default=5, help="score the last N pairs (the tail split)")
     p.add_argument("--encoding", default="binary", help="mask encoding (see unet_data)")
     args = p.parse_args()
-    predictor = cf.load_predictor(args.run / "model.safetensors", "torch")
+    predictor = load_predictor(args.run / "model.safetensors", "torch")
     spec = predictor.spec
     views = TTA_TRANSFORMS["d4"]
     probs: dict[tuple[int, bool], list[np.ndarray]] = {v: [] for v in views}

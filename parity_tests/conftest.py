@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from hypothesis import HealthCheck, settings
 
-import unet_bridge as cf
 import unet_keras  # after torch: unet_keras orders triton before TensorFlow anyway
+from unet_bridge import keras_model, torch_model
 from unet_spec import UNetSpec, random_weights
 from unet_torch import UNet, float64_reference
 
@@ -53,6 +53,4 @@ def make_twins(spec: UNetSpec, size: int | tuple[int, int], seed: int = 0) -> Tw
     ones ``unet parity``, ``unet port`` and the mutation tests' planted defects go through)."""
     hw = (size, size) if isinstance(size, int) else tuple(size)
     weights = random_weights(spec, seed=seed)
-    return Twins(
-        spec, hw, weights, cf.torch_model(spec, weights), cf.keras_model(spec, weights, hw)
-    )
+    return Twins(spec, hw, weights, torch_model(spec, weights), keras_model(spec, weights, hw))

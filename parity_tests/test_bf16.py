@@ -24,9 +24,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import unet_bridge as cf
+from unet_bridge import import_frameworks, keras_model, random_input, torch_model
+from unet_bridge.parity import torch_taps
 
-cf.import_frameworks()
+import_frameworks()
 
 # isort: off
 import torch  # noqa: E402
@@ -54,13 +55,13 @@ def bf16_kernels() -> None:
 def test_bf16_forward_agrees(name: str, bf16_kernels: None) -> None:
     spec, size = get_preset(name), DEFAULT_SIZES[name]
     weights = random_weights(spec, seed=4)
-    x = cf.random_input(spec, size, 2, seed=4)
-    reference = cf.torch_taps(cf.torch_model(spec, weights), x, ["head"])["head"]
+    x = random_input(spec, size, 2, seed=4)
+    reference = torch_taps(torch_model(spec, weights), x, ["head"])["head"]
 
-    model = cf.torch_model(spec, weights).to(torch.bfloat16)
+    model = torch_model(spec, weights).to(torch.bfloat16)
     with torch.no_grad():
         torch_bf16 = model(torch.from_numpy(x).to(torch.bfloat16)).float().numpy()
-    kmodel = cf.keras_model(spec, weights, size, dtype="mixed_bfloat16")
+    kmodel = keras_model(spec, weights, size, dtype="mixed_bfloat16")
     out = keras.ops.convert_to_numpy(keras.ops.cast(kmodel(to_nhwc(x)), "float32"))
     keras_bf16 = to_nchw(np.asarray(out))
 

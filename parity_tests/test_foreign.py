@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import unet_bridge as cf
 from parity_tests.seed_reference import keras, seed_unet
+from unet_bridge import random_input, torch_model
+from unet_bridge.parity import head, reference_taps, torch_taps
 from unet_cli.main import main
 from unet_keras.foreign import load_keras_weights
 from unet_spec import check_against_noise, get_preset, load_weights
@@ -46,14 +47,14 @@ def test_port_foreign_model(trained, source, capsys) -> None:
     np.testing.assert_array_equal(weights["head.weight"][:, :, 0, 0], kernel[0, 0].T)
     np.testing.assert_array_equal(weights["head.bias"], bias)
     # The ported weights compute what the foreign model computes.
-    x = cf.random_input(SPEC, SIZE, 1, seed=4)
-    logits = cf.torch_taps(cf.torch_model(SPEC, weights), x, ["head"])["head"]
-    logits64 = cf.reference_taps(SPEC, weights, x, ["head"])["head"]
+    x = random_input(SPEC, SIZE, 1, seed=4)
+    logits = torch_taps(torch_model(SPEC, weights), x, ["head"])["head"]
+    logits64 = reference_taps(SPEC, weights, x, ["head"])["head"]
     from unet_keras import to_nchw, to_nhwc
 
     foreign = to_nchw(np.asarray(model(to_nhwc(x))))
     check = check_against_noise(
-        foreign, cf.head(logits, "sigmoid"), cf.head(logits64, "sigmoid"), labels="argmax"
+        foreign, head(logits, "sigmoid"), head(logits64, "sigmoid"), labels="argmax"
     )
     assert check.passed and check.decisive > 0, check
     if source.endswith(".keras"):

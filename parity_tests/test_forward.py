@@ -14,9 +14,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import unet_bridge as cf
 import unet_keras
 from parity_tests.conftest import make_twins
+from unet_bridge.parity import check_outputs
 from unet_spec import DEFAULT_SIZES, PRESETS, UNetSpec, check_against_noise, label_rule
 from unet_torch import UNet, canonical_state, load_canonical, probabilities
 
@@ -34,7 +34,7 @@ def _check_forward(spec: UNetSpec, size, batch: int = 1, seed: int = 0):
     logits_t, logits_k = twins.torch_logits(x), twins.keras_logits(x)
     logits_64 = twins.reference_logits(x)
     assert logits_t.shape[1:] == spec.plan().layout(size).output_shape
-    result, _ = cf.check_outputs(spec, logits_k, logits_t, logits_64)
+    result, _ = check_outputs(spec, logits_k, logits_t, logits_64)
     assert result.passed, f"{spec.to_json()} @ {size}: logits {result}"
     # The final output: the head activation, applied in torch and folded into the Keras model.
     keras_head = unet_keras.from_canonical(

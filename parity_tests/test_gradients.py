@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-import unet_bridge as cf
 from parity_tests.twins import build_plan, keras_gradients, torch_gradients
+from unet_bridge import random_input
 from unet_spec import check_against_noise, get_preset, random_weights
 
 CASES = [
@@ -44,7 +44,7 @@ def _biases_before_batchnorm(spec) -> set[str]:
 )
 def test_gradients_match(label, spec, size, batch, train) -> None:
     weights = random_weights(spec, seed=1)
-    x = cf.random_input(spec, size, batch, seed=1)
+    x = random_input(spec, size, batch, seed=1)
     out = build_plan(spec).layout(size).output_shape
     target = np.random.default_rng(2).standard_normal((batch, *out)).astype(np.float32)
 

@@ -8,7 +8,15 @@ dots: that is why Keras layer names use underscores, see ``unet_spec.Block.keras
 
 from __future__ import annotations
 
-import unet_bridge as cf
+from unet_bridge import random_input, torch_model
+from unet_bridge.backends import keras_backend_taps
+from unet_bridge.parity import (
+    check_outputs,
+    compare_taps,
+    reference_taps,
+    tapped_blocks,
+    torch_taps,
+)
 from unet_spec import get_preset, random_weights
 
 CASES = [("modern-small", 64), ("seed-small", 188)]
@@ -18,15 +26,15 @@ def test_keras_on_torch_backend_matches() -> None:
     cases = []
     for name, size in CASES:
         spec = get_preset(name)
-        cases.append((spec, random_weights(spec, seed=2), cf.random_input(spec, size, 1, seed=2)))
-    taps, info = cf.keras_backend_taps(cases, backend="torch")
+        cases.append((spec, random_weights(spec, seed=2), random_input(spec, size, 1, seed=2)))
+    taps, info = keras_backend_taps(cases, backend="torch")
     assert info["keras_backend"] == "torch"
     for (spec, weights, x), got in zip(cases, taps, strict=True):
-        names = cf.tapped_blocks(spec)
-        ref = cf.torch_taps(cf.torch_model(spec, weights), x, names)
-        ref64 = cf.reference_taps(spec, weights, x, names)
-        rows = cf.compare_taps(spec, ref, ref64, got)
+        names = tapped_blocks(spec)
+        ref = torch_taps(torch_model(spec, weights), x, names)
+        ref64 = reference_taps(spec, weights, x, names)
+        rows = compare_taps(spec, ref, ref64, got)
         assert [r.name for r in rows] == names
         assert all(r.passed for r in rows), [r for r in rows if not r.passed][:1]
-        logits, output = cf.check_outputs(spec, got["head"], ref["head"], ref64["head"])
+        logits, output = check_outputs(spec, got["head"], ref["head"], ref64["head"])
         assert logits.passed and output.passed, (logits, output)

@@ -25,10 +25,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import unet_bridge as cf
+from unet_bridge import import_frameworks, keras_model, random_input, run_parity, torch_model
 from unet_spec import PRESETS, NoiseTolerance, check_against_noise, get_preset, random_weights
 
-cf.import_frameworks()
+import_frameworks()
 
 # isort: off
 import keras  # noqa: E402
@@ -226,9 +226,9 @@ def test_a_planted_defect_fails_parity(mutation: str, preset: str, monkeypatch) 
     plant, _, where = MUTATIONS[mutation]
     spec = get_preset(preset)
     weights = random_weights(spec, seed=6)
-    x = cf.random_input(spec, _size(preset), batch=1, seed=6)
+    x = random_input(spec, _size(preset), batch=1, seed=6)
     plant(monkeypatch)
-    report = cf.run_parity(spec, weights, x)
+    report = run_parity(spec, weights, x)
     assert not report.passed
     assert report.first_failure == where(preset), report.first_failure
     assert not report.logits.passed, report.logits
@@ -239,11 +239,11 @@ def test_batch_norm_momentum_in_the_other_convention_fails(preset: str) -> None:
     """One training-mode forward pass: the running statistics must follow the spec's momentum."""
     spec = get_preset(preset)
     weights = random_weights(spec, seed=6)
-    x = cf.random_input(spec, _size(preset), batch=2, seed=6)
+    x = random_input(spec, _size(preset), batch=2, seed=6)
     bn = _first_block(preset, "batchnorm")
 
     def torch_stats(dtype: torch.dtype) -> np.ndarray:
-        model = cf.torch_model(spec, weights).to(dtype).train()
+        model = torch_model(spec, weights).to(dtype).train()
         with torch.no_grad():
             model(torch.from_numpy(x).to(dtype))
         return model.get_submodule(bn).running_mean.numpy()
@@ -251,7 +251,7 @@ def test_batch_norm_momentum_in_the_other_convention_fails(preset: str) -> None:
     ref, ref64 = torch_stats(torch.float32), torch_stats(torch.float64)
 
     def keras_stats(momentum: float) -> np.ndarray:
-        model = cf.keras_model(spec, weights, _size(preset))
+        model = keras_model(spec, weights, _size(preset))
         layer = model.get_layer(bn.replace(".", "_"))
         layer.momentum = momentum
         model(adapters.to_nhwc(x), training=True)
@@ -285,9 +285,9 @@ def test_padding_with_the_other_fill_fails(preset: str, monkeypatch) -> None:
     padded = [i.block.name for i in layout if i.block.kind == "pad" and any(i.crop)]
     assert len(padded) >= 2, padded
     weights = random_weights(spec, seed=6)
-    x = cf.random_input(spec, size, batch=1, seed=6)
-    assert cf.run_parity(spec, weights, x).passed
+    x = random_input(spec, size, batch=1, seed=6)
+    assert run_parity(spec, weights, x).passed
     _flipped_pad(monkeypatch)
-    report = cf.run_parity(spec, weights, x)
+    report = run_parity(spec, weights, x)
     assert not report.passed
     assert report.first_failure == padded[0], report.first_failure

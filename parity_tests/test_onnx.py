@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-import unet_bridge as cf
 from parity_tests.conftest import make_twins
 from unet_bridge.artefacts import onnx
+from unet_bridge.parity import check_outputs
 from unet_spec import PRESETS, UNetSpec
 from unet_spec.sizes import any_size
 
@@ -35,7 +35,7 @@ def _three_runtimes(name: str, tmp_path) -> None:
     ref, ref64 = twins.torch_logits(x), twins.reference_logits(x)
     runtimes = {"onnxruntime": onnx.load(path)(x), "Keras": twins.keras_logits(x)}
     for runtime, logits in runtimes.items():
-        checks = cf.check_outputs(spec, logits, ref, ref64)
+        checks = check_outputs(spec, logits, ref, ref64)
         for what, check in zip(("logits", "output"), checks, strict=True):
             assert check.passed, f"{name} @ {size}: {runtime} {what}: {check}"
 

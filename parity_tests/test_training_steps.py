@@ -37,8 +37,8 @@ import numpy as np
 import pytest
 import torch
 
-import unet_bridge as cf
 from parity_tests.twins import keras_train, torch_train
+from unet_bridge import random_input
 from unet_spec import build_plan, check_against_noise, get_preset, random_weights
 
 STEPS = 5
@@ -76,7 +76,7 @@ def _batches(spec, size: int, batch: int = 2):
     rng = np.random.default_rng(7)
     return [
         (
-            cf.random_input(spec, size, batch, seed=10 + i),
+            random_input(spec, size, batch, seed=10 + i),
             rng.standard_normal((batch, *out)).astype(np.float32),
         )
         for i in range(STEPS)

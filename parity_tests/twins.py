@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-import unet_bridge as cf
+from unet_bridge import import_frameworks, keras_model, torch_model
 from unet_spec import UNetSpec, build_plan, keras_name
 
-cf.import_frameworks()
+import_frameworks()
 
 # isort: off
 import torch  # noqa: E402
@@ -43,7 +43,7 @@ def torch_gradients(
 ) -> tuple[float, dict[str, np.ndarray], np.ndarray]:
     """Loss, gradients wrt every trainable canonical tensor, and the input gradient (computed in
     ``dtype``; float64 gives the reference)."""
-    model = cf.torch_model(spec, weights).to(dtype).train(train)
+    model = torch_model(spec, weights).to(dtype).train(train)
     xt = torch.from_numpy(x.copy()).to(dtype).requires_grad_(True)
     loss = F.mse_loss(model(xt), torch.from_numpy(target).to(dtype))
     loss.backward()
@@ -73,7 +73,7 @@ def keras_gradients(
     dtype: str = "float32",
 ) -> tuple[float, dict[str, np.ndarray], np.ndarray]:
     """Like :func:`torch_gradients`, on the Keras twin."""
-    model = cf.keras_model(spec, weights, size_of(x), dtype)
+    model = keras_model(spec, weights, size_of(x), dtype)
     xv = tf.Variable(to_nhwc(x).astype(dtype))
     with tf.GradientTape() as tape:
         out = model(xv, training=train)
@@ -106,7 +106,7 @@ def torch_train(
     ``bn_inputs``, when given, collects every batch-norm layer's input per step (float64 numpy),
     from which the tests account for PyTorch's unbiased running variance.
     """
-    model = cf.torch_model(spec, weights).to(dtype).train()
+    model = torch_model(spec, weights).to(dtype).train()
     params = [p for n, p in model.named_parameters() if n not in frozen]
     if optimizer == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=lr, momentum=0.9)
@@ -148,7 +148,7 @@ def keras_train(
     dtype: str = "float32",
 ) -> tuple[list[float], dict[str, np.ndarray]]:
     """Like :func:`torch_train`, on the Keras twin (eager steps, no XLA)."""
-    model = cf.keras_model(spec, weights, size_of(batches[0][0]), dtype)
+    model = keras_model(spec, weights, size_of(batches[0][0]), dtype)
     if optimizer == "sgd":
         opt = keras.optimizers.SGD(learning_rate=lr, momentum=0.9)
     else:

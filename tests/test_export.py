@@ -9,9 +9,19 @@ import json
 import numpy as np
 import pytest
 
-import unet_bridge as cf
-from unet_bridge import export
+from unet_bridge import (
+    backend_for,
+    export,
+    export_model,
+    find_metrics,
+    load_any_weights,
+    load_predictor,
+    run_artefact,
+    torch_model,
+    write_model_card,
+)
 from unet_bridge.artefacts import onnx
+from unet_bridge.parity import torch_taps
 from unet_cli.main import main
 from unet_spec import NoiseTolerance, get_preset, random_weights, save_weights
 
@@ -44,7 +54,7 @@ def onnx_file(files, tmp_path_factory):
 
 def _torch_logits(spec, weights, x):
     out = spec.plan().output.name
-    return cf.torch_taps(cf.torch_model(spec, weights), x, [out])[out]
+    return torch_taps(torch_model(spec, weights), x, [out])[out]
 
 
 def _only(folder, *names):
@@ -65,9 +75,9 @@ def test_dynamic_export_runs_at_other_sizes(files, onnx_file, tmp_path, capsys, 
     card = dst / "README.md" if suffix == ".savedmodel" else dst.with_name(dst.name + ".README.md")
     assert "## Parity" in card.read_text() and '"skip_merge": "none"' in card.read_text()
     # Batch, H and W all dynamic: a batch of 3 at a non-square size the export never saw.
-    weights, _ = cf.load_any_weights(files / "any.safetensors")[:2]
+    weights, _ = load_any_weights(files / "any.safetensors")[:2]
     x = np.random.default_rng(0).random((3, 3, 20, 12), dtype=np.float32)
-    got, want = cf.run_artefact(dst, x), _torch_logits(SPEC, weights, x)
+    got, want = run_artefact(dst, x), _torch_logits(SPEC, weights, x)
     assert got.shape == want.shape == (3, 2, 20, 12)
     np.testing.assert_allclose(got, want, atol=1e-4 * np.abs(want).max())
 
@@ -155,8 +165,8 @@ def test_planted_defect_exits_1_and_writes_nothing(
 
 
 def test_fp16_needs_and_states_its_looser_tolerance(files, tmp_path) -> None:
-    weights, spec, _ = cf.load_any_weights(files / "any.safetensors")
-    result = cf.export_model(weights, spec, tmp_path / "h.onnx", precision="fp16", card=False)
+    weights, spec, _ = load_any_weights(files / "any.safetensors")
+    result = export_model(weights, spec, tmp_path / "h.onnx", precision="fp16", card=False)
     assert result.ok and result.tolerance.margin == 16 * 8192
     xs = {"random": np.random.default_rng(1).random((1, 3, 16, 16), dtype=np.float32)}
     # Judged by the fp32 tolerance, fp16 rounding is out of it: the looser limit is needed, and
@@ -177,9 +187,9 @@ def test_onnx_predict_backend_matches_torch(files, onnx_file, tmp_path) -> None:
 
 def test_artefact_backends_refuse_a_weight_file_and_twins_refuse_an_artefact(files, onnx_file):
     with pytest.raises(ValueError, match=r"the onnx backend runs an exported \.onnx artefact"):
-        cf.load_predictor(files / "any.safetensors", "onnx")
+        load_predictor(files / "any.safetensors", "onnx")
     with pytest.raises(ValueError, match="use --backend onnx"):
-        cf.load_predictor(onnx_file, "keras")
+        load_predictor(onnx_file, "keras")
 
 
 @pytest.mark.parametrize("suffix", [".pt2", ".tflite"])
@@ -190,7 +200,7 @@ def test_any_artefact_predicts_through_the_tiling_engine_by_its_suffix(
     PyTorch twin's (the image is larger than one tile, so tiles are stitched)."""
     dst = tmp_path / f"m{suffix}"
     assert main(["export", str(files / "any.safetensors"), str(dst), "--no-card"]) == 0
-    assert cf.backend_for(dst) == suffix[1:]
+    assert backend_for(dst) == suffix[1:]
     for name, weights in (("artefact", dst), ("torch", files / "any.safetensors")):
         argv = ["predict", str(files / "img.png"), "--weights", str(weights), "--tile", "16"]
         assert main([*argv, "--out", str(tmp_path / name), "--save-probs"]) == 0
@@ -207,7 +217,7 @@ def test_model_card_with_training_metrics(tmp_path) -> None:
         "best": {"epoch": 9, "val/miou": 0.8123, "val/dice": 0.9001, "val/dice_3": 0.5},
         "last": {"epoch": 11, "val/miou": 0.8011, "val/dice": 0.8950},
     }  # fmt: skip
-    path = cf.write_model_card(tmp_path, SPEC, parity={"PyTorch vs Keras": "rel 1e-7"},
+    path = write_model_card(tmp_path, SPEC, parity={"PyTorch vs Keras": "rel 1e-7"},
                                metrics=metrics)  # fmt: skip
     text = path.read_text()
     assert path == tmp_path / "README.md"
@@ -215,4 +225,4 @@ def test_model_card_with_training_metrics(tmp_path) -> None:
     assert "| best: 9 | 0.9001 | 0.8123 |" in text and "| last: 11 | 0.8950 | 0.8011 |" in text
     assert "val/dice_3" not in text  # per-class figures stay in metrics.json
     (tmp_path / "metrics.json").write_text(json.dumps(metrics))
-    assert cf.find_metrics(tmp_path / "model.safetensors") == metrics
+    assert find_metrics(tmp_path / "model.safetensors") == metrics

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import unet_bridge as cf
+from unet_bridge import FORMATS, format_of, load_any_weights, random_input, save_any_weights
 from unet_cli.main import main
 from unet_spec import UNetSpec, check_against_noise, get_preset, label_rule, random_weights
 from unet_spec import hub as hub_folder
@@ -40,7 +40,7 @@ def weights() -> dict[str, np.ndarray]:
 def folder(tmp_path_factory, weights) -> Path:
     """A hub folder written (unverified) through the registry."""
     path = tmp_path_factory.mktemp("hub") / "my-unet"
-    cf.save_any_weights(weights, SPEC, path)
+    save_any_weights(weights, SPEC, path)
     return path
 
 
@@ -66,7 +66,7 @@ def test_registry_writes_the_layout(folder, weights) -> None:
     config = json.loads((folder / "config.json").read_text())
     assert config["model_class"] == "unet_torch.UNet"
     assert UNetSpec.from_dict(config["spec"]) == SPEC
-    loaded, spec, model = cf.load_any_weights(folder)
+    loaded, spec, model = load_any_weights(folder)
     assert spec == SPEC and model is None
     _assert_same(loaded, weights)
     card = ModelCard.load(folder / "README.md")  # the metadata hubs index
@@ -76,12 +76,12 @@ def test_registry_writes_the_layout(folder, weights) -> None:
 
 
 def test_format_of_a_folder(tmp_path) -> None:
-    hub = cf.FORMATS["/"]
-    assert cf.format_of(tmp_path) is hub  # an existing folder
-    assert cf.format_of("my-unet/") is hub and cf.format_of("my-unet") is hub
-    assert cf.format_of("out.savedmodel").suffix == ".savedmodel"
+    hub = FORMATS["/"]
+    assert format_of(tmp_path) is hub  # an existing folder
+    assert format_of("my-unet/") is hub and format_of("my-unet") is hub
+    assert format_of("out.savedmodel").suffix == ".savedmodel"
     with pytest.raises(ValueError, match="unknown extension '.bin'"):
-        cf.format_of("w.bin")
+        format_of("w.bin")
 
 
 # -- PyTorch ---------------------------------------------------------------------------------------
@@ -135,7 +135,7 @@ def test_folder_to_both_twins_within_the_parity_rule(folder) -> None:
     import unet_keras
     from unet_torch import UNet, float64_reference
 
-    x = cf.random_input(SPEC, SIZE, seed=3)
+    x = random_input(SPEC, SIZE, seed=3)
     torch_model = UNet.from_pretrained(folder)
     with torch.no_grad():
         logits = torch_model(torch.from_numpy(x)).numpy()
@@ -170,7 +170,7 @@ def run_checkpoint(tmp_path_factory, weights) -> Path:
     run = tmp_path_factory.mktemp("runs") / "demo" / "version_0"
     (run / "checkpoints").mkdir(parents=True)
     ckpt = run / "checkpoints" / "best.ckpt"
-    cf.save_any_weights(weights, SPEC, ckpt)
+    save_any_weights(weights, SPEC, ckpt)
     metrics = {
         "monitor": "val/dice",
         "best": {"epoch": 3, "val/dice": 0.8125, "val/miou": 0.7, "val/loss": 0.3},
@@ -197,12 +197,12 @@ def test_port_checkpoint_to_folder_and_folder_to_keras(tmp_path, capsys, run_che
     dice = [r for r in card.data.eval_results if r.metric_type == "dice"]
     assert [r.metric_value for r in dice] == [0.8125]
     assert "verified: reload bit-exact" in card.text and "## Training" in card.text
-    _, _, keras_model = cf.load_any_weights(dst / "model.keras")
+    _, _, keras_model = load_any_weights(dst / "model.keras")
     assert keras_model is not None
 
     back = tmp_path / "model.keras"
     assert main(["port", str(dst), str(back)]) == 0
-    ported, spec, _ = cf.load_any_weights(back)
+    ported, spec, _ = load_any_weights(back)
     assert spec == SPEC
     _assert_same(ported, weights)
 
@@ -333,7 +333,7 @@ def test_torch_hub_local(folder, tmp_path, weights, monkeypatch) -> None:
     from_folder = torch.hub.load(str(ROOT), "unet", source="local", weights=str(folder))
     _assert_same(canonical_state(from_folder), weights)
     single = tmp_path / "w.safetensors"
-    cf.save_any_weights(weights, SPEC, single)
+    save_any_weights(weights, SPEC, single)
     from_file = torch.hub.load(str(ROOT), "unet", source="local", weights=str(single))
     _assert_same(canonical_state(from_file), weights)
     # A URL is downloaded once into torch.hub's cache (a file:// URL keeps the test offline).

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-import unet_bridge as cf
+from unet_bridge import load_any_weights, save_any_weights
 from unet_cli.main import main
 from unet_spec import get_preset, random_weights
 
@@ -22,7 +22,7 @@ def sources(tmp_path_factory):
     folder = tmp_path_factory.mktemp("port")
     weights = random_weights(SPEC, seed=9)
     for suffix in FORMATS:
-        cf.save_any_weights(weights, SPEC, folder / f"src{suffix}")
+        save_any_weights(weights, SPEC, folder / f"src{suffix}")
     (folder / "spec.json").write_text(json.dumps(SPEC.to_dict()))
     return folder, weights
 
@@ -35,7 +35,7 @@ def test_every_pair_is_bit_exact(sources, tmp_path, src, dst) -> None:
     out = tmp_path / f"out{dst}"
     argv = ["port", str(folder / f"src{src}"), str(out), "--spec", str(folder / "spec.json")]
     assert main([*argv, "--no-verify"]) == 0
-    ported, spec, _ = cf.load_any_weights(out)
+    ported, spec, _ = load_any_weights(out)
     assert spec == SPEC
     for name, value in weights.items():
         np.testing.assert_array_equal(ported[name], value, err_msg=name)
@@ -54,7 +54,7 @@ def test_non_finite_weights_exit_2_and_write_nothing(tmp_path, capsys) -> None:
     weights = random_weights(SPEC, seed=9)
     weights["enc1.bn1.running_var"][0] = np.nan
     src = tmp_path / "nan.safetensors"
-    cf.save_any_weights(weights, SPEC, src)
+    save_any_weights(weights, SPEC, src)
     dst = tmp_path / "out.keras"
     assert main(["port", str(src), str(dst)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -188,12 +188,12 @@ def test_a_bare_safetensors_state_dict_is_read_with_a_spec(sources, tmp_path, pr
     bare = tmp_path / "bare.safetensors"
     save_file({prefix + k: torch.from_numpy(v.copy()) for k, v in weights.items()}, bare)
     with pytest.raises(ValueError, match="no spec"):
-        cf.load_any_weights(bare)
-    read, spec, _ = cf.load_any_weights(bare, SPEC)
+        load_any_weights(bare)
+    read, spec, _ = load_any_weights(bare, SPEC)
     assert spec == SPEC and all(np.array_equal(read[k], v) for k, v in weights.items())
     out = tmp_path / "out.safetensors"
     assert main(["port", str(bare), str(out), "--spec", str(folder / "spec.json")]) == 0
-    assert cf.load_any_weights(out)[1] == SPEC  # the port writes the canonical metadata
+    assert load_any_weights(out)[1] == SPEC  # the port writes the canonical metadata
 
 
 def test_a_deployment_artefact_is_refused_before_any_work(sources, tmp_path, capsys) -> None:

@@ -21,7 +21,8 @@ from keras import layers
 
 from peers.zhixuhao_layout import zhixuhao_unet
 
-import unet_bridge as cf
+from unet_bridge import random_input, small_size, torch_model
+from unet_bridge.parity import head, reference_taps, torch_taps
 from unet_cli.main import main
 from unet_keras import to_nchw, to_nhwc
 from unet_keras.foreign import load_into_model, load_keras_weights, save_legacy_h5
@@ -92,13 +93,13 @@ def saved(tmp_path_factory):
 
 
 def _check(model: keras.Model, spec, weights, size: int, seed: int = 3):
-    x = cf.random_input(spec, size, 1, seed)
-    logits = cf.torch_taps(cf.torch_model(spec, weights), x, ["head"])["head"]
-    logits64 = cf.reference_taps(spec, weights, x, ["head"])["head"]
+    x = random_input(spec, size, 1, seed)
+    logits = torch_taps(torch_model(spec, weights), x, ["head"])["head"]
+    logits64 = reference_taps(spec, weights, x, ["head"])["head"]
     out = to_nchw(np.asarray(model(to_nhwc(x), training=False)))
     act = spec.head
     return check_against_noise(
-        out, cf.head(logits, act), cf.head(logits64, act), labels=label_rule(spec, True)
+        out, head(logits, act), head(logits64, act), labels=label_rule(spec, True)
     )
 
 
@@ -131,7 +132,7 @@ def test_port_with_no_flags_matches_the_source(saved, tmp_path, capsys, name, sr
         out_path)[:2]  # fmt: skip
     assert spec == EXPECTED[name]
     _, extra = MODELS[name]
-    sizes = [model.input_shape[1] or cf.small_size(spec), *extra]
+    sizes = [model.input_shape[1] or small_size(spec), *extra]
     for size in sizes:
         check = _check(model, spec, weights, size)
         assert check.passed and check.rel <= REL and check.decisive > 0, (size, check)
@@ -168,7 +169,7 @@ def test_reverse_loads_in_keras_unet(saved, tmp_path, capsys, name, suffix) -> N
     # keras-unet's own builder, with the same arguments, loads the file and computes the same.
     fresh = MODELS[name][0]()
     fresh.load_weights(dst)
-    x = to_nhwc(cf.random_input(EXPECTED[name], model.input_shape[1] or 32, 1, seed=5))
+    x = to_nhwc(random_input(EXPECTED[name], model.input_shape[1] or 32, 1, seed=5))
     np.testing.assert_array_equal(np.asarray(fresh(x)), np.asarray(model(x)))
 
 

@@ -14,10 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-import unet_bridge as cf
 from tests.peers.milesial_layout import UNet as MilesialUNet
 from tests.peers.milesial_layout import randomise
-from unet_bridge import sources
+from unet_bridge import load_any_weights, port, random_input, sources
 from unet_bridge.port import RejectedError, compare_with_reference, write_source, write_verified
 from unet_bridge.sources import _torch as tio
 from unet_bridge.sources import milesial, monai_basicunet
@@ -53,7 +52,7 @@ def _basicunet(seed: int = 0, **kwargs):
 
 
 def _x(spec, size: int, seed: int = 0) -> np.ndarray:
-    return cf.random_input(spec, size, 1, seed)
+    return random_input(spec, size, 1, seed)
 
 
 def _assert_proven(rows) -> None:
@@ -170,7 +169,7 @@ def test_wrong_concat_order_is_refused(tmp_path, peer) -> None:
         weights, spec, reference, _ = monai_basicunet.read(path)
     wrong = spec.replace(concat_order="up_skip")
     dst = tmp_path / "wrong.safetensors"
-    assert cf.port(weights, wrong, dst, verify=True).ok  # twin against twin cannot tell
+    assert port(weights, wrong, dst, verify=True).ok  # twin against twin cannot tell
     dst.unlink()
     with pytest.raises(RejectedError) as info:
         write_verified(weights, wrong, dst, reference=reference)
@@ -205,7 +204,7 @@ def test_command_ports_milesial_with_no_flags(tmp_path, capsys) -> None:
     out = capsys.readouterr().out
     assert "PyTorch vs Keras" in out and "not proven" in out and "--source-model" in out
     # Every reader of the format registry (unet predict, unet parity) takes the file as it is.
-    weights, spec, _ = cf.load_any_weights(path)
+    weights, spec, _ = load_any_weights(path)
     assert spec == milesial.milesial_spec(3, 2, True, base=4, depth=2)
     args = json.dumps({"n_channels": 3, "n_classes": 2, "bilinear": True, "base": 4, "depth": 2})
     proven = tmp_path / "proven.safetensors"

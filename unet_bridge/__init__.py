@@ -29,8 +29,6 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
-
 from unet_bridge.card import find_metrics, model_card, trained_views, write_model_card
 from unet_bridge.export import (
     EXPORTS,
@@ -38,122 +36,59 @@ from unet_bridge.export import (
     ExportResult,
     LoadError,
     export_model,
-    precision_tolerance,
     run_artefact,
 )
 from unet_bridge.formats import (
     FORMATS,
-    SUFFIXES,
     Format,
     format_of,
     load_any_weights,
     register,
     save_any_weights,
-    suffix_of,
     weight_suffixes,
 )
 from unet_bridge.frameworks import environment_guard, import_frameworks
-from unet_bridge.inputs import (
-    check_size,
-    default_size,
-    image_input,
-    model_size,
-    preset_name,
-    random_input,
-    small_size,
-)
-from unet_bridge.parity import (
-    LayerRow,
-    ParityReport,
-    check_finite,
-    check_outputs,
-    compare_taps,
-    head,
-    keras_model,
-    keras_taps,
-    reference_taps,
-    run_parity,
-    tapped_blocks,
-    torch_device,
-    torch_model,
-    torch_taps,
-)
-from unet_bridge.port import (
-    PortResult,
-    compare_with_model,
-    fixed_size,
-    port,
-    verify_file,
-    write_verified,
-)
+from unet_bridge.inputs import default_size, random_input, small_size
+from unet_bridge.parity import ParityReport, keras_model, run_parity, torch_model
+from unet_bridge.port import PortResult, port, write_verified
 from unet_bridge.predict import BACKENDS, ArtefactPredictor, backend_for, load_predictor
-from unet_bridge.proving import RejectedError, land
+from unet_bridge.proving import RejectedError
 
+# What a user of the bridge calls; the parts it is made of (the per-block taps, the size policy,
+# the proving steps) are imported from their modules.
 __all__ = [
     "BACKENDS",
     "EXPORTS",
-    "PRECISIONS",
-    "ExportResult",
-    "LoadError",
-    "ArtefactPredictor",
-    "backend_for",
-    "export_model",
-    "find_metrics",
-    "trained_views",
-    "model_card",
-    "precision_tolerance",
-    "run_artefact",
-    "write_model_card",
-    "load_predictor",
     "FORMATS",
-    "SUFFIXES",
+    "PRECISIONS",
+    "ArtefactPredictor",
+    "ExportResult",
     "Format",
+    "LoadError",
+    "ParityReport",
     "PortResult",
     "RejectedError",
-    "land",
-    "compare_with_model",
-    "fixed_size",
-    "format_of",
-    "port",
-    "register",
-    "verify_file",
-    "weight_suffixes",
-    "write_verified",
-    "LayerRow",
-    "ParityReport",
-    "check_finite",
-    "check_outputs",
-    "check_size",
-    "compare_taps",
+    "backend_for",
     "default_size",
     "environment_guard",
-    "head",
-    "image_input",
+    "export_model",
+    "find_metrics",
+    "format_of",
     "import_frameworks",
-    "keras_backend_taps",
     "keras_model",
-    "keras_taps",
     "load_any_weights",
-    "model_size",
-    "preset_name",
+    "load_predictor",
+    "model_card",
+    "port",
     "random_input",
-    "reference_taps",
+    "register",
+    "run_artefact",
     "run_parity",
     "save_any_weights",
     "small_size",
-    "suffix_of",
-    "tapped_blocks",
-    "torch_device",
     "torch_model",
-    "torch_taps",
+    "trained_views",
+    "weight_suffixes",
+    "write_model_card",
+    "write_verified",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    # unet_bridge.backends is also run as a script (python -m); importing it here, before runpy
-    # executes it as __main__, would load it twice and make runpy warn.
-    if name == "keras_backend_taps":
-        from unet_bridge.backends import keras_backend_taps
-
-        return keras_backend_taps
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -57,22 +57,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import unet_bridge as cf
+    from unet_bridge import RejectedError, export_model, find_metrics, load_any_weights
+    from unet_bridge.export import export_of
     from unet_runtime import atomic_write_bytes
 
-    export = cf.export.export_of(args.dst)  # the suffix first: no framework loads for a typo
+    export = export_of(args.dst)  # the suffix first: no framework loads for a typo
     if not args.weights.is_file():
         raise FileNotFoundError(f"{args.weights}: no such file")
     if args.image is not None and not args.image.is_file():
         raise FileNotFoundError(f"{args.image}: no such image")
-    weights, spec, _ = cf.load_any_weights(args.weights, spec_from_args(args))
+    weights, spec, _ = load_any_weights(args.weights, spec_from_args(args))
     try:
-        result = cf.export_model(
+        result = export_model(
             weights, spec, args.dst, size=args.size, dynamic=args.dynamic or None,
             opset=args.opset, precision=args.precision, image=args.image, seed=args.seed,
-            card=not args.no_card, metrics=cf.find_metrics(args.weights), source=str(args.weights),
+            card=not args.no_card, metrics=find_metrics(args.weights), source=str(args.weights),
         )  # fmt: skip
-    except cf.RejectedError as rejected:
+    except RejectedError as rejected:
         result = rejected.result
         print(f"unet export: verification failed, nothing written to {args.dst}:")
         for line in result.lines():

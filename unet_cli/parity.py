@@ -65,23 +65,26 @@ def _check_output(path: Path | None, option: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import unet_bridge as cf
+    from unet_bridge import default_size, load_any_weights, random_input, run_parity
+    from unet_bridge.formats import suffix_of
+    from unet_bridge.inputs import check_size, image_input
+    from unet_bridge.parity import torch_device
 
     _check_output(args.json, "--json")
     _check_output(args.plot, "--plot")
     if args.plot is not None and args.plot.suffix.lower() != ".png":
         raise ValueError(f"--plot {args.plot}: the plot is a PNG file (end the name in .png)")
-    cf.suffix_of(args.weights)
-    weights, spec, _ = cf.load_any_weights(args.weights, spec_from_args(args))
-    size = cf.check_size(spec, args.size or cf.default_size(spec))
+    suffix_of(args.weights)
+    weights, spec, _ = load_any_weights(args.weights, spec_from_args(args))
+    size = check_size(spec, args.size or default_size(spec))
     if args.image is not None:
-        x = cf.image_input(args.image, spec, size, args.batch_size)
+        x = image_input(args.image, spec, size, args.batch_size)
         what = f"image {args.image}"
     else:
-        x = cf.random_input(spec, size, args.batch_size, args.seed)
+        x = random_input(spec, size, args.batch_size, args.seed)
         what = f"random input (seed {args.seed})"
     tol = NoiseTolerance(margin=args.margin, floor=args.floor)
-    report = cf.run_parity(spec, weights, x, tol, device=cf.torch_device(args.device))
+    report = run_parity(spec, weights, x, tol, device=torch_device(args.device))
 
     print(
         f"{args.weights}: {what}, input {'×'.join(map(str, x.shape))} (NCHW); PyTorch fp32 is the "

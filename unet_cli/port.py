@@ -91,19 +91,22 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--source-args needs --source-model")
     if args.to:
         return _run_to(args)
-    import unet_bridge as cf
-    from unet_bridge.formats import HUB_FOLDER
+    from unet_bridge import find_metrics, format_of, load_any_weights, port
+    from unet_bridge.formats import HUB_FOLDER, suffix_of
+    from unet_bridge.inputs import check_size, model_size, preset_name
+    from unet_bridge.parity import check_finite
+    from unet_bridge.port import fixed_size
     from unet_runtime import check_destination
 
     src: Path = args.src
     dst: Path = args.dst
-    src_suffix, dst_suffix = cf.suffix_of(src), cf.suffix_of(dst)
-    if cf.format_of(dst).read is None:
+    src_suffix, dst_suffix = suffix_of(src), suffix_of(dst)
+    if format_of(dst).read is None:
         raise ValueError(
-            f"{dst}: a {cf.format_of(dst).description} is a deployment artefact, not a weight "
+            f"{dst}: a {format_of(dst).description} is a deployment artefact, not a weight "
             f"file; write it with `unet export {src} {dst}`"
         )
-    src_folder, dst_folder = cf.format_of(src).folder, cf.format_of(dst).folder
+    src_folder, dst_folder = format_of(src).folder, format_of(dst).folder
     if not (src.is_dir() if src_folder else src.is_file()):
         raise FileNotFoundError(f"{src}: no such {'folder' if src_folder else 'file'}")
     if dst.exists() and dst.resolve() == src.resolve():
@@ -118,33 +121,33 @@ def run(args: argparse.Namespace) -> int:
         source_model = None
     else:
         try:
-            weights, spec, source_model = cf.load_any_weights(src, spec_from_args(args))
+            weights, spec, source_model = load_any_weights(src, spec_from_args(args))
         except ValueError as err:
-            if cf.suffix_of(src) not in (".pt", ".pth"):
+            if suffix_of(src) not in (".pt", ".pth"):
                 raise
             # Neither this project's file nor a layout from elsewhere: say both.
             raise ValueError(
                 f"{err}; nor is it a layout from elsewhere ({_layouts()}: `unet port --sources`)"
             ) from None
         reference, note = None, ""
-    cf.check_finite(weights, what=str(src))
+    check_finite(weights, what=str(src))
     size: int | None = args.size
     if size is not None:
-        cf.check_size(spec, size)
+        check_size(spec, size)
     if (dst_suffix == ".keras" or args.with_keras) and size is None:
-        size = cf.fixed_size(source_model) or cf.model_size(spec)
+        size = fixed_size(source_model) or model_size(spec)
     # A hub folder's card carries the run's figures when the source is a training run's weights.
     options = (
         {
             "with_keras": args.with_keras,
-            "metrics": cf.find_metrics(src),
+            "metrics": find_metrics(src),
             "source": str(src),
             "name": dst.name,
         }  # fmt: skip
         if hub
         else None
     )
-    result = cf.port(
+    result = port(
         weights, spec, dst, input_size=size, source_model=source_model,
         verify=not args.no_verify, seed=args.seed, options=options, reference=reference,
     )  # fmt: skip
@@ -153,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if source is not None:
         print(f"{src}: {note}")
-    name = cf.preset_name(spec)
+    name = preset_name(spec)
     what = f"preset {name!r}" if name else "a custom spec"
     kinds = [("hub folder" if s == HUB_FOLDER else s) for s in (src_suffix, dst_suffix)]
     print(f"{src} ({kinds[0]}) -> {dst} ({kinds[1]}): {len(weights)} tensors, {what}")
@@ -213,8 +216,8 @@ def _not_proven(source, spec) -> str:
 
 def _run_to(args: argparse.Namespace) -> int:
     """``--to NAME``: canonical weights written in a source project's own layout."""
-    import unet_bridge as cf
-    from unet_bridge import sources
+    from unet_bridge import format_of, load_any_weights, sources
+    from unet_bridge.parity import check_finite
     from unet_runtime import check_destination
 
     src: Path = args.src
@@ -222,13 +225,13 @@ def _run_to(args: argparse.Namespace) -> int:
     source = sources.get_source(args.to)
     if not sources.matches_suffix(source, dst):
         raise ValueError(f"{dst}: {source.name} files end in {', '.join(source.suffixes)}")
-    if not (src.is_dir() if cf.format_of(src).folder else src.is_file()):
+    if not (src.is_dir() if format_of(src).folder else src.is_file()):
         raise FileNotFoundError(f"{src}: no such file")
     if dst.exists() and dst.resolve() == src.resolve():
         raise ValueError(f"{dst}: the destination is the source file; choose another path")
     check_destination(dst)
-    weights, spec, _ = cf.load_any_weights(src, spec_from_args(args))
-    cf.check_finite(weights, what=str(src))
+    weights, spec, _ = load_any_weights(src, spec_from_args(args))
+    check_finite(weights, what=str(src))
     reference = None
     if args.source_model:
         from unet_bridge.sources._torch import user_module
@@ -249,7 +252,8 @@ def _run_to(args: argparse.Namespace) -> int:
             source.write(weights, spec, tmp)
         print(f"{src} -> {dst} ({source.name} layout): {len(weights)} tensors, not verified")
         return 0
-    from unet_bridge.port import RejectedError, write_source
+    from unet_bridge import RejectedError
+    from unet_bridge.port import write_source
 
     try:
         result = write_source(weights, spec, dst, source, reference, seed=args.seed)
