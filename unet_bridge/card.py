@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from unet_runtime import atomic_write_bytes
+from unet_runtime import atomic_write_bytes, suffix_in
 from unet_spec import UNetSpec, build_plan
 
 #: How to load each format, by suffix (``{path}`` is the artefact's file name).
@@ -123,7 +123,7 @@ def model_card(
         name: The title (default: ``artefact``'s name).
     """
     file_name = Path(artefact).name if artefact is not None else "model"
-    suffix = next((s for s in LOADING if file_name.endswith(s)), None)
+    suffix = suffix_in(file_name, LOADING)
     if loading is None and suffix is not None:
         loading = LOADING[suffix].format(path=file_name)
     name = name or file_name

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from unet_bridge.inputs import model_size
-from unet_runtime import atomic_path
+from unet_runtime import atomic_path, suffix_in
 from unet_spec import UNetSpec
 
 Weights = Mapping[str, np.ndarray]
@@ -84,10 +84,10 @@ def format_of(path: str | os.PathLike[str]) -> Format:
     Raises:
         ValueError: An extension no format knows.
     """
+    suffix = suffix_in(path, FORMATS)
+    if suffix is not None:
+        return FORMATS[suffix]
     name = Path(path).name
-    matches = [s for s in FORMATS if name.endswith(s) and len(name) > len(s)]
-    if matches:
-        return FORMATS[max(matches, key=len)]
     # A folder without a format suffix is a hub folder: an existing folder, a path written with
     # a trailing separator (``my-unet/``), or a name with no extension at all (``my-unet``).
     text = os.fspath(path)

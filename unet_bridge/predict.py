@@ -17,28 +17,23 @@ from typing import Any
 
 import numpy as np
 
+from unet_bridge.artefacts import ARTEFACTS
 from unet_bridge.formats import load_any_weights
 from unet_infer import TiledPredictor
+from unet_runtime import suffix_in
 from unet_spec import UNetSpec
 
 #: Runtimes a predictor can run on: the two twins, and the runtime of each exported format.
-ARTEFACT_BACKENDS = {
-    "onnx": ".onnx",
-    "tflite": ".tflite",
-    "savedmodel": ".savedmodel",
-    "pt2": ".pt2",
-}
+ARTEFACT_BACKENDS = {suffix.lstrip("."): suffix for suffix in ARTEFACTS}
 BACKENDS = ("torch", "keras", *ARTEFACT_BACKENDS)
 
 
 def backend_for(path: str | os.PathLike[str]) -> str:
     """The backend a file runs on when none is named: the runtime of an exported artefact's
     suffix, the PyTorch twin for weights."""
-    name = Path(path).name
-    for backend, suffix in ARTEFACT_BACKENDS.items():
-        if name.endswith(suffix) and len(name) > len(suffix):
-            return backend
-    return "torch"
+    suffix = suffix_in(path, ARTEFACT_BACKENDS.values())
+    by_suffix = {s: backend for backend, s in ARTEFACT_BACKENDS.items()}
+    return by_suffix.get(suffix, "torch")
 
 
 class ArtefactPredictor(TiledPredictor):

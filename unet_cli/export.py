@@ -29,9 +29,11 @@ HELP = "export to .onnx, .savedmodel, .tflite or .pt2 (run in its runtime and ve
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from unet_bridge import EXPORTS, PRECISIONS
+
     parser.add_argument("weights", type=Path, help="weights in any readable format")
     parser.add_argument(
-        "dst", type=Path, help="the artefact: .onnx, .savedmodel (a folder), .tflite or .pt2"
+        "dst", type=Path, help=f"the artefact: {', '.join(EXPORTS)} (.savedmodel is a folder)"
     )
     add_spec_arguments(parser)
     parser.add_argument(
@@ -44,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--opset", type=positive_int, help="ONNX opset (default: the exporter's)")
     parser.add_argument(
-        "--precision", choices=("fp32", "fp16", "dynamic-int8"), default="fp32",
+        "--precision", choices=PRECISIONS, default="fp32",
         help="fp16 / dynamic-int8: .onnx and .tflite only, verified against a looser tolerance "
         "derived from the format's precision",
     )  # fmt: skip

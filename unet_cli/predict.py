@@ -27,14 +27,16 @@ HELP = "segment images of any size (tiled as in validation) and write mask and o
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", type=Path, help="image files or folders of images")
+    from unet_bridge import BACKENDS, EXPORTS, weight_suffixes
+
     parser.add_argument(
         "--weights", type=Path, required=True,
-        help="weights (.safetensors, .pt, .ckpt, .keras, .weights.h5) or an exported artefact "
-        "(.onnx, .tflite, .savedmodel, .pt2)",
+        help=f"weights ({', '.join(weight_suffixes())}) or an exported artefact "
+        f"({', '.join(EXPORTS)})",
     )  # fmt: skip
     parser.add_argument("--out", type=Path, required=True, help="output folder (created if absent)")
     parser.add_argument(
-        "--backend", choices=("torch", "keras", "onnx", "tflite", "savedmodel", "pt2"),
+        "--backend", choices=BACKENDS,
         help="torch or keras for weights; an exported artefact runs in its own runtime "
         "(default: the artefact's, else torch)",
     )  # fmt: skip

@@ -6,10 +6,11 @@ the ``unet`` command, the benchmarks), or by a library user who wants the same a
 """
 
 from unet_runtime.allocator import ENV_VAR, freed_memory_kept, keep_freed_memory
-from unet_runtime.files import atomic_path, atomic_write_bytes, check_destination
+from unet_runtime.files import atomic_path, atomic_write_bytes, check_destination, suffix_in
 from unet_runtime.machine import machine_info, machine_line
 
 __all__ = [
+    "suffix_in",
     "ENV_VAR",
     "atomic_path",
     "atomic_write_bytes",

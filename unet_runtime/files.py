@@ -6,8 +6,9 @@ only when the writer returns. A crash or an error leaves the old file or nothing
 half-written one; the result has the permissions of a normally created file (the umask applied),
 not the private mode of a temporary file.
 
-It lives in ``unet_spec`` rather than the bridge because both framework spokes write files too,
-and the spokes may only import ``unet_spec``.
+It lives in ``unet_runtime``, the floor every package stands on, because both framework spokes
+write files too. :func:`suffix_in` is the one rule by which a file's suffix picks its handler (a
+format, a runtime, a source layout).
 """
 
 from __future__ import annotations
@@ -17,8 +18,23 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+
+def suffix_in(path: str | os.PathLike[str], known: Iterable[str]) -> str | None:
+    """The longest of ``known`` that the file name of ``path`` ends with (``.weights.h5`` before
+    ``.h5``), the name being more than the suffix; ``None`` when none is.
+
+    Example:
+        >>> suffix_in("run/model.weights.h5", [".h5", ".weights.h5", ".keras"])
+        '.weights.h5'
+        >>> suffix_in(".onnx", [".onnx"]) is None
+        True
+    """
+    name = Path(path).name
+    matches = [s for s in known if name.endswith(s) and len(name) > len(s)]
+    return max(matches, key=len) if matches else None
 
 
 def _umask() -> int:

@@ -29,6 +29,7 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
+from unet_runtime import suffix_in
 from unet_spec import UNetSpec
 
 Weights = Mapping[str, np.ndarray]
@@ -162,8 +163,7 @@ def get_source(name: str) -> Source:
 
 
 def matches_suffix(source: Source, path: str | os.PathLike[str]) -> bool:
-    name = Path(path).name
-    return any(name.endswith(s) and len(name) > len(s) for s in source.suffixes)
+    return suffix_in(path, source.suffixes) is not None
 
 
 def detect(path_or_object: Any) -> Source | None:
