@@ -138,7 +138,7 @@ def run_command(line: str, env: dict[str, str]) -> tuple[int, str]:
 def workdir(tmp_path_factory) -> Path:
     """A scratch folder with the files the pages start from: ``model.safetensors`` (a small
     same-padding spec, 3 → 2 classes), ``images/`` and ``cells/`` with two PNGs each, ``cells.png``,
-    and the repository's ``configs/`` and ``train.py``."""
+    and the repository's ``configs/``, ``train.py`` and ``hubconf.py``."""
     from PIL import Image
 
     from unet_spec import UNetSpec, random_weights, save_weights
@@ -157,6 +157,7 @@ def workdir(tmp_path_factory) -> Path:
     shutil.copy(folder / "cells" / "a.png", folder / "cells.png")
     shutil.copytree(ROOT / "configs", folder / "configs")
     shutil.copy(ROOT / "train.py", folder / "train.py")
+    shutil.copy(ROOT / "hubconf.py", folder / "hubconf.py")  # torch.hub.load(".", ...)
     return folder
 
 
