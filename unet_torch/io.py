@@ -53,7 +53,7 @@ def load_ckpt(
             (fields named), or tensors missing, unexpected or mis-shaped (named).
     """
     path = Path(path)
-    obj = _torch_load(path)
+    obj = torch_load(path)
     if not isinstance(obj, dict) or not isinstance(obj.get("state_dict"), Mapping):
         raise ValueError(f"{path}: not a Lightning checkpoint (no 'state_dict' entry)")
     hparams = obj.get("hyper_parameters") or {}
@@ -68,7 +68,7 @@ def load_pt(
     """Canonical weights and spec from a ``.pt`` file: a bare state dict (keys may carry a
     ``model.`` or ``module.`` prefix) or what :func:`save_pt` writes. Raises as :func:`load_ckpt`."""
     path = Path(path)
-    obj = _torch_load(path)
+    obj = torch_load(path)
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         stored, state = _spec_from(obj.get("spec"), path), obj["state_dict"]
     elif isinstance(obj, Mapping):
@@ -79,7 +79,9 @@ def load_pt(
     return _canonical_from_state(state, spec, path), spec
 
 
-def _torch_load(path: Path) -> Any:
+def torch_load(path: str | os.PathLike[str]) -> Any:
+    """``torch.load`` with ``weights_only=True`` (a file cannot run code), on the CPU; a file that
+    is not a PyTorch file, or holds objects beyond tensors and plain values, is one line."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:

@@ -27,25 +27,6 @@ from unet_spec import UNetSpec, build_plan
 _PREFIXES = ("module.", "_orig_mod.", "model.")
 
 
-def torch_load(path: Path) -> Any:
-    """``torch.load`` with ``weights_only=True`` (a file cannot run code); one-line errors."""
-    import pickle
-    import zipfile
-
-    import torch
-
-    import unet_torch  # noqa: F401  (checks the TensorFlow/triton import order first)
-
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else "unpickling failed"
-        raise ValueError(f"{path}: not loadable safely (weights_only=True): {first}") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"{path}: damaged or not a PyTorch file ({first})") from None
-
-
 def state_of(obj: Any) -> tuple[dict[str, Any], list[str]]:
     """The tensors of a loaded state dict, with wrapper prefixes stripped, and the names of the
     non-tensor entries set aside (milesial's newer files carry ``mask_values``)."""
@@ -66,6 +47,8 @@ def state_of(obj: Any) -> tuple[dict[str, Any], list[str]]:
 def load_state(path_or_object: Any) -> tuple[dict[str, Any], list[str]]:
     """:func:`state_of` a path (loaded safely) or of an already loaded object."""
     if isinstance(path_or_object, (str, os.PathLike)):
+        from unet_torch.io import torch_load  # checks the TensorFlow/triton import order first
+
         return state_of(torch_load(Path(path_or_object)))
     if hasattr(path_or_object, "state_dict") and callable(path_or_object.state_dict):
         return state_of(path_or_object.state_dict())
