@@ -11,6 +11,12 @@ registers variables as PyTorch parameters, whose names cannot hold dots; plan na
 underscores, so the rule is reversible), and the tensors ``enc1.conv1.weight`` /
 ``enc1.conv1.bias`` of a canonical weight file. Renaming a block breaks every saved file: add new
 blocks, never rename old ones.
+
+This module holds the :class:`Plan` and the questions asked of it as a whole (which input sizes fit,
+the receptive field, the weight tensors). Its parts have their own modules: a block and its naming
+rule in :mod:`unet_spec.blocks`, the U-Net's block list in :mod:`unet_spec.topology`, the shapes
+and costs for one input size in :mod:`unet_spec.layout`; their public names are imported from here
+too.
 """
 
 from __future__ import annotations
@@ -20,151 +26,22 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal
 
+from unet_spec.blocks import WEIGHT_KINDS, Block, BlockKind, keras_name, numel
+from unet_spec.layout import LayerInfo, Layout, SizeError, as_hw, walk_shapes
 from unet_spec.spec import UNetSpec
+from unet_spec.topology import unet_blocks
 
-BlockKind = Literal[
-    "input", "conv", "batchnorm", "instancenorm", "relu", "leakyrelu", "maxpool", "dropout",
-    "upconv", "upsample", "resize", "crop", "pad", "concat",
-]  # fmt: skip
-
-# Blocks that own weights, and the canonical tensors they own (torch layouts).
-WEIGHT_KINDS = ("conv", "upconv", "batchnorm", "instancenorm")
-
-
-@dataclass(frozen=True)
-class Block:
-    """One layer of the plan.
-
-    Attributes:
-        name: Hierarchical name, the weight contract (``enc1.conv1``).
-        kind: What the layer computes (see ``BlockKind``).
-        inputs: Names of the blocks whose outputs this block reads, in order. ``concat`` reads
-            ``(upsampled, skip)`` or ``(skip, upsampled)`` (the spec's ``concat_order``);
-            ``resize``/``crop``/``pad`` read ``(source, reference)`` and bring the source to the
-            reference's spatial size.
-        in_channels: Channels read (for ``concat``, the sum).
-        out_channels: Channels produced.
-        kernel: Kernel size of ``conv``/``upconv``/``maxpool`` (0 otherwise).
-        stride: Stride of ``upconv``/``maxpool``.
-        padding: ``"valid"`` or ``"same"`` for ``conv`` (an even kernel pads one more row and
-            column after than before, as both frameworks do).
-        rate: Dropout rate for ``dropout``.
-        bias: Whether a ``conv`` has a bias.
-        mode: ``"bilinear"`` or ``"nearest"`` for ``upsample``; ``"zeros"`` or ``"replicate"``
-            for ``pad``.
-        align_corners: Bilinear ``upsample`` with aligned corners.
-        align: ``"center"`` or ``"end"``: where ``pad`` puts its rows and columns.
-        slope: Negative slope of ``leakyrelu``.
-        epsilon: Epsilon of ``batchnorm`` and ``instancenorm``.
-    """
-
-    name: str
-    kind: BlockKind
-    inputs: tuple[str, ...]
-    in_channels: int
-    out_channels: int
-    kernel: int = 0
-    stride: int = 1
-    padding: str = "valid"
-    rate: float = 0.0
-    bias: bool = True
-    mode: str = ""
-    align_corners: bool = False
-    align: str = "center"
-    slope: float = 0.0
-    epsilon: float = 0.0
-
-    @property
-    def keras_name(self) -> str:
-        """The Keras layer name: the plan name with dots replaced by underscores."""
-        return keras_name(self.name)
-
-    @property
-    def weight_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Canonical tensors of this block, in PyTorch layouts."""
-        c_in, c_out, k = self.in_channels, self.out_channels, self.kernel
-        if self.kind == "conv":
-            weight = {f"{self.name}.weight": (c_out, c_in, k, k)}
-            return {**weight, f"{self.name}.bias": (c_out,)} if self.bias else weight
-        if self.kind == "upconv":
-            return {f"{self.name}.weight": (c_in, c_out, k, k), f"{self.name}.bias": (c_out,)}
-        if self.kind == "batchnorm":
-            return {
-                f"{self.name}.{t}": (c_out,)
-                for t in ("weight", "bias", "running_mean", "running_var")
-            }
-        if self.kind == "instancenorm":  # affine, no running statistics
-            return {f"{self.name}.{t}": (c_out,) for t in ("weight", "bias")}
-        return {}
-
-    @property
-    def trainable_params(self) -> int:
-        if self.kind == "batchnorm":
-            return 2 * self.out_channels
-        return sum(_numel(s) for s in self.weight_shapes.values())
-
-
-@dataclass(frozen=True)
-class LayerInfo:
-    """A block with its output shape ``(C, H, W)`` and cost for one input size."""
-
-    block: Block
-    shape: tuple[int, int, int]
-    params: int
-    macs: int
-    # Rows/columns removed (``crop``) or added (``pad``): top, bottom, left, right.
-    crop: tuple[int, int, int, int] = (0, 0, 0, 0)
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Shapes and costs of every block for one input size (batch of one)."""
-
-    input_size: tuple[int, int]
-    layers: tuple[LayerInfo, ...]
-
-    def __getitem__(self, name: str) -> LayerInfo:
-        for info in self.layers:
-            if info.block.name == name:
-                return info
-        raise KeyError(name)
-
-    def __iter__(self) -> Iterator[LayerInfo]:
-        return iter(self.layers)
-
-    @property
-    def output_shape(self) -> tuple[int, int, int]:
-        return self.layers[-1].shape
-
-    @property
-    def output_size(self) -> tuple[int, int]:
-        return self.output_shape[1:]  # type: ignore[return-value]
-
-    @property
-    def halo(self) -> tuple[int, int]:
-        """Input minus output size: the context a tile loses (0 for ``same`` padding)."""
-        (h, w), (oh, ow) = self.input_size, self.output_size
-        return h - oh, w - ow
-
-    @property
-    def params(self) -> int:
-        return sum(i.params for i in self.layers)
-
-    @property
-    def macs(self) -> int:
-        """Multiply-accumulates of one forward pass (convs and transposed convs)."""
-        return sum(i.macs for i in self.layers)
-
-    def odd_pool_inputs(self) -> list[str]:
-        """Max-pool blocks that see an odd size (floor pooling drops a row/column)."""
-        odd = []
-        shapes = {i.block.name: i.shape for i in self.layers}
-        for info in self.layers:
-            if info.block.kind == "maxpool":
-                _, h, w = shapes[info.block.inputs[0]]
-                if h % 2 or w % 2:
-                    odd.append(info.block.name)
-        return odd
+__all__ = [
+    "WEIGHT_KINDS",
+    "Block",
+    "BlockKind",
+    "LayerInfo",
+    "Layout",
+    "Plan",
+    "build_plan",
+    "keras_name",
+    "nearest_valid_sizes",
+]
 
 
 @dataclass(frozen=True)
@@ -206,7 +83,7 @@ class Plan:
     @property
     def total_values(self) -> int:
         """Trainable parameters plus batch-norm statistics (what Keras' ``count_params`` counts)."""
-        return sum(_numel(s) for s in self.weight_shapes.values())
+        return sum(numel(s) for s in self.weight_shapes.values())
 
     @cached_property
     def last_use(self) -> dict[str, int]:
@@ -225,10 +102,10 @@ class Plan:
             ValueError: When some block would get an empty or mismatched input; the message names
                 the block and the nearest sizes that work.
         """
-        hw = _as_hw(size)
+        hw = as_hw(size)
         try:
-            return self._layout(hw)
-        except _SizeError as err:
+            return walk_shapes(self.blocks, hw)
+        except SizeError as err:
             hint = ", ".join(
                 str(s) for s in nearest_valid_sizes(self, hw[0] if hw[0] == hw[1] else min(hw))
             )
@@ -236,62 +113,6 @@ class Plan:
                 f"input size {hw[0]}x{hw[1]} does not fit this U-Net: {err}. "
                 f"Nearest valid sizes: {hint}"
             ) from None
-
-    def _layout(self, hw: tuple[int, int]) -> Layout:
-        shapes: dict[str, tuple[int, int, int]] = {}
-        infos: list[LayerInfo] = []
-        for b in self.blocks:
-            crop = (0, 0, 0, 0)
-            macs = 0
-            if b.kind == "input":
-                shape = (b.out_channels, *hw)
-            else:
-                c, h, w = shapes[b.inputs[0]]
-                if b.kind == "conv":
-                    shrink = 0 if b.padding == "same" else b.kernel - 1
-                    shape = (b.out_channels, h - shrink, w - shrink)
-                    macs = shape[1] * shape[2] * b.out_channels * b.in_channels * b.kernel**2
-                elif b.kind == "maxpool":
-                    shape = (c, h // b.stride, w // b.stride)
-                elif b.kind == "upconv":
-                    shape = (b.out_channels, h * b.stride, w * b.stride)
-                    macs = h * w * b.out_channels * b.in_channels * b.kernel**2
-                elif b.kind == "upsample":
-                    shape = (c, h * b.stride, w * b.stride)
-                elif b.kind in ("resize", "crop", "pad"):
-                    _, rh, rw = shapes[b.inputs[1]]
-                    if b.kind == "crop":
-                        if h < rh or w < rw:
-                            raise _SizeError(
-                                f"{b.name} cannot crop {h}x{w} to the decoder's {rh}x{rw}"
-                            )
-                        crop = ((h - rh) // 2, h - rh - (h - rh) // 2,
-                                (w - rw) // 2, w - rw - (w - rw) // 2)  # fmt: skip
-                    elif b.kind == "pad":
-                        if h > rh or w > rw:
-                            raise _SizeError(f"{b.name} cannot pad {h}x{w} to the skip's {rh}x{rw}")
-                        crop = _pad_amounts(rh - h, rw - w, b.align)
-                    shape = (c, rh, rw)
-                elif b.kind == "concat":
-                    sizes = {shapes[n][1:] for n in b.inputs}
-                    if len(sizes) != 1:
-                        raise _SizeError(
-                            f"{b.name} joins features of sizes "
-                            + " and ".join(f"{s[0]}x{s[1]}" for s in sizes)
-                        )
-                    shape = (sum(shapes[n][0] for n in b.inputs), h, w)
-                else:  # norms, activations, dropout keep the shape
-                    if b.kind == "instancenorm" and h * w == 1:
-                        raise _SizeError(
-                            f"{b.name} would normalise a 1x1 map (instance norm needs more than "
-                            "one pixel per channel)"
-                        )
-                    shape = (c, h, w)
-            if min(shape[1:]) < 1:
-                raise _SizeError(f"{b.name} would produce {shape[1]}x{shape[2]}")
-            shapes[b.name] = shape
-            infos.append(LayerInfo(b, shape, b.trainable_params, macs, crop))
-        return Layout(hw, tuple(infos))
 
     def check_size(self, size: int | Sequence[int]) -> Layout:
         """Like :meth:`layout`, and also refuse sizes whose poolings see odd sizes.
@@ -315,8 +136,8 @@ class Plan:
     def is_valid_size(self, size: int | Sequence[int]) -> bool:
         """True when every block gets a non-empty input and every pooling an even size."""
         try:
-            return not self._layout(_as_hw(size)).odd_pool_inputs()
-        except _SizeError:
+            return not walk_shapes(self.blocks, as_hw(size)).odd_pool_inputs()
+        except SizeError:
             return False
 
     def valid_sizes(self, lo: int = 1, hi: int = 1024) -> list[int]:
@@ -360,41 +181,6 @@ class Plan:
         return int(round(rf[self.output.name][0]))
 
 
-def _pad_amounts(dh: int, dw: int, align: str) -> tuple[int, int, int, int]:
-    """(top, bottom, left, right) that bring a map ``dh`` × ``dw`` short to the reference size."""
-    if align == "end":
-        return 0, dh, 0, dw
-    return dh // 2, dh - dh // 2, dw // 2, dw - dw // 2
-
-
-def keras_name(name: str) -> str:
-    """Keras layer name of the plan block ``name`` (``enc1.conv1`` → ``enc1_conv1``)."""
-    return name.replace(".", "_")
-
-
-class _SizeError(Exception):
-    pass
-
-
-def _numel(shape: tuple[int, ...]) -> int:
-    n = 1
-    for s in shape:
-        n *= s
-    return n
-
-
-def _as_hw(size: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(size, int) and not isinstance(size, bool):
-        hw = (size, size)
-    elif isinstance(size, Sequence) and len(size) == 2 and all(isinstance(s, int) for s in size):
-        hw = (int(size[0]), int(size[1]))
-    else:
-        raise ValueError(f"input size must be an integer or (height, width). Received: {size!r}")
-    if min(hw) < 1:
-        raise ValueError(f"input size must be positive. Received: {size!r}")
-    return hw
-
-
 def nearest_valid_sizes(plan: Plan, size: int, count: int = 2) -> list[int]:
     """Up to ``count`` valid sizes below-or-at and ``count`` above-or-at ``size``, sorted."""
     found: set[int] = set()
@@ -411,98 +197,6 @@ def nearest_valid_sizes(plan: Plan, size: int, count: int = 2) -> list[int]:
 def build_plan(spec: UNetSpec) -> Plan:
     """Lay out the blocks of ``spec`` in execution order.
 
-    Block names (the weight contract) per level ``K`` (``encK``, ``mid``, ``decK``):
-    ``convN`` (3×3 conv), ``bnN``/``normN`` (batch/instance norm), ``reluN``/``actN`` (ReLU/leaky
-    ReLU), ``pool``, ``dropout`` (``mid.dropin`` before the bottleneck convs); in the decoder
-    ``upsample`` (interpolation), ``up`` (the transposed conv or the conv after interpolation),
-    ``uprelu``/``upact``, ``skip`` (resize/crop of the skip), ``pad`` (padding of the upsampled
-    map), ``concat``; ``tail.convN`` (extra convs before the head) and ``head``.
+    The names given to the blocks are listed by :func:`unet_spec.topology.unet_blocks`.
     """
-    blocks: list[Block] = [Block("input", "input", (), spec.in_channels, spec.in_channels)]
-    by_name: dict[str, Block] = {"input": blocks[0]}
-    leaky = spec.activation == "leaky_relu"
-
-    def add(name: str, kind: BlockKind, c_out: int, inputs: tuple[str, ...] = (), **kw) -> str:
-        src = inputs or (blocks[-1].name,)
-        # resize/crop/pad read (source, reference) but only transform the source.
-        reads = src[:1] if kind in ("resize", "crop", "pad") else src
-        c_in = sum(by_name[n].out_channels for n in reads)
-        block = Block(name, kind, src, c_in, c_out, **kw)
-        blocks.append(block)
-        by_name[name] = block
-        return name
-
-    def activation(relu_name: str, c: int) -> str:
-        """A ReLU named ``relu_name``, or a leaky ReLU named with ``act`` in place of ``relu``."""
-        if leaky:
-            name = relu_name.replace("relu", "act")
-            return add(name, "leakyrelu", c, slope=spec.negative_slope)
-        return add(relu_name, "relu", c)
-
-    def norm(prefix: str, i: int, c: int) -> None:
-        if spec.norm == "batch":
-            add(f"{prefix}.bn{i}", "batchnorm", c, epsilon=spec.bn_epsilon)
-        elif spec.norm == "instance":
-            add(f"{prefix}.norm{i}", "instancenorm", c, epsilon=spec.bn_epsilon)
-
-    def double_conv(prefix: str, widths: tuple[int, int], first_input: tuple[str, ...] = ()) -> str:
-        for i, c_out in enumerate(widths, start=1):
-            add(f"{prefix}.conv{i}", "conv", c_out, first_input if i == 1 else (), kernel=3,
-                padding=spec.padding, bias=spec.conv_bias)  # fmt: skip
-            if spec.act_before_norm:
-                activation(f"{prefix}.relu{i}", c_out)
-                norm(prefix, i, c_out)
-            else:
-                norm(prefix, i, c_out)
-                activation(f"{prefix}.relu{i}", c_out)
-        return blocks[-1].name
-
-    def dropout(site: str, name: str) -> None:
-        if spec.dropout > 0 and site in spec.dropout_at:
-            add(name, "dropout", blocks[-1].out_channels, rate=spec.dropout)
-
-    skips: dict[int, str] = {}
-    for level in range(1, spec.depth + 1):
-        c = spec.filters(level)
-        double_conv(f"enc{level}", (c, c))
-        dropout(f"enc{level}", f"enc{level}.dropout")
-        features = blocks[-1].name
-        pooled = add(f"enc{level}.pool", "maxpool", c, kernel=2, stride=2)
-        skips[level] = pooled if spec.skip_source == "pooled" else features
-
-    dropout("bottom", "mid.dropin")
-    c = spec.filters(spec.depth + 1)
-    double_conv("mid", (c, c))
-    dropout("mid", "mid.dropout")
-    x = blocks[-1].name
-
-    for level in range(spec.depth, 0, -1):
-        c_up = spec.up_width(level)
-        if spec.upsample == "transpose":
-            up = add(f"dec{level}.up", "upconv", c_up, (x,), kernel=2, stride=2)
-        else:
-            up = add(f"dec{level}.upsample", "upsample", by_name[x].out_channels, (x,), stride=2,
-                     mode=spec.upsample, align_corners=spec.align_corners)  # fmt: skip
-            if spec.up_conv_kernel:
-                # An even kernel with 'same' padding pads one row/column after (zhixuhao/unet).
-                up = add(f"dec{level}.up", "conv", c_up, kernel=spec.up_conv_kernel,
-                         padding="valid" if spec.up_conv_kernel == 1 else "same")  # fmt: skip
-        if spec.up_activation:
-            up = activation(f"dec{level}.uprelu", c_up)
-        skip = skips[level]
-        if spec.skip_merge in ("resize", "crop"):
-            skip = add(f"dec{level}.skip", spec.skip_merge, by_name[skip].out_channels, (skip, up))
-        elif spec.skip_merge == "pad":
-            up = add(f"dec{level}.pad", "pad", c_up, (up, skip), mode=spec.pad_mode,
-                     align=spec.pad_align)  # fmt: skip
-        pair = (up, skip) if spec.concat_order == "up_skip" else (skip, up)
-        add(f"dec{level}.concat", "concat", sum(by_name[n].out_channels for n in pair), pair)
-        x = double_conv(f"dec{level}", (spec.decoder_mid_width(level), spec.decoder_width(level)))
-        dropout(f"dec{level}", f"dec{level}.dropout")
-        x = blocks[-1].name
-
-    for i, c in enumerate(spec.head_convs, start=1):
-        add(f"tail.conv{i}", "conv", c, kernel=3, padding=spec.padding, bias=spec.conv_bias)
-        activation(f"tail.relu{i}", c)
-    add("head", "conv", spec.num_classes, kernel=1, padding="valid")
-    return Plan(spec, tuple(blocks))
+    return Plan(spec, unet_blocks(spec))
