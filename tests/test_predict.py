@@ -147,3 +147,17 @@ def test_cli_subprocess_exit_code(files):
     )  # fmt: skip
     assert proc.returncode == 2
     assert "nothing.png: no such image" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_device_names_are_read_alike_and_nonsense_is_one_line(files, capsys):
+    """``--device`` means the same in every subcommand (unet_torch.predict.resolve_device):
+    ``auto`` picks the GPU only when there is one; anything else is one line and exit 2."""
+    import torch
+
+    assert _predict(files, "--device", "auto", "--tile", "64", out="auto") == 0
+    assert _predict(files, "--device", "tpu", out="tpu") == 2
+    assert "device must be auto, cpu, cuda or cuda:N" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert _predict(files, "--device", "cuda:0", out="gpu") == 2
+        assert "sees no CUDA GPU" in capsys.readouterr().err
+

@@ -29,17 +29,6 @@ from unet_spec import (
 
 
 # -- models and taps ------------------------------------------------------------------------------
-def torch_device(name: str) -> str:
-    """``cpu``, ``cuda`` (an error when there is none) or ``auto`` (CUDA when available)."""
-    if name == "cpu":
-        return name
-    import torch
-
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available")
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def torch_model(spec: UNetSpec, weights: Mapping[str, np.ndarray], device: str = "cpu"):
     """``UNet(spec)`` with ``weights``, in eval mode, on ``device`` (PyTorch only: no Keras is
     loaded, so torch-only installs can use it)."""

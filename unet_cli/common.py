@@ -85,3 +85,12 @@ def byte_size(text: str) -> int:
             f"must be a positive size such as 256MB or 2GB. Received: {text!r}"
         )
     return value
+
+
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    """``--device``, read by :func:`unet_torch.predict.resolve_device` for every subcommand."""
+    parser.add_argument(
+        "--device", default="cpu",
+        help="where PyTorch runs: auto, cpu, cuda or cuda:N (Keras places its ops itself; "
+        "default: cpu)",
+    )  # fmt: skip

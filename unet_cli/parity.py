@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 from unet_cli.common import (
+    add_device_argument,
     add_spec_arguments,
     at_least_one,
     non_negative_float,
@@ -47,8 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="images per input batch (default 1)",
     )
     parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the random input")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu",
-                        help="where PyTorch runs (Keras places itself); default cpu")  # fmt: skip
+    add_device_argument(parser)
     parser.add_argument("--margin", type=at_least_one, default=NoiseTolerance.margin,
                         help="limit as a multiple of the measured fp32 noise "
                              f"(default {NoiseTolerance.margin:g})")  # fmt: skip
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from unet_bridge import default_size, load_any_weights, random_input, run_parity
     from unet_bridge.formats import suffix_of
     from unet_bridge.inputs import check_size, image_input
-    from unet_bridge.parity import torch_device
+    from unet_torch.predict import resolve_device
 
     _check_output(args.json, "--json")
     _check_output(args.plot, "--plot")
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         x = random_input(spec, size, args.batch_size, args.seed)
         what = f"random input (seed {args.seed})"
     tol = NoiseTolerance(margin=args.margin, floor=args.floor)
-    report = run_parity(spec, weights, x, tol, device=torch_device(args.device))
+    report = run_parity(spec, weights, x, tol, device=str(resolve_device(args.device)))
 
     print(
         f"{args.weights}: {what}, input {'×'.join(map(str, x.shape))} (NCHW); PyTorch fp32 is the "

@@ -15,7 +15,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from unet_cli.common import add_spec_arguments, fraction, positive_int, spec_from_args
+from unet_cli.common import (
+    add_device_argument,
+    add_spec_arguments,
+    fraction,
+    positive_int,
+    spec_from_args,
+)
 from unet_data import image_files
 from unet_data.images import read_image
 from unet_infer import TTA_MODES, labels_from_probs
@@ -40,9 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="torch or keras for weights; an exported artefact runs in its own runtime "
         "(default: the artefact's, else torch)",
     )  # fmt: skip
-    parser.add_argument(
-        "--device", default="cpu", help="torch backend: cpu or cuda (Keras places ops itself)"
-    )
+    add_device_argument(parser)
     parser.add_argument(
         "--tile", type=positive_int, help="input tile size (default: a valid size near 572/256)"
     )

@@ -22,12 +22,19 @@ from unet_torch.model import UNet, load_canonical, probabilities
 
 
 def resolve_device(device: str) -> torch.device:
-    """``"cpu"``, ``"cuda"`` or ``"cuda:N"``; ``ValueError`` when CUDA is asked for but absent."""
-    dev = torch.device(device)
+    """The one reading of a device name, for every entry point: ``"auto"`` (CUDA when PyTorch sees
+    a GPU, else the CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; ``ValueError`` when CUDA is asked
+    for but absent, or for any other name."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N. Received: device={device!r}")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} asked for, but PyTorch sees no CUDA GPU")
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'cpu' or 'cuda'. Received: device={device!r}")
     return dev
 
 
