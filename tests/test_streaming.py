@@ -93,6 +93,25 @@ def test_training_from_shards(packed, tmp_path):
     assert trainer.global_step == 3 and "val/dice" in trainer.callback_metrics  # 12 crops / 4
 
 
+@pytest.mark.parametrize(
+    ("crop", "line"),
+    [
+        (18, r"data\.crop_size 18 is not a valid input size for this spec \(.*Nearest valid sizes: "
+             r"[\d, ]*16, 20"),
+        (32, r"data\.crop_size 32 > image 24×24; valid crop sizes for this spec up to 24: 24, "),
+    ],
+)  # fmt: skip
+def test_crop_size_is_checked_as_for_a_folder(packed, crop, line):
+    # The base recipe's check: a size the spec does not take is refused before any shard is read,
+    # and the training target must fit the samples (the packed images are 24×24).
+    _, shards = packed
+    data = StreamingDataModule(str(shards), num_classes=2, crop_size=crop, in_channels=1)
+    data.attach_spec(GREY)
+    with pytest.raises(ValueError, match=rf"^{line}") as err:
+        data.setup("fit")
+    assert "\n" not in str(err.value) and "(or leave data.crop_size unset" in str(err.value)
+
+
 def test_missing_or_corrupt_shard_is_named(packed, tmp_path):
     import shutil
 

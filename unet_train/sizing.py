@@ -39,6 +39,34 @@ def _listing(sizes: Sequence[int], count: int = 6) -> str:
     return shown + (", …" if len(sizes) > count else "")
 
 
+def check_crop(spec: UNetSpec, crop_size: int, side: int | None = None) -> Layout:
+    """The layout of ``crop_size`` when the spec takes it (before any image is read when ``side``
+    is ``None``).
+
+    Args:
+        spec: The model's spec.
+        crop_size: ``data.crop_size``.
+        side: The smallest training image's side, when known: the refusal then lists the crop
+            sizes whose target fits it.
+
+    Raises:
+        ValueError: A size the spec does not take: one line naming ``data.crop_size``, the spec's
+            reason and its nearest valid sizes.
+    """
+    try:
+        return spec.plan().check_size(crop_size)
+    except ValueError as err:
+        fits = (
+            f"; valid crop sizes for these images: {_listing(fitting_crops(spec, side))}"
+            if side is not None
+            else ""
+        )
+        raise ValueError(
+            f"data.crop_size {crop_size} is not a valid input size for this spec ({err}){fits} "
+            "(or leave data.crop_size unset)"
+        ) from None
+
+
 def training_layout(
     spec: UNetSpec,
     crop_size: int | None,
@@ -78,14 +106,7 @@ def training_layout(
                 "one with padding: same"
             )
         return spec.plan().check_size(fits[0])
-    try:
-        layout = spec.plan().check_size(crop_size)
-    except ValueError as err:
-        fits = fitting_crops(spec, side)
-        raise ValueError(
-            f"data.crop_size {crop_size} is not a valid input size for this spec ({err}); valid "
-            f"crop sizes for these images: {_listing(fits)} (or leave data.crop_size unset)"
-        ) from None
+    layout = check_crop(spec, crop_size, side)
     oh, ow = layout.output_size
     if oh > small_h or ow > small_w:
         fits = fitting_crops(spec, side)
@@ -105,4 +126,4 @@ def training_layout(
     return layout
 
 
-__all__ = ["CROP_LIMIT", "fitting_crops", "training_layout"]
+__all__ = ["CROP_LIMIT", "check_crop", "fitting_crops", "training_layout"]

@@ -21,16 +21,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_warn
 from litdata import StreamingDataLoader, StreamingDataset, optimize
 from litdata.streaming.writer import BinaryWriter
 
 from unet_data import MaskEncoding, find_pairs, parse_bytes, read_mask
 from unet_data.images import image_info, read_array, read_image, slice_name, tiff_slice
 from unet_runtime import atomic_path
-from unet_train.data import SegmentationDataModule, held_out, mask_options
+from unet_train.datamodule import SegmentationDataModule
 from unet_train.datasets import BorderMaps, DataFileError, TrainCrops
-from unet_train.sizing import training_layout
+from unet_train.mask_fields import MaskFields
+from unet_train.splits import held_out
 
 SPLITS = ("train", "val", "test")
 
@@ -264,7 +265,7 @@ class StreamingDataModule(SegmentationDataModule):
         **kwargs: The training recipe (:class:`~unet_train.data.SegmentationDataModule`);
             ``samples_per_epoch`` does not apply (an epoch is one pass over the shards).
             ``in_channels`` is read from the first training sample when not given, and
-            ``crop_size`` chosen from its size.
+            ``crop_size`` chosen from its size (or, when given, checked against it).
     """
 
     def __init__(
@@ -284,9 +285,7 @@ class StreamingDataModule(SegmentationDataModule):
     ) -> None:
         super().__init__(num_classes=num_classes if num_classes is not None else 2, **kwargs)
         self.root = root.rstrip("/")
-        self.mask_options = mask_options(
-            self.num_classes, mask_encoding, value_map, ignore_value, palette
-        )
+        self.masks = MaskFields(mask_encoding, value_map, ignore_value, palette)
         self._first_size: tuple[int, int] | None = None
         self.shuffle, self.seed, self.validation = shuffle, seed, validation
         self.stream_options: dict[str, Any] = {"max_cache_size": max_cache_size}
@@ -317,14 +316,15 @@ class StreamingDataModule(SegmentationDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         spec = self.spec
-        if self.crop_size is None:
+        # The base recipe's crop checks: data.crop_size against the spec before any shard is
+        # read, then against (or chosen from) the first training sample's size.
+        self._check_crop(spec, stage)
+        if stage not in ("test", "predict"):
             self._measure()
-            self.layout = training_layout(spec, None, [self._first_size], ["the first sample"])
-            self.crop_size = self.layout.input_size[0]
-            rank_zero_info(f"data.crop_size: {self.crop_size} (from the first training sample)")
-        else:
-            self.layout = spec.plan().check_size(self.crop_size)
-        options = {"in_channels": spec.in_channels, "mask_options": self.mask_options}
+            self._choose_crop(spec, [self._first_size], ["the first sample"],
+                              fits="the first training sample")  # fmt: skip
+        options = {"in_channels": spec.in_channels,
+                   "mask_options": self.masks.read_options(self.num_classes)}  # fmt: skip
         if stage in (None, "fit"):
             crops = TrainCrops([], self.layout.input_size, self.layout.output_size, 0,
                                self.augment.build(spec.in_channels), self.balance_classes)  # fmt: skip
