@@ -199,19 +199,37 @@ def test_resume_validate_test_predict_share_the_run_folder(tmp_path):
     assert "3 mask(s) written to" in out["predict"]
 
 
-def test_next_version_counts_over_every_logger_folder(tmp_path):
-    from unet_train.cli import checkpoint_run, next_version
+def test_loggers_share_the_highest_version_they_would_pick(tmp_path):
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    from unet_train.cli import checkpoint_run, shared_version
 
     (tmp_path / "csv" / "version_2").mkdir(parents=True)
     (tmp_path / "tb" / "version_5").mkdir(parents=True)
     (tmp_path / "tb" / "version_x").mkdir()
-    assert next_version([tmp_path / "csv", tmp_path / "tb", tmp_path / "absent"]) == 6
-    assert next_version([tmp_path / "absent"]) == 0
+    before = set(tmp_path.rglob("*"))
+
+    def loggers(*names: str) -> list:
+        kinds = {"csv": CSVLogger, "tb": TensorBoardLogger, "absent": CSVLogger}
+        return [kinds[n](save_dir=tmp_path, name=n) for n in names]
+
+    assert shared_version(loggers("csv", "tb", "absent")) == 6
+    assert shared_version(loggers("absent")) == 0
     ckpt = tmp_path / "csv" / "version_2" / "checkpoints" / "last.ckpt"
     ckpt.parent.mkdir()
     ckpt.write_bytes(b"")
-    assert checkpoint_run(str(ckpt)) == (tmp_path / "csv" / "version_2").resolve()
+    run = checkpoint_run(str(ckpt))
+    assert run == (tmp_path / "csv" / "version_2").resolve()
     assert checkpoint_run("last") is None and checkpoint_run(None) is None
+    # A checkpoint in the first logger's folder (where Lightning puts them) names the run's
+    # folder, which every logger is given; one elsewhere starts a new run.
+    assert shared_version(loggers("csv", "tb"), run) == "version_2"
+    assert CSVLogger(save_dir=tmp_path, name="csv", version="version_2").log_dir == str(
+        tmp_path / "csv" / "version_2"
+    )
+    assert shared_version(loggers("tb", "csv"), run) == 6
+    # Asking a logger its version (or its folder) writes nothing.
+    assert set(tmp_path.rglob("*")) == {*before, ckpt.parent, ckpt}
 
 
 def _folder(root: Path) -> Path:

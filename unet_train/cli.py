@@ -2,14 +2,18 @@
 
 ``train.py`` at the repository root calls :func:`main`; see its docstring for examples.
 
-One run, one folder: the CSV and TensorBoard loggers get one explicit ``version`` (the next free
-``version_<n>`` under their folders, chosen once before anything is built), so logs, checkpoints,
-the config and the artifacts share ``<save_dir>/<name>/version_<n>/``. A command given a
+One run, one folder: the run's folder is its first logger's ``log_dir``,
+``<save_dir>/<name>/version_<n>/``, where logs, checkpoints, the config and the artifacts go. The
+CSV and TensorBoard loggers each pick the next free version of their folder themselves
+(``Logger.version``); the run takes the highest of their picks and gives it to every one of them
+as an explicit ``version``, once, before anything is built, so they share it. A command given a
 ``--ckpt_path`` inside such a folder (``runs/demo/version_3/checkpoints/last.ckpt``) works in that
 folder instead: a resumed ``fit`` continues ``version_3``, and ``validate``, ``test`` and
-``predict`` log (and write their masks) beside the run they score. The rows of ``metrics.csv``
-that are already there are kept (Lightning's CSV logger would start the file afresh). Every
-checkpoint is written atomically through :class:`~unet_train.callbacks.AtomicCheckpointIO`.
+``predict`` log (and write their masks) beside the run they score. A run without a logger gets a
+``version_<n>`` folder of its own under ``default_root_dir``, numbered by the same rule. The rows
+of ``metrics.csv`` that are already there are kept (Lightning's CSV logger would start the file
+afresh). Every checkpoint is written atomically through
+:class:`~unet_train.callbacks.AtomicCheckpointIO`.
 
 A logger ``name`` holding ``{root}`` is given the data folder's name (``configs/folder.yaml`` files
 its runs under ``runs/<folder>/``). What the data measures (``in_channels``, ``num_classes``) is
@@ -35,7 +39,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.plugins.io import CheckpointIO
 
 from unet_train.callbacks import (
@@ -51,20 +55,24 @@ from unet_train.system import SegmentationSystem
 
 #: Loggers whose ``version`` argument names a ``version_<n>`` folder under ``save_dir/name``.
 VERSIONED_LOGGERS = (CSVLogger, TensorBoardLogger)
-_VERSION = re.compile(r"version_(\d+)")
 
 
-def next_version(roots: list[Path]) -> int:
-    """One more than the highest ``version_<n>`` under any of ``roots`` (0 when there is none),
-    the rule Lightning's loggers follow each on their own."""
-    found = [
-        int(m.group(1))
-        for root in roots
-        if root.is_dir()
-        for d in root.iterdir()
-        if d.is_dir() and (m := _VERSION.fullmatch(d.name))
-    ]
-    return max(found, default=-1) + 1
+def shared_version(loggers: list[Logger], resumed: Path | None = None) -> int | str:
+    """The version every one of ``loggers`` is given, so that they share one run folder.
+
+    Args:
+        loggers: The run's loggers, built without a version: each one's ``version`` is then the
+            next free one in its own folder.
+        resumed: The run folder of the checkpoint the command starts from, if any.
+
+    Returns:
+        The checkpoint's folder name when it lies in the first logger's folder (where the
+        checkpoints go, Lightning's rule), as a string version names that folder itself; else the
+        highest of the loggers' own versions, free in every folder.
+    """
+    if resumed is not None and Path(loggers[0].root_dir).resolve() == resumed.parent:
+        return resumed.name
+    return max(logger.version for logger in loggers)
 
 
 def checkpoint_run(ckpt_path: Any) -> Path | None:
@@ -73,12 +81,6 @@ def checkpoint_run(ckpt_path: Any) -> Path | None:
         return None  # also "last", "best" and "hpc", which Lightning resolves itself
     folder = Path(ckpt_path).resolve().parent
     return folder.parent if folder.name == "checkpoints" else None
-
-
-def _logger_root(init_args: Any) -> Path:
-    save_dir = os.path.expanduser(os.path.expandvars(str(init_args.get("save_dir") or ".")))
-    name = init_args.get("name")
-    return Path(save_dir, name) if name else Path(save_dir)
 
 
 def _data_root(data: Any) -> str | None:
@@ -97,6 +99,11 @@ def _logger_class(entry: Any) -> type | None:
         return None
     module, _, name = class_path.rpartition(".")
     return getattr(importlib.import_module(module), name, None)
+
+
+def _as_kwargs(init_args: Any) -> dict[str, Any]:
+    """A logger's ``init_args`` (a jsonargparse namespace) as keyword arguments."""
+    return init_args.as_dict() if hasattr(init_args, "as_dict") else dict(init_args)
 
 
 class StageConfig(SaveConfigCallback):
@@ -166,13 +173,13 @@ class TrainCLI(LightningCLI):
         if logger is False:
             # Without a logger, Lightning writes the checkpoints and the config straight into
             # ``default_root_dir`` (and so would the artifacts): the next run would overwrite them.
-            # Give such a run its own ``version_<n>`` folder, as the loggers do.
-            root = Path(trainer.get("default_root_dir") or "runs")
-            if resumed is not None and resumed.parent == root.resolve():
-                trainer["default_root_dir"] = str(root / resumed.name)
-            else:
-                trainer["default_root_dir"] = str(root / f"version_{next_version([root])}")
-                self._new_runs.append(Path(trainer["default_root_dir"]))
+            # Give such a run its own ``version_<n>`` folder: the one a CSV logger writing straight
+            # into ``default_root_dir`` (no name) would have, or the resumed checkpoint's.
+            root = trainer.get("default_root_dir") or "runs"
+            version = shared_version([CSVLogger(save_dir=root, name="")], resumed)
+            run = CSVLogger(save_dir=root, name="", version=version)
+            trainer["default_root_dir"] = run.log_dir
+            self._note_new_run(run)
             return
         entries = logger if isinstance(logger, list) else [logger]
         versioned = [
@@ -190,21 +197,24 @@ class TrainCLI(LightningCLI):
                 if data_root is None:
                     raise ValueError(f"logger name {name!r} needs data.root (a data folder)")
                 entry["init_args"]["name"] = name.replace("{root}", data_root)
-        roots = [_logger_root(e["init_args"]) for e in versioned]
-        # The checkpoints live under the first logger's folder (Lightning's rule), so a checkpoint
-        # in ``<first root>/version_<n>/checkpoints/`` belongs to run ``n`` of these loggers.
-        match = _VERSION.fullmatch(resumed.name) if resumed is not None else None
-        if match and resumed.parent == roots[0].resolve():
-            version = int(match.group(1))
-        else:
-            version = next_version(roots)
-        for entry in versioned:
+        # Each logger as configured but without a version (building one writes nothing) says
+        # which version it would pick on its own; they all get the one shared_version chooses.
+        classes = [_logger_class(e) for e in versioned]
+        unversioned = [
+            cls(**{**_as_kwargs(e["init_args"]), "version": None})
+            for cls, e in zip(classes, versioned, strict=True)
+        ]
+        version = shared_version(unversioned, resumed)
+        for cls, entry in zip(classes, versioned, strict=True):
             if entry["init_args"].get("version") is None:
                 entry["init_args"]["version"] = version
-        for root in roots:
-            folder = root / f"version_{version}"
-            if not folder.exists():
-                self._new_runs.append(folder)
+            self._note_new_run(cls(**_as_kwargs(entry["init_args"])))
+
+    def _note_new_run(self, logger: Logger) -> None:
+        """Remember ``logger``'s folder for removal if this command fails, unless it exists."""
+        folder = Path(logger.log_dir)
+        if not folder.exists():
+            self._new_runs.append(folder)
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         # Atomic checkpoints unless the config names a checkpoint plugin of its own.
@@ -233,8 +243,15 @@ class TrainCLI(LightningCLI):
             config["return_predictions"] = False
 
     def _keep_csv_rows(self, resume: bool = False) -> None:
-        """Keep the rows of an existing ``metrics.csv`` (Lightning's CSV logger deletes the file
-        when it opens a folder that has one); when resuming, only those up to the checkpoint."""
+        """Keep the rows of an existing ``metrics.csv``; when resuming, only those up to the
+        checkpoint.
+
+        Lightning's CSV logger has no way to add to a version's ``metrics.csv``: when it opens a
+        folder that holds one (a resumed ``fit``, or ``validate``/``test``/``predict`` beside a
+        run), it deletes the file and starts afresh, even given that ``version``. Without this,
+        the rows of the run a command continues or scores would be lost; they are read first and
+        logged again through the logger's own writer.
+        """
         if not self.trainer.is_global_zero:
             return
         ckpt_path = self.config_init[self.subcommand].get("ckpt_path")
