@@ -6,6 +6,9 @@ Each model gets random weights (biases and batch-norm statistics too, so a dropp
 misplaced norm shows), is saved as ``.keras`` and as a legacy ``.h5``, ported by ``unet port`` with
 no spec, and the ported weights are run in the PyTorch twin against the source's own forward pass
 by the noise-aware rule, with rel <= 1e-5.
+
+Each peer model is built once per module, when a test first asks for it, and each test covers one
+model: both of its source files, or both reverse suffixes, in one run.
 """
 
 from __future__ import annotations
@@ -25,9 +28,14 @@ from unet_bridge import random_input, small_size, torch_model
 from unet_bridge.parity import head, reference_taps, torch_taps
 from unet_cli.main import main
 from unet_keras import to_nchw, to_nhwc
-from unet_keras.foreign import load_into_model, load_keras_weights, save_legacy_h5
+from unet_keras.foreign import (
+    canonical_from_graph,
+    load_into_model,
+    load_keras_weights,
+    save_legacy_h5,
+)
 from unet_keras.graph import GraphMismatchError, read_unet_graph
-from unet_spec import check_against_noise, get_preset, label_rule, load_weights
+from unet_spec import check_against_noise, get_preset, label_rule, load_weights, save_weights
 
 keras_unet = pytest.importorskip("keras_unet.models")
 
@@ -81,15 +89,18 @@ EXPECTED = {
 
 
 @pytest.fixture(scope="module")
-def saved(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("keras_sources")
-    models = {}
-    for i, (name, (build, _)) in enumerate(MODELS.items()):
-        model = _randomise(build(), seed=i)
-        model.save(folder / f"{name}.keras")
-        model.save(folder / f"{name}.h5")  # legacy HDF5, as ModelCheckpoint writes
-        models[name] = model
-    return folder, models
+def peer():
+    """``peer(name)``: the model of ``MODELS[name]`` with random weights, built once, on first
+    use."""
+    models: dict[str, keras.Model] = {}
+
+    def get(name: str) -> keras.Model:
+        if name not in models:
+            build, _ = MODELS[name]
+            models[name] = _randomise(build(), seed=list(MODELS).index(name))
+        return models[name]
+
+    return get
 
 
 def _check(model: keras.Model, spec, weights, size: int, seed: int = 3):
@@ -104,9 +115,8 @@ def _check(model: keras.Model, spec, weights, size: int, seed: int = 3):
 
 
 @pytest.mark.parametrize("name", list(MODELS))
-def test_the_spec_is_read_from_the_graph(saved, name) -> None:
-    _, models = saved
-    graph = read_unet_graph(models[name])
+def test_the_spec_is_read_from_the_graph(peer, name) -> None:
+    graph = read_unet_graph(peer(name))
     assert graph.spec == EXPECTED[name], graph.spec.diff(EXPECTED[name])
     if name.startswith("custom"):  # dropout between a level's convs moves after them
         assert any("inside a level" in note for note in graph.notes)
@@ -115,22 +125,28 @@ def test_the_spec_is_read_from_the_graph(saved, name) -> None:
 
 
 def test_the_full_size_zhixuhao_layout_is_the_preset() -> None:
-    keras.backend.clear_session()
     assert read_unet_graph(zhixuhao_unet()).spec == get_preset("zhixuhao")
 
 
 @pytest.mark.parametrize("name", list(MODELS))
-@pytest.mark.parametrize(("src", "dst"), [(".keras", ".safetensors"), (".h5", ".keras")])
-def test_port_with_no_flags_matches_the_source(saved, tmp_path, capsys, name, src, dst) -> None:
-    folder, models = saved
-    model = models[name]
-    out_path = tmp_path / f"{name}{dst}"
-    assert main(["port", str(folder / f"{name}{src}"), str(out_path)]) == 0
-    out = capsys.readouterr().out
-    assert "source model vs PyTorch" in out, out
-    weights, spec = load_weights(out_path) if dst == ".safetensors" else load_keras_weights(
-        out_path)[:2]  # fmt: skip
-    assert spec == EXPECTED[name]
+def test_port_with_no_flags_matches_the_source(peer, tmp_path, capsys, name) -> None:
+    model = peer(name)
+    ported = {}
+    for src, dst in [(".keras", ".safetensors"), (".h5", ".keras")]:
+        model.save(tmp_path / f"{name}{src}")  # .h5: legacy HDF5, as ModelCheckpoint writes
+        out_path = tmp_path / f"ported{dst}"
+        assert main(["port", str(tmp_path / f"{name}{src}"), str(out_path)]) == 0
+        out = capsys.readouterr().out
+        assert "source model vs PyTorch" in out, (src, out)
+        weights, spec = load_weights(out_path) if dst == ".safetensors" else load_keras_weights(
+            out_path)[:2]  # fmt: skip
+        assert spec == EXPECTED[name], src
+        ported[src] = weights
+    # Both source files port to the same tensors, so one run against the source proves both.
+    weights, from_h5 = ported[".keras"], ported[".h5"]
+    assert weights.keys() == from_h5.keys()
+    for key, value in weights.items():
+        np.testing.assert_array_equal(from_h5[key], value, err_msg=key)
     _, extra = MODELS[name]
     sizes = [model.input_shape[1] or small_size(spec), *extra]
     for size in sizes:
@@ -138,9 +154,8 @@ def test_port_with_no_flags_matches_the_source(saved, tmp_path, capsys, name, sr
         assert check.passed and check.rel <= REL and check.decisive > 0, (size, check)
 
 
-def test_a_weights_file_needs_the_spec_and_matches_by_order(saved, tmp_path, capsys) -> None:
-    folder, models = saved
-    model = models["custom-bn-deconv"]
+def test_a_weights_file_needs_the_spec_and_matches_by_order(peer, tmp_path, capsys) -> None:
+    model = peer("custom-bn-deconv")
     path = tmp_path / "custom.weights.h5"
     model.save_weights(path)
     assert main(["port", str(path), str(tmp_path / "a.safetensors")]) == 2
@@ -156,28 +171,27 @@ def test_a_weights_file_needs_the_spec_and_matches_by_order(saved, tmp_path, cap
 
 
 @pytest.mark.parametrize("name", ["vanilla", "custom-bn-deconv", "custom-simple-softmax"])
-@pytest.mark.parametrize("suffix", [".weights.h5", ".keras"])
-def test_reverse_loads_in_keras_unet(saved, tmp_path, capsys, name, suffix) -> None:
-    folder, models = saved
-    model = models[name]
-    canonical = tmp_path / "w.safetensors"
-    assert main(["port", str(folder / f"{name}.keras"), str(canonical)]) == 0
-    dst = tmp_path / f"back{suffix}"
-    assert main(["port", str(canonical), str(dst), "--to", "keras-unet"]) == 0
-    out = capsys.readouterr().out
-    assert "keras-unet" in out and "with load_weights" in out, out
-    # keras-unet's own builder, with the same arguments, loads the file and computes the same.
-    fresh = MODELS[name][0]()
-    fresh.load_weights(dst)
+def test_reverse_loads_in_keras_unet(peer, tmp_path, capsys, name) -> None:
+    model = peer(name)
+    # The forward port is proven above; here its canonical weights are only the starting point.
+    graph = read_unet_graph(model)
+    canonical = save_weights(canonical_from_graph(graph), graph.spec, tmp_path / "w.safetensors")
     x = to_nhwc(random_input(EXPECTED[name], model.input_shape[1] or 32, 1, seed=5))
-    np.testing.assert_array_equal(np.asarray(fresh(x)), np.asarray(model(x)))
+    for suffix in [".weights.h5", ".keras"]:
+        dst = tmp_path / f"back{suffix}"
+        assert main(["port", str(canonical), str(dst), "--to", "keras-unet"]) == 0
+        out = capsys.readouterr().out
+        assert "keras-unet" in out and "with load_weights" in out, (suffix, out)
+        # keras-unet's own builder, with the same arguments, loads the file and computes the same.
+        fresh = MODELS[name][0]()
+        fresh.load_weights(dst)
+        np.testing.assert_array_equal(np.asarray(fresh(x)), np.asarray(model(x)), err_msg=suffix)
 
 
-def test_reverse_loads_in_the_zhixuhao_layout(saved, tmp_path) -> None:
-    folder, models = saved
-    model = models["zhixuhao"]
+def test_reverse_loads_in_the_zhixuhao_layout(peer, tmp_path) -> None:
+    model = peer("zhixuhao")
     spec = EXPECTED["zhixuhao"]
-    weights, _, _ = load_keras_weights(folder / "zhixuhao.keras")
+    weights = canonical_from_graph(read_unet_graph(model))
     path = save_legacy_h5(weights, spec, tmp_path / "unet_membrane.hdf5")
     fresh = zhixuhao_unet((32, 32, 1), filters=4, depth=2)
     fresh.load_weights(path)  # what its unet(pretrained_weights=path) does
@@ -246,10 +260,10 @@ def test_a_planted_mismatch_lists_every_feature(tmp_path, capsys) -> None:
     assert "\n" not in err and "kernel 5x5" in err and not dst.exists(), err
 
 
-def test_match_layers_lists_every_mismatch(saved, tmp_path) -> None:
-    _, models = saved
+def test_match_layers_lists_every_mismatch(peer, tmp_path) -> None:
+    model = peer("zhixuhao")
     path = tmp_path / "z.weights.h5"
-    models["zhixuhao"].save_weights(path)
+    model.save_weights(path)
     wrong = EXPECTED["zhixuhao"].replace(head_convs=(), base_filters=8)
     with pytest.raises(ValueError) as info:
         load_keras_weights(path, wrong)
