@@ -40,8 +40,8 @@ from unet_runtime import machine_line
 
 def torch_side(preset: str, size: int, batch: int, rounds: int) -> dict:
     import torch
-    from throughput import TorchBench
     from torch.profiler import ProfilerActivity, profile
+    from workloads import TorchBench
 
     bench = TorchBench(preset, size, batch)
     model = bench.system.model
@@ -113,7 +113,7 @@ def keras_side(preset: str, size: int, batch: int, rounds: int, threads: int, in
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(inter)
-    from throughput import KerasBench
+    from workloads import KerasBench
 
     bench = KerasBench(preset, size, batch)
     bench.call()
