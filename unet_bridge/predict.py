@@ -32,8 +32,7 @@ def backend_for(path: str | os.PathLike[str]) -> str:
     """The backend a file runs on when none is named: the runtime of an exported artefact's
     suffix, the PyTorch twin for weights."""
     suffix = suffix_in(path, ARTEFACT_BACKENDS.values())
-    by_suffix = {s: backend for backend, s in ARTEFACT_BACKENDS.items()}
-    return by_suffix.get(suffix, "torch")
+    return suffix.lstrip(".") if suffix is not None else "torch"  # a runtime is named as its suffix
 
 
 class ArtefactPredictor(TiledPredictor):
