@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,18 +25,11 @@ def save_weights_h5(
 ) -> Path:
     """Write ``weights`` as a Keras ``.weights.h5`` file (with the spec as a root attribute),
     atomically. ``model.load_weights(path)`` loads it into ``build_unet(spec, ...)``."""
-    import h5py
-
     path = Path(path)
     if not path.name.endswith(".weights.h5"):
         raise ValueError(f"{path}: a Keras weights file must end in .weights.h5")
-    size = input_size if input_size is not None else build_size(spec)
-    model = from_canonical(build_unet(spec, size), weights, spec)
-    with atomic_path(path) as tmp:
-        model.save_weights(tmp, overwrite=True)
-        with h5py.File(tmp, "a") as f:
-            f.attrs[H5_SPEC_ATTR] = spec.to_json()
-    return path
+    model = _twin(weights, spec, input_size, head_activation=False)
+    return _write_with_spec(path, spec, lambda tmp: model.save_weights(tmp, overwrite=True))
 
 
 def save_legacy_h5(
@@ -49,15 +42,24 @@ def save_legacy_h5(
     attribute and the head's activation folded in, as Keras code of that era saves it),
     atomically. ``model.load_weights(path)`` pairs its weighted layers in order, so a model of the
     same layout built by other code (zhixuhao's ``unet(pretrained_weights=path)``) loads it."""
-    import h5py
-
     path = Path(path)
     if path.suffix not in LEGACY_SUFFIXES:
         raise ValueError(f"{path}: a legacy Keras HDF5 file ends in .h5 or .hdf5")
+    model = _twin(weights, spec, input_size, head_activation=True)
+    return _write_with_spec(path, spec, lambda tmp: model.save(tmp, overwrite=True))
+
+
+def _twin(weights: Mapping[str, np.ndarray], spec: UNetSpec, input_size, head_activation: bool):
     size = input_size if input_size is not None else build_size(spec)
-    model = from_canonical(build_unet(spec, size, head_activation=True), weights, spec)
+    return from_canonical(build_unet(spec, size, head_activation=head_activation), weights, spec)
+
+
+def _write_with_spec(path: Path, spec: UNetSpec, save: Callable[[Path], object]) -> Path:
+    """``save`` to a temporary path, add the spec as a root attribute, then move into place."""
+    import h5py
+
     with atomic_path(path) as tmp:
-        model.save(tmp, overwrite=True)
+        save(tmp)
         with h5py.File(tmp, "a") as f:
             f.attrs[H5_SPEC_ATTR] = spec.to_json()
     return path
