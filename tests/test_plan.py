@@ -125,3 +125,25 @@ def test_last_use_frees_skips_only_after_their_decoder() -> None:
     index = {b.name: i for i, b in enumerate(plan)}
     assert plan.last_use["enc1.relu2"] == index["dec1.skip"]
     assert plan.last_use["enc1.pool"] == index["enc2.conv1"]
+
+
+@pytest.mark.parametrize(
+    ("norm", "act_before_norm", "upsample", "steps"),
+    [
+        ("batch", False, "bilinear", ["upsample", "up", "upbn", "uprelu", "concat"]),
+        ("instance", True, "nearest", ["upsample", "up", "uprelu", "upnorm", "concat"]),
+        ("batch", False, "transpose", ["up", "upbn", "uprelu", "concat"]),
+    ],
+)
+def test_up_norm_sits_after_the_up_conv_in_the_norm_order(
+    norm: str, act_before_norm: bool, upsample: str, steps: list[str]
+) -> None:
+    spec = UNetSpec(depth=2, base_filters=4, padding="same", skip_merge="none", norm=norm,
+                    upsample=upsample, act_before_norm=act_before_norm, up_activation=True,
+                    up_norm=True, bn_epsilon=1e-3)  # fmt: skip
+    plan = spec.plan()
+    assert [b.name.split(".")[1] for b in plan if b.name.startswith("dec1.")][: len(steps)] == steps
+    up_norm = plan[f"dec1.up{'bn' if norm == 'batch' else 'norm'}"]
+    assert up_norm.epsilon == 1e-3 and up_norm.out_channels == spec.up_width(1) == 4
+    without = spec.replace(up_norm=False).plan()
+    assert without.trainable_params == plan.trainable_params - 2 * (4 + 8)  # dec1 + dec2 up norms

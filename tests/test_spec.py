@@ -118,6 +118,12 @@ def test_switches_that_contradict_each_other_are_named() -> None:
         UNetSpec(up_conv_kernel=2)
     with pytest.raises(ValueError, match="up_activation needs an up-step conv"):
         UNetSpec(upsample="nearest", up_conv_kernel=0, up_activation=True)
+    with pytest.raises(ValueError, match=r"up_norm needs an up-step conv.*up_conv_kernel=0"):
+        UNetSpec(upsample="nearest", up_conv_kernel=0, norm="batch", up_norm=True)
+    with pytest.raises(ValueError, match=r"up_norm applies the spec's norm.*norm='none'"):
+        UNetSpec(up_norm=True)
+    with pytest.raises(ValueError, match="up_norm must be true or false. Received: up_norm=1"):
+        UNetSpec(norm="batch", up_norm=1)
     with pytest.raises(
         ValueError, match=r"widths must list 3 integers.*Received: widths=\(8, 16\)"
     ):
@@ -134,3 +140,11 @@ def test_widths_travel_through_json_as_lists_and_come_back_as_tuples() -> None:
     assert data["widths"] == [64, 128, 256, 512, 512]
     assert UNetSpec.from_json(spec.to_json()) == spec
     assert UNetSpec.from_dict(data).widths == (64, 128, 256, 512, 512)
+
+
+def test_up_norm_travels_through_json_and_old_files_read_it_as_off() -> None:
+    spec = UNetSpec(depth=2, base_filters=4, padding="same", skip_merge="none", upsample="bilinear",
+                    norm="instance", up_norm=True, up_activation=True)  # fmt: skip
+    assert UNetSpec.from_json(spec.to_json()) == spec
+    old = {k: v for k, v in spec.to_dict().items() if k != "up_norm"}
+    assert UNetSpec.from_dict(old) == spec.replace(up_norm=False)

@@ -39,7 +39,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "pad_align": ("center", "end"),
     "head": ("sigmoid", "softmax", "none"),
 }
-_BOOLS = ("conv_bias", "act_before_norm", "align_corners", "up_activation")
+_BOOLS = ("conv_bias", "act_before_norm", "align_corners", "up_activation", "up_norm")
 # Width tuples: field name → how many entries a spec of depth D needs.
 _WIDTHS = {
     "widths": lambda depth: depth + 1,
@@ -83,6 +83,10 @@ class UNetSpec:
             conv, zhixuhao/unet; 0: no conv, the channels pass unchanged, milesial's bilinear
             variant). Only for ``"bilinear"`` and ``"nearest"``; leave it at 1 for ``"transpose"``.
         up_activation: Apply ``activation`` after the up step's conv (zhixuhao/unet).
+        up_norm: Apply ``norm`` (with ``bn_epsilon``/``bn_momentum``) after the up step's conv,
+            ordered with ``up_activation`` as ``act_before_norm`` says: ``Upsample`` → conv →
+            ``BatchNorm2d`` → ReLU, the plain U-Net of the Attention U-Net family (also after a
+            transposed conv). Needs an up-step conv and ``norm`` other than ``"none"``.
         widths: Filters per encoder level and the bottleneck (``depth + 1`` values); empty means
             ``base_filters`` doubling per level.
         decoder_widths: Output filters of each decoder level (``depth`` values); empty means the
@@ -135,6 +139,7 @@ class UNetSpec:
     align_corners: bool = False
     up_conv_kernel: int = 1
     up_activation: bool = False
+    up_norm: bool = False
     widths: tuple[int, ...] = ()
     decoder_widths: tuple[int, ...] = ()
     decoder_mid_widths: tuple[int, ...] = ()
@@ -250,6 +255,16 @@ class UNetSpec:
             raise ValueError(
                 "UNetSpec.up_activation needs an up-step conv (up_conv_kernel > 0). "
                 f"Received: up_conv_kernel={self.up_conv_kernel!r}"
+            )
+        if self.up_norm and not self.up_has_conv:
+            raise ValueError(
+                "UNetSpec.up_norm needs an up-step conv (up_conv_kernel > 0). "
+                f"Received: up_norm=True, up_conv_kernel={self.up_conv_kernel!r}"
+            )
+        if self.up_norm and self.norm == "none":
+            raise ValueError(
+                "UNetSpec.up_norm applies the spec's norm, and norm='none' has none (use 'batch' "
+                f"or 'instance'). Received: up_norm=True, norm={self.norm!r}"
             )
         if self.up_widths and not self.up_has_conv:
             raise ValueError(

@@ -18,8 +18,9 @@ def unet_blocks(spec: UNetSpec) -> tuple[Block, ...]:
     ``convN`` (3×3 conv), ``bnN``/``normN`` (batch/instance norm), ``reluN``/``actN`` (ReLU/leaky
     ReLU), ``pool``, ``dropout`` (``mid.dropin`` before the bottleneck convs); in the decoder
     ``upsample`` (interpolation), ``up`` (the transposed conv or the conv after interpolation),
-    ``uprelu``/``upact``, ``skip`` (resize/crop of the skip), ``pad`` (padding of the upsampled
-    map), ``concat``; ``tail.convN`` (extra convs before the head) and ``head``.
+    ``upbn``/``upnorm`` (the up step's batch/instance norm, ``up_norm``) and ``uprelu``/``upact``
+    in the order ``act_before_norm`` says, ``skip`` (resize/crop of the skip), ``pad`` (padding
+    of the upsampled map), ``concat``; ``tail.convN`` (extra convs before the head) and ``head``.
     """
     blocks: list[Block] = [Block("input", "input", (), spec.in_channels, spec.in_channels)]
     by_name: dict[str, Block] = {"input": blocks[0]}
@@ -42,11 +43,14 @@ def unet_blocks(spec: UNetSpec) -> tuple[Block, ...]:
             return add(name, "leakyrelu", c, slope=spec.negative_slope)
         return add(relu_name, "relu", c)
 
-    def norm(prefix: str, i: int, c: int) -> None:
+    def norm(prefix: str, i: int | str, c: int, lead: str = "") -> str:
+        """``{prefix}.{lead}bn{i}`` (batch) or ``{prefix}.{lead}norm{i}`` (instance); the last
+        block's name when the spec has no norm."""
         if spec.norm == "batch":
-            add(f"{prefix}.bn{i}", "batchnorm", c, epsilon=spec.bn_epsilon)
-        elif spec.norm == "instance":
-            add(f"{prefix}.norm{i}", "instancenorm", c, epsilon=spec.bn_epsilon)
+            return add(f"{prefix}.{lead}bn{i}", "batchnorm", c, epsilon=spec.bn_epsilon)
+        if spec.norm == "instance":
+            return add(f"{prefix}.{lead}norm{i}", "instancenorm", c, epsilon=spec.bn_epsilon)
+        return blocks[-1].name
 
     def double_conv(prefix: str, widths: tuple[int, int], first_input: tuple[str, ...] = ()) -> str:
         for i, c_out in enumerate(widths, start=1):
@@ -90,8 +94,12 @@ def unet_blocks(spec: UNetSpec) -> tuple[Block, ...]:
                 # An even kernel with 'same' padding pads one row/column after (zhixuhao/unet).
                 up = add(f"dec{level}.up", "conv", c_up, kernel=spec.up_conv_kernel,
                          padding="valid" if spec.up_conv_kernel == 1 else "same")  # fmt: skip
-        if spec.up_activation:
-            up = activation(f"dec{level}.uprelu", c_up)
+        # The up step's norm and activation, in the order of the double convs' pairs.
+        for step in ("act", "norm") if spec.act_before_norm else ("norm", "act"):
+            if step == "act" and spec.up_activation:
+                up = activation(f"dec{level}.uprelu", c_up)
+            elif step == "norm" and spec.up_norm:
+                up = norm(f"dec{level}", "", c_up, lead="up")
         skip = skips[level]
         if spec.skip_merge in ("resize", "crop"):
             skip = add(f"dec{level}.skip", spec.skip_merge, by_name[skip].out_channels, (skip, up))
