@@ -1,9 +1,9 @@
 """Imports point down the layers only (the picture in docs/architecture.md).
 
 ``unet_runtime`` (process infrastructure) is the floor; ``unet_spec`` (the contract) stands on it;
-``unet_infer`` (inference) and ``unet_data`` (data reading) are framework-free siblings above the
-spec that never import each other; ``unet_torch`` and ``unet_keras`` are spokes above those that
-never import each other; ``unet_bridge`` runs both; the ``unet`` command, training (``unet_train``),
+``unet_infer`` (inference), ``unet_data`` (data reading) and ``unet_graph`` (the U-Net graph
+reader) are framework-free siblings above the spec that never import each other; ``unet_torch`` and
+``unet_keras`` are spokes above those that never import each other; ``unet_bridge`` runs both; the ``unet`` command, training (``unet_train``),
 the tests and the benchmarks sit on top. The rules are read from the source (every ``import``
 statement, including the lazy ones inside functions), so a violation is caught on any machine,
 whatever is installed.
@@ -52,7 +52,7 @@ RULES = (
     ),
     Rule(
         "unet_runtime",
-        ("unet_spec", "unet_infer", "unet_data", *SPOKES, *UPPER),
+        ("unet_spec", "unet_infer", "unet_data", "unet_graph", *SPOKES, *UPPER),
         why="process infrastructure is the floor: it knows nothing of U-Nets",
     ),
     Rule(
@@ -63,7 +63,7 @@ RULES = (
     ),
     Rule(
         "unet_spec",
-        ("unet_infer", "unet_data", *SPOKES, *UPPER),
+        ("unet_infer", "unet_data", "unet_graph", *SPOKES, *UPPER),
         why="the spec is the contract: of the framework-free packages it uses unet_runtime only",
     ),
     Rule(
@@ -74,7 +74,7 @@ RULES = (
     ),
     Rule(
         "unet_infer",
-        ("unet_data", *SPOKES, *UPPER),
+        ("unet_data", "unet_graph", *SPOKES, *UPPER),
         why="inference reads no data sets and knows no framework",
     ),
     Rule(
@@ -85,8 +85,20 @@ RULES = (
     ),
     Rule(
         "unet_data",
-        ("unet_infer", *SPOKES, *UPPER),
+        ("unet_infer", "unet_graph", *SPOKES, *UPPER),
         why="data reading runs no model: no inference, no framework",
+    ),
+    Rule(
+        "unet_graph",
+        HEAVY,
+        module_level_only=True,
+        why="the U-Net graph reader is framework-free: numpy only when imported",
+    ),
+    Rule(
+        "unet_graph",
+        ("unet_infer", "unet_data", *SPOKES, *UPPER),
+        why="the graph reader reads ops in plan terms; of the packages below it uses the spec "
+        "and unet_runtime only, and its front-ends live with their framework above it",
     ),
     Rule(
         "unet_torch",

@@ -10,8 +10,9 @@ everything else, and :func:`read_unet_graph` reads it:
    ``Dropout``/``SpatialDropout2D``, ``Conv2DTranspose``, ``UpSampling2D``, ``Cropping2D``,
    ``Resizing``, ``ZeroPadding2D``, ``Concatenate`` and this project's own upsampling and padding
    layers).
-2. The *main path* is followed from the input to the output: where a tensor feeds two layers, the one
-   that is not a merge (concat, crop, resize, pad) continues the path and the other carries a skip.
+2. (:mod:`unet_graph` from here on.) The *main path* is followed from the input to the output:
+   where a tensor feeds two layers, the one that is not a merge (concat, crop, resize, pad)
+   continues the path and the other carries a skip.
 3. The path is cut at the poolings and the up steps into encoder levels, the bottleneck and decoder
    levels; each level's convs, activations, norms and dropouts give the spec's fields, each skip
    branch gives the skip source, merge and concat order, and what follows the last decoder level's
@@ -25,17 +26,15 @@ and the architectural feature (``layer conv2d_5 (Conv2D): kernel 5x5; the spec's
 map to the nearest site and are reported in :attr:`GraphSpec.notes`: inference is unchanged,
 training dropout differs.
 
+Step 1 is Keras' own and lives here (:mod:`~unet_keras.graph.ops`: layers into
+:class:`unet_graph.Op` values); steps 2 to 4 are framework-free and live in :mod:`unet_graph`, shared
+with the PyTorch front-end (:mod:`unet_torch.graph`). :mod:`~unet_keras.graph.reader` runs them.
 Hand-written because Keras has no public "graph as data" API beyond each layer's ``input`` and
-``output`` tensors and its config, which is what this reads.
-
-The reader is cut by step: :mod:`~unet_keras.graph.ops` turns layers into ops (1),
-:mod:`~unet_keras.graph.walk` follows the main path and the skips (2),
-:mod:`~unet_keras.graph.levels` cuts the path into levels and names the plan blocks (3),
-:mod:`~unet_keras.graph.infer` gathers the spec's fields, :mod:`~unet_keras.graph.plan_check`
-compares the plan with the graph (4), and :mod:`~unet_keras.graph.reader` runs them in order.
+``output`` tensors and its config, which is what step 1 reads.
 """
 
-from unet_keras.graph.ops import GraphMismatchError, Op, graph_ops
-from unet_keras.graph.reader import GraphSpec, read_unet_graph
+from unet_graph import GraphMismatchError, GraphSpec, Op
+from unet_keras.graph.ops import graph_ops, keras_graph
+from unet_keras.graph.reader import read_unet_graph
 
-__all__ = ["GraphMismatchError", "GraphSpec", "Op", "graph_ops", "read_unet_graph"]
+__all__ = ["GraphMismatchError", "GraphSpec", "Op", "graph_ops", "keras_graph", "read_unet_graph"]

@@ -1,67 +1,25 @@
-"""Layers in plan terms: each Keras layer becomes one or more ops (step 1 of
-:mod:`unet_keras.graph`), with the settings of it that no plan block has."""
+"""Layers in plan terms: each Keras layer becomes one or more :class:`unet_graph.Op` (step 1 of
+:mod:`unet_graph`), with the settings of it that no plan block has."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import keras
 
-# Ops that bring a skip and the upsampled map together; the path never continues through their
-# reference input.
-MERGES = ("concat", "crop", "resize", "pad")
-ACTS = ("relu", "leakyrelu")
-NORMS = ("batchnorm", "instancenorm")
-UPS = ("upconv", "upsample")
+from unet_graph import Graph, GraphMismatchError, Op
+
 # Keras' ``leaky_relu`` activation function's default slope.
 _KERAS_LEAKY_SLOPE = 0.2
-
-
-class GraphMismatchError(ValueError):
-    """The layer graph is not a U-Net the spec can express; ``mismatches`` lists every reason."""
-
-    def __init__(self, source: str, mismatches: Sequence[str]) -> None:
-        self.mismatches = list(mismatches)
-        count = f"{len(mismatches)} mismatch" + ("es" if len(mismatches) != 1 else "")
-        super().__init__(
-            f"{source}: not a U-Net the spec can express ({count}): " + "; ".join(mismatches)
-        )
-
-
-@dataclass
-class Op:
-    """One step of the graph in plan terms.
-
-    Attributes:
-        index: Position in :attr:`Graph.ops`.
-        kind: A plan block kind, or ``"sigmoid"``/``"softmax"`` (head activations),
-            ``"activation"`` (another activation function) or ``"unknown"`` (a layer class no
-            block computes).
-        layer: The Keras layer (a fused activation shares its conv's layer).
-        inputs: Indices of the ops read, in order.
-        attrs: What the layer's config says (``filters``, ``kernel``, ``padding``, ...).
-        problems: Settings of the layer no block has (strides on a conv, dilation, ...).
-        name: The plan block this op is, once the graph is parsed (``""`` for dropouts and the head
-            activation, which are compared separately).
-    """
-
-    index: int
-    kind: str
-    layer: Any
-    inputs: tuple[int, ...]
-    attrs: dict[str, Any] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
-    name: str = ""
-
-    @property
-    def label(self) -> str:
-        return f"layer {self.layer.name} ({type(self.layer).__name__})"
-
-    @property
-    def channels(self) -> int:
-        return int(self.layer.output.shape[-1])
+#: How messages name the Keras classes of some op kinds.
+KERAS_WORDS = {
+    "upconv": "Conv2DTranspose",
+    "upsample": "UpSampling2D",
+    "maxpool": "MaxPooling2D",
+    "concat": "Concatenate",
+    "dropout": "Dropout",
+    "spatial_dropout": "SpatialDropout2D",
+}
 
 
 # -- layers → ops -------------------------------------------------------------------------------
@@ -135,7 +93,9 @@ def _layer_ops(layer: Any) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]
         if cls == "BatchNormalization":
             if cfg.get("axis") not in (-1, 3, [-1], [3]):
                 problems.append(f"axis {cfg.get('axis')} (the channel axis only)")
-            return [("batchnorm", {**attrs, "momentum": float(cfg["momentum"])})], problems
+            # Keras' momentum weighs the running value, PyTorch's (the spec's) the new batch.
+            momentum = float(f"{1.0 - float(cfg['momentum']):.12g}")
+            return [("batchnorm", {**attrs, "momentum": momentum})], problems
         channels = int(layer.input.shape[-1])
         if cfg["groups"] not in (-1, channels):
             problems.append(
@@ -191,6 +151,13 @@ def as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
+def _op(index: int, kind: str, layer: Any, inputs: tuple[int, ...], attrs: dict[str, Any] | None = None,
+        problems: list[str] | None = None) -> Op:  # fmt: skip
+    cls = type(layer).__name__
+    return Op(index, kind, inputs, f"layer {layer.name} ({cls})", layer.name, cls,
+              int(layer.output.shape[-1]), layer, attrs or {}, problems or [])  # fmt: skip
+
+
 def graph_ops(model: Any, source: str) -> tuple[list[Op], int]:
     """The ops of ``model`` in layer order, and the index of the op that produces the output.
 
@@ -211,7 +178,7 @@ def graph_ops(model: Any, source: str) -> tuple[list[Op], int]:
                 source, [f"layer {layer.name} is a nested model; flatten it before porting"]
             )
         if type(layer).__name__ == "InputLayer":
-            op = Op(len(ops), "input", layer, ())
+            op = _op(len(ops), "input", layer, ())
             ops.append(op)
             producer[id(layer.output)] = op.index
             continue
@@ -221,8 +188,21 @@ def graph_ops(model: Any, source: str) -> tuple[list[Op], int]:
             producer[id(layer.output)] = reads[0]
             continue
         for i, (kind, attrs) in enumerate(steps):
-            op = Op(len(ops), kind, layer, reads if i == 0 else (len(ops) - 1,), attrs,
-                    problems if i == 0 else [])  # fmt: skip
+            op = _op(len(ops), kind, layer, reads if i == 0 else (len(ops) - 1,), attrs,
+                     problems if i == 0 else [])  # fmt: skip
             ops.append(op)
         producer[id(layer.output)] = len(ops) - 1
     return ops, producer[id(as_list(model.outputs)[0])]
+
+
+def keras_graph(model: Any, source: str) -> Graph:
+    """The :class:`unet_graph.Graph` of a Keras functional ``model``.
+
+    Raises:
+        GraphMismatchError: Several inputs or outputs, or a nested model.
+    """
+    ops, output = graph_ops(model, source)
+    shape = as_list(model.inputs)[0].shape
+    h, w = shape[1], shape[2]
+    size = (int(h), int(w)) if h is not None and w is not None else None
+    return Graph(ops, output, source, int(shape[-1]), size, words=KERAS_WORDS)

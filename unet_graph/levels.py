@@ -1,4 +1,4 @@
-"""The main path cut into levels (step 3 of :mod:`unet_keras.graph`): each level's convs with
+"""The main path cut into levels (step 3 of :mod:`unet_graph`): each level's convs with
 their activations, norms and dropouts, the up steps, the skip merges and the head, each op named
 after the plan block it is."""
 
@@ -8,8 +8,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from unet_keras.graph.ops import ACTS, NORMS, Op
-from unet_keras.graph.walk import GraphWalk
+from unet_graph.ops import ACTS, NORMS, Op
+from unet_graph.walk import GraphWalk
 
 
 @dataclass
@@ -65,9 +65,7 @@ class LevelReader(GraphWalk):
                 short = "bn" if unit.norm.kind == "batchnorm" else "norm"
                 unit.norm.name = f"{prefix}.{short}{i}"
             for op in unit.extra:
-                self.problem(
-                    op, f"{_what(op)} after {unit.conv.layer.name}; the spec has none there"
-                )
+                self.problem(op, f"{_what(op)} after {unit.conv.where}; the spec has none there")
 
     def block_dropouts(self, level: Level, site: str, before_site: str | None) -> None:
         """Dropout sites of one level: before its convs, between them, after them."""
@@ -177,5 +175,5 @@ def _what(op: Op) -> str:
     return {"batchnorm": "batch norm", "instancenorm": "instance norm", "relu": "a ReLU",
             "leakyrelu": "a leaky ReLU", "sigmoid": "a sigmoid", "softmax": "a softmax",
             "maxpool": "a pooling", "upconv": "a transposed conv", "upsample": "an upsampling",
-            "concat": "a concat", "unknown": f"layer class {type(op.layer).__name__}"}.get(
+            "concat": "a concat", "unknown": op.what}.get(
         op.kind, op.kind)  # fmt: skip

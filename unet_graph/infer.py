@@ -1,4 +1,4 @@
-"""The spec's fields from the parsed levels (step 3 of :mod:`unet_keras.graph`): the value most
+"""The spec's fields from the parsed levels (step 3 of :mod:`unet_graph`): the value most
 layers agree on for each feature, every other layer named as a mismatch, and the notes on what the
 spec expresses only approximately."""
 
@@ -8,9 +8,9 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from unet_keras.graph.levels import Unit
-from unet_keras.graph.ops import Op
-from unet_keras.graph.walk import GraphWalk
+from unet_graph.levels import Unit
+from unet_graph.ops import Op
+from unet_graph.walk import GraphWalk
 from unet_spec import UNetSpec
 
 
@@ -99,7 +99,7 @@ class SpecInference(GraphWalk):
                     f"the skip of dec{k} leaves enc{k} before its dropout; the twins' skip carries it (training differs)"
                 )
             else:
-                self.problem(tap, f"the skip of dec{k} leaves enc{k} at {tap.layer.name}; the "
+                self.problem(tap, f"the skip of dec{k} leaves enc{k} at {tap.where}; the "
                              "spec's skips leave a level after its convs or its pooling")  # fmt: skip
             kinds = [op.kind for op in info["branch"]]
             if info["pad"] is not None:
@@ -141,18 +141,19 @@ class SpecInference(GraphWalk):
         other = sorted({f"{r:.6g}" for _, r in rates if r != rate})
         if other:
             self.notes.append(f"dropout rates {', '.join(other)} become {rate:.6g}")
-        inside = [
-            f"{op.layer.name} ({site})" for site, op, exact in self.dropout_sites if not exact
-        ]
+        inside = [f"{op.where} ({site})" for site, op, exact in self.dropout_sites if not exact]
         if inside:
             self.notes.append(f"dropout inside a level moves after its convs: {', '.join(inside)}")
         if any(op.attrs["spatial"] for _, op, _ in self.dropout_sites):
-            self.notes.append("SpatialDropout2D (whole channels) becomes Dropout (single values)")
+            self.notes.append(
+                f"{self.words['spatial_dropout']} (whole channels) becomes {self.words['dropout']} "
+                "(single values)"
+            )
         if self.problems:
             return None
         up_conv_kernel = 1 if up_kind == "upconv" else up_kernel
         fields: dict[str, Any] = {
-            "in_channels": self.ops[0].channels,
+            "in_channels": self.graph.in_channels,
             "num_classes": head_op.channels if head_op is not None else 1,
             "depth": depth,
             "base_filters": base,
@@ -183,7 +184,7 @@ class SpecInference(GraphWalk):
         if eps is not None:
             fields["bn_epsilon"] = eps
         if momentum is not None:
-            fields["bn_momentum"] = float(f"{1.0 - momentum:.12g}")  # Keras' is 1 - PyTorch's
+            fields["bn_momentum"] = momentum
         if up_kind == "upconv" or up_conv_kernel:
             decoder = dec_widths
             fields["up_widths"] = () if up_widths == decoder else up_widths

@@ -1,11 +1,11 @@
-"""The inferred spec's plan against the graph (step 4 of :mod:`unet_keras.graph`): block by
+"""The inferred spec's plan against the graph (step 4 of :mod:`unet_graph`): block by
 block, kind, channels, kernel, padding, bias and inputs, so a spec is only returned when its twin
 computes what the graph does."""
 
 from __future__ import annotations
 
-from unet_keras.graph.ops import NORMS
-from unet_keras.graph.walk import GraphWalk
+from unet_graph.ops import NORMS
+from unet_graph.walk import GraphWalk
 from unet_spec import UNetSpec, build_plan
 
 
@@ -18,9 +18,9 @@ class PlanCheck(GraphWalk):
         named = {op.name: op for op in self.ops if op.name}
         dropped = {b.name: b.inputs[0] for b in plan.blocks if b.kind == "dropout"}
         layout = None
-        if self.input_size is not None:
+        if self.graph.layout_size is not None:
             try:
-                layout = plan.layout(self.input_size)
+                layout = plan.layout(self.graph.layout_size)
             except ValueError as err:
                 self.problem(None, f"the model's input size does not fit the inferred spec ({err})")
 
@@ -33,7 +33,7 @@ class PlanCheck(GraphWalk):
             op = self.ops[index]
             while not op.name and op.kind in ("dropout", "sigmoid", "softmax") and op.inputs:
                 op = self.ops[op.inputs[0]]
-            return op.name or op.layer.name
+            return op.name or op.where
 
         for block in plan.blocks:
             if block.kind == "dropout":
@@ -66,7 +66,7 @@ class PlanCheck(GraphWalk):
                     found["amounts"], wanted["amounts"] = op.attrs["amounts"], info.crop
                 if "size" in op.attrs:
                     found["size"], wanted["size"] = tuple(op.attrs["size"]), info.shape[1:]
-            if block.kind in ("crop", "resize"):  # the reference size is baked into the layer
+            if block.kind in ("crop", "resize"):  # the reference size is baked into the op
                 found["inputs"], wanted["inputs"] = found["inputs"][:1], wanted["inputs"][:1]
             for key, value in wanted.items():
                 if found.get(key) != value:

@@ -1,27 +1,25 @@
-"""Walking the op graph (step 2 of :mod:`unet_keras.graph`): who reads each op, the main path
+"""Walking the op graph (step 2 of :mod:`unet_graph`): who reads each op, the main path
 from the input to the output, and each skip back to the path; mismatches are collected as the
 reader goes, never only the first."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from unet_keras.graph.ops import MERGES, GraphMismatchError, Op, as_list, graph_ops
+from unet_graph.ops import MERGES, WORDS, Graph, GraphMismatchError, Op
 
 
 class GraphWalk:
     """The state of one pass over a model's graph (its ops, who reads each, the mismatches and
     notes so far) and the walks along it; collects mismatches instead of stopping at the first."""
 
-    def __init__(self, model: Any, source: str) -> None:
-        self.source = source
-        self.ops, self.output = graph_ops(model, source)
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+        self.source = graph.source
+        self.ops, self.output = graph.ops, graph.output
+        self.words = {**WORDS, **graph.words}
         self.problems: list[str] = []
         self.notes: list[str] = []
         self.dropout_sites: list[tuple[str, Op, bool]] = []  # (site, op, exact)
-        shape = as_list(model.inputs)[0].shape
-        h, w = shape[1], shape[2]
-        self.input_size = (int(h), int(w)) if h is not None and w is not None else None
+        self.input_size = graph.input_size
         self.consumers: dict[int, list[int]] = {op.index: [] for op in self.ops}
         for op in self.ops:
             for i in dict.fromkeys(op.inputs):
@@ -33,9 +31,9 @@ class GraphWalk:
     # The main path, from the input to the output.
     def main_path(self) -> list[Op]:
         """Each step takes the consumer with the longest way to the output (a skip is a short
-        cut), a layer over a merge when they tie."""
+        cut), an op over a merge when they tie."""
         reach = {self.output: 0}
-        for op in reversed(self.ops):  # layer order is topological
+        for op in reversed(self.ops):  # the ops are in topological order
             after = [reach[i] + 1 for i in self.consumers[op.index] if i in reach]
             if op.index != self.output and after:
                 reach[op.index] = max(after)
