@@ -9,7 +9,7 @@ renamed into place. On any failure nothing is left at the destination.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from unet_bridge.parity import (
     torch_taps,
 )
 from unet_bridge.proving import RejectedError, land
-from unet_bridge.sources import Reference, Source
+from unet_bridge.sources import Reference, Source, SourceRead, keras_model_reference
 from unet_spec import NoiseCheck, NoiseTolerance, UNetSpec, check_against_noise, label_rule
 
 
@@ -167,15 +167,56 @@ def verify_file(
         check, what = compare_with_model(written_model, spec, reloaded, seed, tolerance)
         parts.append(f"{shown.name} vs PyTorch ({what}): {check}")
         ok = ok and check.passed
-    if source_model is not None:
-        check, what = compare_with_model(source_model, spec, reloaded, seed, tolerance)
-        parts.append(f"source model vs PyTorch ({what}): {check}")
-        ok = ok and check.passed
-    if reference is not None:
-        for size, (check, what) in compare_with_reference(reference, spec, reloaded, x, tolerance):
-            parts.append(f"{reference.description} vs PyTorch ({what}) at {size}x{size}: {check}")
-            ok = ok and check.passed
+    keras_source = None if source_model is None else keras_model_reference(source_model)
+    for ref in (keras_source, reference):
+        if ref is not None:
+            proof = prove_read(
+                SourceRead(reloaded, spec, ref, ""), seed=seed, x=x, tolerance=tolerance
+            )
+            parts.append(proof.summary)
+            ok = ok and proof.ok
     return PortResult(ok, "; ".join(parts), report)
+
+
+def prove_read(
+    read: SourceRead,
+    *,
+    seed: int = 0,
+    sizes: Sequence[int] | None = None,
+    x: np.ndarray | None = None,
+    tolerance: NoiseTolerance | None = None,
+) -> PortResult:
+    """Prove that the PyTorch twin with ``read``'s weights computes what its source computes.
+
+    The source runs on the same random inputs as the twin and the noise-aware rule judges the
+    outputs (:func:`compare_with_reference`): at ``sizes`` when given, else at a small valid size
+    and, for specs that take any size, an odd one too (:func:`reference_sizes`). A Keras model
+    from a file runs at its own fixed input size (:func:`compare_with_model`).
+
+    Args:
+        read: What :func:`unet_bridge.sources.read_any` (or a source's ``read``) returned.
+        seed: Seed of the random inputs.
+        sizes: Input sizes to run at (each must be valid for the spec).
+        x: The first input, NCHW float32 (default: random at the first size).
+        tolerance: The noise-aware tolerance (default :class:`~unet_spec.NoiseTolerance`).
+
+    Returns:
+        A verdict (``ok``, a one-line ``summary``). A read without a reference is ``ok`` with a
+        summary saying that nothing was run against a source.
+    """
+    weights, spec, reference, _ = read
+    if reference is None:
+        return PortResult(True, "no source to run: the port was not proven against one")
+    if reference.keras_model is not None:
+        check, what = compare_with_model(reference.keras_model, spec, weights, seed, tolerance)
+        return PortResult(check.passed, f"{reference.description} vs PyTorch ({what}): {check}")
+    if x is None:
+        size = sizes[0] if sizes else inputs.small_size(spec)
+        x = inputs.random_input(spec, size, 1, seed)
+    rows = compare_with_reference(reference, spec, weights, x, tolerance, seed, sizes=sizes)
+    parts = [f"{reference.description} vs PyTorch ({what}) at {size}x{size}: {check}"
+             for size, (check, what) in rows]  # fmt: skip
+    return PortResult(all(check.passed for _, (check, _) in rows), "; ".join(parts))
 
 
 def check_input(
@@ -256,6 +297,7 @@ def compare_with_reference(
     x: np.ndarray,
     tolerance: NoiseTolerance | None = None,
     seed: int = 0,
+    sizes: Sequence[int] | None = None,
 ) -> list[tuple[int, tuple[NoiseCheck, str]]]:
     """Run the source itself and the PyTorch twin on the same input, judged by the noise rule.
 
@@ -263,7 +305,8 @@ def compare_with_reference(
     well (``reference.run64``), its noise counts too and its float64 output must match the twin's
     float64 output more closely than either fp32 run matches its own. What is compared follows
     the source: logits, or logits through its activation. Inputs: ``x``, and (for specs that take
-    any size) a random input at an odd size (:func:`reference_sizes`).
+    any size) a random input at an odd size (:func:`reference_sizes`); or, when ``sizes`` are
+    given, ``x`` where its size is the first of them and random inputs at the others.
 
     Returns:
         ``(size, (check, what))`` per input size.
@@ -272,8 +315,10 @@ def compare_with_reference(
     model = torch_model(spec, weights)
     act = "none" if reference.output == "logits" else reference.output
     rows = []
-    for i, size in enumerate(reference_sizes(spec, int(x.shape[-1]))):
-        xi = x if i == 0 else inputs.random_input(spec, size, x.shape[0], seed + i)
+    sizes = list(sizes) if sizes else reference_sizes(spec, int(x.shape[-1]))
+    for i, size in enumerate(sizes):
+        same = i == 0 and x.shape[-1] == x.shape[-2] == size
+        xi = x if same else inputs.random_input(spec, size, x.shape[0], seed + i)
         logits = torch_taps(model, xi, [head_name])[head_name]
         logits64 = reference_taps(spec, weights, xi, [head_name])[head_name]
         out = np.asarray(reference.run(xi))
@@ -338,11 +383,9 @@ def write_source(
                     "class with --source-model)"
                 )
             else:
-                x = inputs.random_input(spec, inputs.small_size(spec), 1, seed)
-                rows = compare_with_reference(ref, spec, weights, x, tolerance, seed)
-                for size, (check, what) in rows:
-                    parts.append(f"{ref.description} vs PyTorch ({what}) at {size}x{size}: {check}")
-                    ok = ok and check.passed
+                proof = prove_read(back._replace(reference=ref), seed=seed, tolerance=tolerance)
+                parts.append(proof.summary)
+                ok = ok and proof.ok
         return PortResult(ok, "; ".join(parts))
 
     return land(dst, lambda tmp: source.write(weights, spec, tmp), prove)
@@ -356,6 +399,7 @@ __all__ = [
     "write_source",
     "fixed_size",
     "port",
+    "prove_read",
     "verify_file",
     "write_verified",
 ]

@@ -91,11 +91,12 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--source-args needs --source-model")
     if args.to:
         return _run_to(args)
-    from unet_bridge import find_metrics, format_of, load_any_weights, port
+    from unet_bridge import find_metrics, format_of, port
     from unet_bridge.formats import HUB_FOLDER, suffix_of
     from unet_bridge.inputs import check_size, model_size, preset_name
     from unet_bridge.parity import check_finite
     from unet_bridge.port import fixed_size
+    from unet_bridge.sources import read_any
     from unet_runtime import check_destination
 
     src: Path = args.src
@@ -115,27 +116,17 @@ def run(args: argparse.Namespace) -> int:
     if args.with_keras and not hub:
         raise ValueError(f"--with-keras: {dst} is not a hub folder (give a name with no extension)")
     check_destination(dst, folder_ok=dst_folder)
-    source, read = _read_source(args)
-    if read is not None:
-        weights, spec, reference, note = read
-        source_model = None
-    else:
-        try:
-            weights, spec, source_model = load_any_weights(src, spec_from_args(args))
-        except ValueError as err:
-            if suffix_of(src) not in (".pt", ".pth"):
-                raise
-            # Neither this project's file nor a layout from elsewhere: say both.
-            raise ValueError(
-                f"{err}; nor is it a layout from elsewhere ({_layouts()}: `unet port --sources`)"
-            ) from None
-        reference, note = None, ""
+    source, read = read_any(
+        src, spec=spec_from_args(args), from_source=args.from_source,
+        source_model=args.source_model, source_args=args.source_args,
+    )  # fmt: skip
+    weights, spec, reference, note = read
     check_finite(weights, what=str(src))
     size: int | None = args.size
     if size is not None:
         check_size(spec, size)
     if (dst_suffix == ".keras" or args.with_keras) and size is None:
-        size = fixed_size(source_model) or model_size(spec)
+        size = fixed_size(reference and reference.keras_model) or model_size(spec)
     # A hub folder's card carries the run's figures when the source is a training run's weights.
     options = (
         {
@@ -148,8 +139,8 @@ def run(args: argparse.Namespace) -> int:
         else None
     )
     result = port(
-        weights, spec, dst, input_size=size, source_model=source_model,
-        verify=not args.no_verify, seed=args.seed, options=options, reference=reference,
+        weights, spec, dst, input_size=size, verify=not args.no_verify, seed=args.seed,
+        options=options, reference=reference,
     )  # fmt: skip
     if not result.ok:
         print(f"unet port: verification failed, nothing written: {result.summary}")
@@ -166,45 +157,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _layouts() -> str:
-    from unet_bridge import sources
-
-    return ", ".join(sources.all_sources())
-
-
-def _read_source(args: argparse.Namespace):
-    """``(source, SourceRead)`` when SRC is a layout from elsewhere, else ``(None, None)``."""
-    from unet_bridge import sources
-
-    src: Path = args.src
-    if args.from_source:
-        source = sources.get_source(args.from_source)
-    elif any(sources.matches_suffix(s, src) for s in sources.all_sources().values()):
-        source = sources.detect(src)
-    else:
-        source = None
-    if source is None:
-        if args.source_model:
-            raise ValueError(
-                f"{src}: --source-model proves a port from a layout from elsewhere; this file "
-                "is none of them (see `unet port --sources`)"
-            )
-        return None, None
-    read = source.read(src, spec_from_args(args))
-    if args.source_model:
-        read = read._replace(reference=_user_reference(args, source, src))
-    return source, read
-
-
-def _user_reference(args: argparse.Namespace, source, path: Path):
-    from unet_bridge.sources._torch import user_module
-
-    if source.reference_from_module is None:
-        raise ValueError(f"--source-model: the {source.name} layout cannot run a named module")
-    module, call = user_module(args.source_model, args.source_args)
-    return source.reference_from_module(module, path, call)
-
-
 def _not_proven(source, spec) -> str:
     hint = source.runnable_hint(spec) if source.runnable_hint is not None else ""
     return (
@@ -216,8 +168,9 @@ def _not_proven(source, spec) -> str:
 
 def _run_to(args: argparse.Namespace) -> int:
     """``--to NAME``: canonical weights written in a source project's own layout."""
-    from unet_bridge import format_of, load_any_weights, sources
+    from unet_bridge import format_of, sources
     from unet_bridge.parity import check_finite
+    from unet_bridge.sources import read_any
     from unet_runtime import check_destination
 
     src: Path = args.src
@@ -230,7 +183,7 @@ def _run_to(args: argparse.Namespace) -> int:
     if dst.exists() and dst.resolve() == src.resolve():
         raise ValueError(f"{dst}: the destination is the source file; choose another path")
     check_destination(dst)
-    weights, spec, _ = load_any_weights(src, spec_from_args(args))
+    weights, spec, _, _ = read_any(src, spec=spec_from_args(args))[1]
     check_finite(weights, what=str(src))
     reference = None
     if args.source_model:

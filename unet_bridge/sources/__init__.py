@@ -47,12 +47,16 @@ class Reference:
         description: What runs, for the proof line (``"MONAI BasicUNet"``, ``"unet.unet_model:UNet"``).
         run64: The same source run in float64, when it can be (a torch module in ``double()``);
             its noise then counts in the comparison, like a second framework's.
+        keras_model: The Keras model ``run`` calls, when the source is a Keras model loaded from
+            its file: it is run at its own fixed input size (if it has one), and that size is
+            the size of a written ``.keras`` model.
     """
 
     run: Callable[[np.ndarray], np.ndarray]
     output: Output
     description: str
     run64: Callable[[np.ndarray], np.ndarray] | None = None
+    keras_model: Any = None
 
 
 class SourceRead(NamedTuple):
@@ -182,6 +186,100 @@ def detect(path_or_object: Any) -> Source | None:
     return None
 
 
+def read_any(
+    path: str | os.PathLike[str],
+    *,
+    spec: UNetSpec | None = None,
+    from_source: str | None = None,
+    source_model: str | None = None,
+    source_args: str | None = None,
+) -> tuple[Source | None, SourceRead]:
+    """Canonical weights, spec and (where one can run) the source itself, from anything
+    ``unet port`` reads.
+
+    The one reader of every source: this project's own formats (the format registry, by suffix),
+    layouts from elsewhere (recognised from their key names, or ``from_source`` forces one), and a
+    layout from elsewhere run by the user's own code (``source_model``: ``pkg.module:factory``
+    with ``source_args``, a JSON object).
+
+    Args:
+        path: The file or folder.
+        spec: The spec where the file carries none; where it does, both must agree.
+        from_source: A source name (``milesial``, ``monai``, ...): read ``path`` in that layout.
+        source_model: The source's own torch class or factory, the reference the port is proven
+            against.
+        source_args: Keyword arguments of ``source_model``, a JSON object.
+
+    Returns:
+        ``(source, read)``: ``source`` is the layout from elsewhere (``None`` for this project's
+        own formats). ``read`` holds the canonical weights, the spec, the runnable reference and
+        a one-line note. For this project's own formats the note is empty and the reference
+        ``None``, except for a Keras model file (``.keras``, legacy ``.h5``; built here or
+        elsewhere): the model loaded from it is the reference (:attr:`Reference.keras_model`).
+
+    Raises:
+        FileNotFoundError: No such file or folder.
+        ValueError: An unknown format, a file that fits no layout or contradicts ``spec``, or a
+            ``source_model`` that cannot run it; one line naming what is wrong.
+    """
+    from unet_bridge.formats import format_of, load_any_weights
+
+    path = Path(path)
+    if source_args and not source_model:
+        raise ValueError("--source-args needs --source-model")
+    if from_source:
+        source = get_source(from_source)
+    elif any(matches_suffix(s, path) for s in all_sources().values()):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such file")
+        source = detect(path)
+    else:
+        source = None
+    if source is None:
+        if source_model:
+            raise ValueError(
+                f"{path}: --source-model proves a port from a layout from elsewhere; this file "
+                "is none of them (see `unet port --sources`)"
+            )
+        try:
+            weights, spec, model = load_any_weights(path, spec)
+        except ValueError as err:
+            if format_of(path).suffix not in (".pt", ".pth"):
+                raise
+            # Neither this project's file nor a layout from elsewhere: say both.
+            raise ValueError(
+                f"{err}; nor is it a layout from elsewhere ({', '.join(all_sources())}: "
+                "`unet port --sources`)"
+            ) from None
+        reference = None if model is None else keras_model_reference(model)
+        return None, SourceRead(weights, spec, reference, "")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    read = source.read(path, spec)
+    if source_model:
+        if source.reference_from_module is None:
+            raise ValueError(f"--source-model: the {source.name} layout cannot run a named module")
+        from unet_bridge.sources._torch import user_module
+
+        module, call = user_module(source_model, source_args)
+        read = read._replace(reference=source.reference_from_module(module, path, call))
+    return source, read
+
+
+def keras_model_reference(model: Any) -> Reference:
+    """A Keras model loaded from a file as the reference: what its last layer outputs (logits or
+    an activation) is compared."""
+    from unet_keras import to_nchw, to_nhwc
+
+    activation = model.layers[-1].get_config().get("activation", "linear")
+    output = activation if activation in ("sigmoid", "softmax") else "logits"
+
+    def run(x: np.ndarray) -> np.ndarray:
+        return to_nchw(np.asarray(model(to_nhwc(x), training=False), dtype=np.float32))
+
+    return Reference(run, output, "source model", keras_model=model)
+
+
 def listing() -> str:
     """The table ``unet port --sources`` prints."""
     rows = [("source", "formats", "directions", "extra", "description")]
@@ -205,7 +303,9 @@ __all__ = [
     "all_sources",
     "detect",
     "get_source",
+    "keras_model_reference",
     "listing",
     "matches_suffix",
+    "read_any",
     "register",
 ]
