@@ -4,12 +4,7 @@ from unet_torch._imports import check_import_order
 
 check_import_order()
 
-from unet_torch.model import (  # noqa: E402
-    UNet,
-    canonical_state,
-    float64_reference,
-    load_canonical,
-    probabilities,
-)
+from unet_torch.adapters import canonical_state, float64_reference, load_canonical  # noqa: E402
+from unet_torch.model import UNet, probabilities  # noqa: E402
 
 __all__ = ["UNet", "canonical_state", "float64_reference", "load_canonical", "probabilities"]

@@ -39,6 +39,7 @@ from huggingface_hub.errors import LocalEntryNotFoundError
 
 from unet_spec import UNetSpec, save_weights
 from unet_spec import hub as hub_folder
+from unet_torch.adapters import canonical_state, load_canonical
 
 
 class UNetHubMixin(
@@ -58,8 +59,6 @@ class UNetHubMixin(
     """
 
     def _save_pretrained(self, save_directory: Path) -> None:
-        from unet_torch.model import canonical_state
-
         spec: UNetSpec = self.spec  # type: ignore[attr-defined]
         save_weights(canonical_state(self), spec, save_directory / hub_folder.WEIGHTS_NAME)
         # Written here, so the mixin keeps it (it writes its own only when the hook wrote none).
@@ -106,8 +105,6 @@ class UNetHubMixin(
         spec: UNetSpec | dict | None = None,
         **model_kwargs: Any,
     ):
-        from unet_torch.model import load_canonical
-
         if Path(model_id).is_dir():
             folder = Path(model_id)
         else:

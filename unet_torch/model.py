@@ -2,22 +2,24 @@
 
 Module paths are the plan names, so ``state_dict()`` keys are the canonical tensor names (batch
 norm's ``num_batches_tracked`` counter aside: it is bookkeeping that Keras has no equivalent for, and
-:func:`canonical_state` leaves it out).
+:func:`unet_torch.adapters.canonical_state` leaves it out). The model to and from canonical weights
+is :mod:`unet_torch.adapters`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import nn
 
-from unet_spec import Block, UNetSpec, build_plan, check_weights
+from unet_spec import Block, UNetSpec, build_plan
+
+# The adapters' earlier home: ``unet_torch.model.canonical_state`` and its kin keep importing.
+from unet_torch.adapters import canonical_state, float64_reference, load_canonical  # noqa: F401
 from unet_torch.hub import UNetHubMixin
 
 
@@ -369,30 +371,3 @@ def probabilities(logits: torch.Tensor, head: str) -> torch.Tensor:
     if head == "softmax":
         return torch.softmax(logits, dim=1)
     return logits
-
-
-@torch.no_grad()
-def float64_reference(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``model`` on ``x`` in double precision, on the CPU: the reference every parity check
-    measures fp32 noise against (``model`` itself is left as it is)."""
-    reference = copy.deepcopy(model).to("cpu", torch.float64)
-    return reference(x.detach().to("cpu", torch.float64))
-
-
-def canonical_state(model: UNet) -> dict[str, np.ndarray]:
-    """The model's weights as canonical float32 numpy arrays (names = plan names)."""
-    names = model.plan.weight_shapes
-    state = model.state_dict()
-    return {
-        n: state[n].detach().to("cpu", torch.float32).contiguous().numpy().copy() for n in names
-    }
-
-
-@torch.no_grad()
-def load_canonical(model: UNet, weights: Mapping[str, np.ndarray], source: str = "weights") -> UNet:
-    """Copy canonical weights into ``model`` after checking every name and shape."""
-    check_weights(weights, model.spec, source=source)
-    state = model.state_dict()
-    for name in model.plan.weight_shapes:
-        state[name].copy_(torch.from_numpy(np.asarray(weights[name], dtype=np.float32)))
-    return model

@@ -18,7 +18,8 @@ import torch
 
 from unet_infer import TiledPredictor
 from unet_spec import UNetSpec
-from unet_torch.model import UNet, load_canonical, probabilities
+from unet_torch.adapters import load_canonical
+from unet_torch.model import UNet, probabilities
 
 
 def resolve_device(device: str) -> torch.device:

@@ -1,0 +1,57 @@
+"""The PyTorch twin's side of the canonical weights: a :class:`~unet_torch.model.UNet` ⇄ canonical
+float32 numpy arrays, and the float64 copy that parity checks measure fp32 noise against.
+
+The counterpart of :mod:`unet_keras.adapters`. Module paths are the plan names, so no name or layout
+is translated here: PyTorch's layouts are the canonical ones. What is left is choosing the plan's
+tensors (batch norm's ``num_batches_tracked`` counter is bookkeeping that Keras has no equivalent
+for, so it is not part of the canonical form), checking names and shapes before anything is copied,
+and the dtype and device of the copies.
+
+``model`` is a ``UNet`` (the functions read its ``spec``, ``plan`` and ``state_dict``); this module
+does not import the model module, which re-exports these functions from their earlier home.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import TypeVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from unet_spec import check_weights
+
+M = TypeVar("M", bound=nn.Module)
+
+
+def canonical_state(model: nn.Module) -> dict[str, np.ndarray]:
+    """The model's weights as canonical float32 numpy arrays (names = plan names)."""
+    names = model.plan.weight_shapes
+    state = model.state_dict()
+    return {
+        n: state[n].detach().to("cpu", torch.float32).contiguous().numpy().copy() for n in names
+    }
+
+
+@torch.no_grad()
+def load_canonical(model: M, weights: Mapping[str, np.ndarray], source: str = "weights") -> M:
+    """Copy canonical weights into ``model`` after checking every name and shape (``source``
+    names the weights in the error)."""
+    check_weights(weights, model.spec, source=source)
+    state = model.state_dict()
+    for name in model.plan.weight_shapes:
+        state[name].copy_(torch.from_numpy(np.asarray(weights[name], dtype=np.float32)))
+    return model
+
+
+@torch.no_grad()
+def float64_reference(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``model`` on ``x`` in double precision, on the CPU: the reference every parity check
+    measures fp32 noise against (``model`` itself is left as it is)."""
+    reference = copy.deepcopy(model).to("cpu", torch.float64)
+    return reference(x.detach().to("cpu", torch.float64))
+
+
+__all__ = ["canonical_state", "float64_reference", "load_canonical"]
