@@ -24,6 +24,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics import MetricCollection
 from torchmetrics.classification import (
     MulticlassAccuracy,
@@ -43,6 +44,7 @@ from unet_infer import (
 )
 from unet_spec import make_spec
 from unet_torch.model import UNet, probabilities
+from unet_train.init_from import start_from
 from unet_train.losses import LossName, SegmentationLoss
 from unet_train.schedules import WarmupCosine
 
@@ -85,6 +87,16 @@ class SegmentationSystem(L.LightningModule):
         recompute: Plan levels to recompute in the backward pass instead of storing their
             activations (e.g. ``[enc1, enc2]``: less memory for about 1 % more arithmetic; see
             :class:`unet_torch.UNet`).
+        init_from: Start from these weights (fine-tuning): anything ``unet port`` reads (a
+            canonical file, ``.ckpt``, ``.pt``/``.pth`` of this project or of a layout from
+            elsewhere, ``.keras``, ``.weights.h5``, a hub folder or hub id), read and proven as
+            ``unet port`` does (:mod:`unet_train.init_from`). The spec comes from it: a
+            ``preset``/``spec`` that contradicts it is refused (set ``preset: null``); other
+            classes re-initialise the head, other input channels adapt the first convolution.
+            Checkpoints of the run hold the resulting spec and weights and rebuild without it.
+        init_source_model: The source's own torch class or factory (``pkg.module:factory``) for
+            a layout from elsewhere, to prove ``init_from`` against its forward pass.
+        init_source_args: Keyword arguments of ``init_source_model``.
 
     Example:
         >>> system = SegmentationSystem(preset="modern-small", num_classes=3)
@@ -110,9 +122,25 @@ class SegmentationSystem(L.LightningModule):
         channels_last: bool = False,
         compile: bool = False,
         recompute: list[str] | None = None,
+        init_from: str | None = None,
+        init_source_model: str | None = None,
+        init_source_args: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        self.spec = make_spec(preset, spec, in_channels, num_classes)
+        start = None
+        if init_from is not None:
+            start = start_from(init_from, preset, spec, in_channels, num_classes,
+                               init_source_model, init_source_args)  # fmt: skip
+            self.spec = start.spec
+            rank_zero_info(start.line())
+        elif init_source_model is not None or init_source_args is not None:
+            raise ValueError(
+                "model.init_source_model and model.init_source_args need model.init_from"
+            )
+        else:
+            self.spec = make_spec(preset, spec, in_channels, num_classes)
+        #: Where the starting weights came from (``metrics.json`` and the model card record it).
+        self.base_model: dict[str, Any] | None = start.provenance() if start else None
         if class_weights is not None and class_weighting != "none":
             raise ValueError("give model.class_weights or model.class_weighting, not both")
         self.save_hyperparameters()
@@ -126,6 +154,12 @@ class SegmentationSystem(L.LightningModule):
         # The resolved spec, so the checkpoint alone rebuilds the model (``unet port`` reads it).
         self.hparams["spec"] = self.spec.to_dict()
         self.model = UNet(self.spec, recompute=recompute or ())
+        if start is not None:
+            # Tensors left out (a re-initialised head) keep the initialisation just drawn.
+            state = self.model.state_dict()
+            with torch.no_grad():
+                for name, value in start.weights.items():
+                    state[name].copy_(torch.from_numpy(np.asarray(value, dtype=np.float32)))
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.loss_fn = SegmentationLoss(loss, class_weights, IGNORE_INDEX, dice_weight)
@@ -144,6 +178,21 @@ class SegmentationSystem(L.LightningModule):
         self.last_test: dict[str, float] = {}
         # Kept off the module tree so the compiled wrapper adds no second copy of the weights.
         object.__setattr__(self, "_compiled", torch.compile(self.model) if compile else None)
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # The checkpoint holds the run's weights and its resolved spec (``spec``): it rebuilds
+        # the model alone, without reading the base model again.
+        hparams = checkpoint.get("hyper_parameters")
+        if isinstance(hparams, dict) and hparams.get("init_from") is not None:
+            checkpoint["hyper_parameters"] = {
+                **hparams, "init_from": None, "init_source_model": None, "init_source_args": None,
+            }  # fmt: skip
+        if self.base_model is not None:
+            checkpoint["base_model"] = self.base_model
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.base_model = checkpoint.get("base_model", self.base_model)
 
     # -- setup -----------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -330,7 +379,9 @@ class SegmentationSystem(L.LightningModule):
 
     # -- optimisation ----------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer(self.model.parameters())
+        # Frozen parameters (a fine-tuning callback's, unet_train.finetune) stay out: the
+        # callback adds them as a group of their own when it unfreezes them.
+        optimizer = self.optimizer([p for p in self.model.parameters() if p.requires_grad])
         if self.scheduler is None:
             return optimizer
         if not _takes_total_steps(self.scheduler):
