@@ -234,8 +234,9 @@ def card_metadata(
 ) -> dict[str, Any]:
     """The card's YAML metadata as keyword arguments of huggingface_hub's ``ModelCardData``.
 
-    ``metrics`` is a training run's ``metrics.json``: its data set becomes ``datasets``, and its
-    best epoch's validation figures the ``metrics`` ids and ``eval_results`` (``model-index``).
+    ``metrics`` is a training run's ``metrics.json``: its data set becomes ``datasets``, its
+    best epoch's validation figures the ``metrics`` ids and ``eval_results`` (``model-index``),
+    and the weights a fine-tuned run started from (``base_model.name``) ``base_model``.
     """
     from unet_spec.sizes import preset_name
 
@@ -249,6 +250,9 @@ def card_metadata(
     }
     if not metrics:
         return meta
+    base = metrics.get("base_model")
+    if isinstance(base, Mapping) and base.get("name"):
+        meta["base_model"] = str(base["name"])  # a fine-tuned run's weights, named as hubs do
     dataset = _dataset_name(metrics.get("data"))
     if dataset:
         meta["datasets"] = [dataset]
