@@ -143,6 +143,7 @@ def model_card(
               "```", ""]  # fmt: skip
     lines += _parity_section(parity)
     if metrics:
+        lines += _base_model_section(metrics.get("base_model"))
         lines += _metrics_section(metrics)
     if loading is not None:
         lines += ["## Loading", "", loading, ""]
@@ -174,6 +175,20 @@ def _parity_section(parity: Any) -> list[str]:
         lines += [f"- {k}: {v}" for k, v in parity.items()]
     else:
         lines.append(str(parity))
+    return [*lines, ""]
+
+
+def _base_model_section(base: Any) -> list[str]:
+    """Where a fine-tuned run started (``base_model`` in its ``metrics.json``: the name given,
+    the file's SHA-256, what was proven, what was changed for the task)."""
+    if not isinstance(base, Mapping) or not base.get("name"):
+        return []
+    lines = ["## Base model", "", f"Fine-tuned from `{base['name']}`."]
+    rows = (("file", "file"), ("sha256", "SHA-256"), ("kind", "read as"), ("proven", "proof"))
+    lines += [f"- {label}: {base[key]}" for key, label in rows if base.get(key)]
+    changes = base.get("changes")
+    if isinstance(changes, list):
+        lines.append("- changed for the task: " + ("; ".join(changes) if changes else "nothing"))
     return [*lines, ""]
 
 

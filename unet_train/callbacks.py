@@ -15,9 +15,11 @@ temporary file beside its destination and is renamed into place. ``train.py`` re
 - ``overlays.png`` (image | truth | prediction, the prediction by a
   :class:`~unet_torch.predict.TorchPredictor` of the saved weights) and ``curves.png`` (loss and
   Dice per epoch), drawn by :mod:`unet_train.figures`; ``metrics.json`` (best and last validation
-  figures, the views the model was trained with, files, wall time);
-- ``README.md``: the model card (hub metadata, spec, training figures, the export's parity, how to
-  load it; :func:`unet_bridge.card.write_hub_card`), and ``config.json`` (the spec): with
+  figures, the views the model was trained with, the base model a fine-tuned run started from and
+  its file's SHA-256, files, wall time);
+- ``README.md``: the model card (hub metadata with ``base_model`` for a fine-tuned run, spec,
+  base model, training figures, the export's parity, how to load it;
+  :func:`unet_bridge.card.write_hub_card`), and ``config.json`` (the spec): with
   ``model.safetensors`` the folder is a hub folder (:mod:`unet_spec.hub`) that
   ``UNet.from_pretrained``, ``unet_keras.from_pretrained`` and ``torch.hub`` load as it is.
 
@@ -284,6 +286,9 @@ class RunArtifacts(Callback):
             # The views the augmentation drew (SegmentationSystem.symmetries): the default
             # test-time augmentation of this model's evaluation and ``unet predict --tta``.
             "tta_views": trainer.lightning_module.hparams.get("symmetries"),
+            # The weights a fine-tuned run started from (model.init_from): the name given, the
+            # file's SHA-256, what was proven and what was changed for the task.
+            "base_model": getattr(trainer.lightning_module, "base_model", None),
             "data": _describe_data(trainer.datamodule),
             "machine": machine_info(),
             "files": files,
