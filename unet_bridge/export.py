@@ -37,8 +37,8 @@ from typing import Any
 import numpy as np
 
 from unet_bridge import inputs
-from unet_bridge.artefacts import (
-    ARTEFACTS,
+from unet_bridge.artefacts import ARTEFACTS
+from unet_bridge.artefacts.common import (  # the shared parts, re-exported as the exports' API
     PRECISIONS,
     SIZES_KEY,
     SPEC_KEY,
@@ -82,8 +82,9 @@ def precision_tolerance(precision: str, base: NoiseTolerance | None = None) -> N
 
 
 # -- the registry ---------------------------------------------------------------------------------
-#: The deployment formats, by suffix (each also registered as a write-only format).
-EXPORTS: dict[str, Artefact] = dict(ARTEFACTS)
+#: The deployment formats, by suffix (each also registered as a write-only format): the artefacts'
+#: own table, not a copy, so the two cannot disagree.
+EXPORTS: dict[str, Artefact] = ARTEFACTS
 for _artefact in EXPORTS.values():
     register(_artefact.fmt)
 

@@ -1,20 +1,27 @@
-"""What every deployment format shares: the registry entry's shape, the size rule, the metadata
-written into an artefact, and the one error for an artefact its runtime cannot load."""
+"""What every deployment format shares: the registry entry's shape, the size rule, one export's
+settings and the models it exports, the metadata written into an artefact, and the one error for
+an artefact its runtime cannot load.
+
+A format module writes the export it is given (:class:`Export`) with its own exporter, loads an
+artefact in its runtime and reads the metadata back; the writer the format registry calls, with
+its sizes and options, is the same for all of them (:func:`writer`).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from unet_bridge import inputs
-from unet_bridge.formats import Format, Size, Weights
+from unet_bridge.formats import Format, Size, Weights, Writer
+from unet_bridge.inputs import random_input
 from unet_spec import UNetSpec
-from unet_spec.sizes import any_size
+from unet_spec.sizes import any_size, check_size, default_size, small_size
 
 #: Precisions an export can be written in; each format takes some of them.
 PRECISIONS = ("fp32", "fp16", "dynamic-int8")
@@ -66,6 +73,16 @@ def first_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[0] if text else ''}"[:300]
 
 
+@contextlib.contextmanager
+def loading(path: Path, runtime: str) -> Iterator[None]:
+    """Whatever ``runtime`` raises while it loads ``path`` becomes one :class:`LoadError` line
+    (each runtime raises its own exception types)."""
+    try:
+        yield
+    except Exception as err:
+        raise LoadError(f"{path}: {runtime} cannot load it ({first_line(err)})") from None
+
+
 def size_rule(spec: UNetSpec, size: int | None) -> str:
     """The valid-size rule of an artefact, in words (written into its metadata and card)."""
     if size is None:
@@ -87,7 +104,7 @@ def export_size(spec: UNetSpec, size: int | None, dynamic: bool | None) -> tuple
         ValueError: A size the spec does not take, or ``dynamic`` on a fixed-size spec.
     """
     if size is not None:
-        inputs.check_size(spec, size)
+        check_size(spec, size)
     if dynamic and not any_size(spec):
         raise ValueError(
             f"this spec ({spec.padding} padding, skip_merge={spec.skip_merge!r}) takes one input "
@@ -95,9 +112,9 @@ def export_size(spec: UNetSpec, size: int | None, dynamic: bool | None) -> tuple
         )
     if dynamic is None:
         dynamic = any_size(spec) and size is None
-    trace = size if size is not None else inputs.small_size(spec)
+    trace = size if size is not None else small_size(spec)
     if not dynamic and size is None:
-        trace = inputs.default_size(spec)
+        trace = default_size(spec)
     return trace, (None if dynamic else trace)
 
 
@@ -110,58 +127,104 @@ def as_int(size: Size) -> int | None:
     return int(h)
 
 
-def metadata(spec: UNetSpec, fixed: int | None, precision: str) -> dict[str, str]:
-    """The string metadata every artefact carries."""
-    return {
-        SPEC_KEY: spec.to_json(),
-        SIZES_KEY: size_rule(spec, fixed),
-        "unet_layout": "NCHW float32 in, NCHW float32 logits out",
-        "unet_precision": precision,
-    }
+@dataclass(frozen=True)
+class Export:
+    """One export, as every format's exporter receives it.
+
+    Attributes:
+        weights, spec: Canonical weights and their spec.
+        trace: The input size the model is traced or built at.
+        fixed: The one input size the artefact takes, or ``None`` when H and W are dynamic.
+        opset: The ONNX opset (``None``: the exporter's own; other formats ignore it).
+        precision: One of :data:`PRECISIONS`.
+    """
+
+    weights: Weights
+    spec: UNetSpec
+    trace: int
+    fixed: int | None
+    opset: int | None
+    precision: str
+
+    def metadata(self) -> dict[str, str]:
+        """The string metadata every artefact carries."""
+        return {
+            SPEC_KEY: self.spec.to_json(),
+            SIZES_KEY: size_rule(self.spec, self.fixed),
+            "unet_layout": "NCHW float32 in, NCHW float32 logits out",
+            "unet_precision": self.precision,
+        }
+
+    def metadata_json(self) -> str:
+        return json.dumps(self.metadata(), indent=1)
+
+    def torch_module(self):
+        """The PyTorch twin the torch exporters export."""
+        from unet_bridge.parity import torch_model
+
+        return torch_model(self.spec, self.weights)
+
+    def torch_example(self):
+        """A traced batch of 2 at the trace size."""
+        import torch
+
+        return torch.from_numpy(random_input(self.spec, self.trace, 2, seed=1))
+
+    def torch_dynamic_shapes(self) -> dict[str, dict[int, Any]]:
+        """``torch.export``'s dynamic shapes of the input ``x``: the batch always, H and W in whole
+        pooling cells when the artefact takes any size."""
+        from torch.export import Dim
+
+        shapes: dict[int, Any] = {0: Dim("batch", min=1, max=4096)}
+        if self.fixed is None:
+            cell = 2**self.spec.depth
+            shapes[2] = cell * Dim("h", min=1, max=8192 // cell)
+            shapes[3] = cell * Dim("w", min=1, max=8192 // cell)
+        return {"x": shapes}
+
+    def keras_model(self):
+        """The Keras twin the TensorFlow exporters export, built for the fixed size (loads the
+        frameworks in their safe order)."""
+        from unet_bridge.parity import keras_model
+
+        return keras_model(self.spec, self.weights, self.fixed)
 
 
-def metadata_json(spec: UNetSpec, fixed: int | None, precision: str) -> str:
-    return json.dumps(metadata(spec, fixed, precision), indent=1)
+def writer(export: Callable[[Export, Path], None]) -> Writer:
+    """The format registry's writer for a format whose exporter is ``export``.
+
+    The writer takes the registry's arguments (``weights, spec, path, input_size``) and the export
+    options (``dynamic``, ``opset``, ``precision``), settles the sizes (:func:`export_size`) and
+    hands the exporter one :class:`Export`.
+    """
+
+    def write(
+        weights: Weights,
+        spec: UNetSpec,
+        path: Path,
+        input_size: Size = None,
+        *,
+        dynamic: bool | None = None,
+        opset: int | None = None,
+        precision: str = "fp32",
+    ) -> Path:
+        trace, fixed = export_size(spec, as_int(input_size), dynamic)
+        export(Export(weights, spec, trace, fixed, opset, precision), Path(path))
+        return path
+
+    return write
 
 
-def torch_module(spec: UNetSpec, weights: Weights):
-    """The PyTorch twin the torch writers export."""
-    from unet_bridge.parity import torch_model
+def nhwc_runner(run_nhwc: Callable[[np.ndarray], Any]) -> Runner:
+    """A runtime that computes in NHWC (TensorFlow, LiteRT) as an NCHW → NCHW :data:`Runner`.
 
-    return torch_model(spec, weights)
+    The transposes are numpy's: the LiteRT interpreter runs without TensorFlow, so the Keras
+    adapters (which load it) are not used here.
+    """
 
+    def run(x: np.ndarray) -> np.ndarray:
+        nhwc = np.ascontiguousarray(np.transpose(x, (0, 2, 3, 1)), dtype=np.float32)
+        out = np.asarray(run_nhwc(nhwc), dtype=np.float32)
+        return np.ascontiguousarray(np.transpose(out, (0, 3, 1, 2)))
 
-def keras_model(spec: UNetSpec, weights: Weights, fixed: int | None):
-    """The Keras twin the TensorFlow writers export (loads the frameworks in their safe order)."""
-    from unet_bridge.parity import keras_model as build
-
-    return build(spec, weights, fixed)
-
-
-def torch_dynamic_shapes(spec: UNetSpec, fixed: int | None) -> dict[str, dict[int, Any]]:
-    from torch.export import Dim
-
-    shapes: dict[int, Any] = {0: Dim("batch", min=1, max=4096)}
-    if fixed is None:
-        cell = 2**spec.depth
-        shapes[2] = cell * Dim("h", min=1, max=8192 // cell)
-        shapes[3] = cell * Dim("w", min=1, max=8192 // cell)
-    return {"x": shapes}
-
-
-def torch_example(spec: UNetSpec, trace: int):
-    import torch
-
-    return torch.from_numpy(inputs.random_input(spec, trace, 2, seed=1))
-
-
-def nchw_to_nhwc(x: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(np.transpose(x, (0, 2, 3, 1)), dtype=np.float32)
-
-
-def nhwc_to_nchw(x: Any) -> np.ndarray:
-    return np.ascontiguousarray(np.transpose(np.asarray(x, np.float32), (0, 3, 1, 2)))
-
-
-Writer = Callable[..., Path]
-Metadata = Mapping[str, str]
+    return run

@@ -14,59 +14,36 @@ from typing import Any
 
 import numpy as np
 
-from unet_bridge.artefacts.common import (
-    PRECISIONS,
-    Artefact,
-    LoadError,
-    Runner,
-    as_int,
-    export_size,
-    first_line,
-    metadata,
-    torch_dynamic_shapes,
-    torch_example,
-    torch_module,
-)
-from unet_bridge.formats import Format, Size, Weights
-from unet_spec import UNetSpec
+from unet_bridge.artefacts.common import PRECISIONS, Artefact, Export, Runner, loading, writer
+from unet_bridge.formats import Format
 
 
-def write(
-    weights: Weights,
-    spec: UNetSpec,
-    path: Path,
-    input_size: Size = None,
-    *,
-    dynamic: bool | None = None,
-    opset: int | None = None,
-    precision: str = "fp32",
-) -> Path:
+def export(job: Export, path: Path) -> None:
     """Export the PyTorch twin to ``path``."""
     import onnx
     import torch
 
-    trace, fixed = export_size(spec, as_int(input_size), dynamic)
-    if opset is not None:
+    if job.opset is not None:
         newest = onnx.defs.onnx_opset_version()
-        if not 18 <= opset <= newest:
-            raise ValueError(f"--opset must be between 18 and {newest}. Received: {opset}")
-    model = torch_module(spec, weights)
+        if not 18 <= job.opset <= newest:
+            raise ValueError(f"--opset must be between 18 and {newest}. Received: {job.opset}")
+    model = job.torch_module()
     # The exporter reports its steps on stdout; the caller prints its own report.
     with contextlib.redirect_stdout(io.StringIO()):
         program = torch.onnx.export(
-            model, (torch_example(spec, trace),), dynamo=True, input_names=["x"],
-            output_names=["logits"], dynamic_shapes=torch_dynamic_shapes(spec, fixed),
-            opset_version=opset, verbose=False,
+            model, (job.torch_example(),), dynamo=True, input_names=["x"],
+            output_names=["logits"], dynamic_shapes=job.torch_dynamic_shapes(),
+            opset_version=job.opset, verbose=False,
         )  # fmt: skip
     proto = program.model_proto
-    if precision == "fp16":
+    if job.precision == "fp16":
         from onnxruntime.transformers.float16 import convert_float_to_float16
 
         proto = convert_float_to_float16(proto, keep_io_types=True)
     del proto.metadata_props[:]
-    for key, value in metadata(spec, fixed, precision).items():
+    for key, value in job.metadata().items():
         proto.metadata_props.add(key=key, value=value)
-    if precision == "dynamic-int8":
+    if job.precision == "dynamic-int8":
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         with tempfile.TemporaryDirectory() as tmp:
@@ -76,7 +53,10 @@ def write(
                              weight_type=QuantType.QUInt8)  # fmt: skip
     else:
         onnx.save(proto, path)
-    return path
+
+
+#: The registry's writer: ``write(weights, spec, path, input_size, *, dynamic, opset, precision)``.
+write = writer(export)
 
 
 def session(path: Path) -> Any:
@@ -85,10 +65,8 @@ def session(path: Path) -> Any:
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    try:
+    with loading(path, "onnxruntime"):
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as err:  # onnxruntime raises its own exception types
-        raise LoadError(f"{path}: onnxruntime cannot load it ({first_line(err)})") from None
 
 
 def read_metadata(path: Path) -> dict[str, str]:

@@ -11,50 +11,34 @@ from unet_bridge.artefacts.common import (
     SIZES_KEY,
     SPEC_KEY,
     Artefact,
-    LoadError,
+    Export,
     Runner,
-    as_int,
-    export_size,
-    first_line,
-    metadata,
-    torch_dynamic_shapes,
-    torch_example,
-    torch_module,
+    loading,
+    writer,
 )
-from unet_bridge.formats import Format, Size, Weights
-from unet_spec import UNetSpec
+from unet_bridge.formats import Format
 
 
-def write(
-    weights: Weights,
-    spec: UNetSpec,
-    path: Path,
-    input_size: Size = None,
-    *,
-    dynamic: bool | None = None,
-    opset: int | None = None,
-    precision: str = "fp32",
-) -> Path:
+def export(job: Export, path: Path) -> None:
     """Export the PyTorch twin as a ``.pt2`` program at ``path``."""
     import torch
 
-    trace, fixed = export_size(spec, as_int(input_size), dynamic)
-    model = torch_module(spec, weights)
     program = torch.export.export(
-        model, (torch_example(spec, trace),), dynamic_shapes=torch_dynamic_shapes(spec, fixed)
+        job.torch_module(), (job.torch_example(),), dynamic_shapes=job.torch_dynamic_shapes()
     )
-    torch.export.save(program, str(path), extra_files=metadata(spec, fixed, precision))
-    return path
+    torch.export.save(program, str(path), extra_files=job.metadata())
+
+
+#: The registry's writer: ``write(weights, spec, path, input_size, *, dynamic, opset, precision)``.
+write = writer(export)
 
 
 def read_metadata(path: Path) -> dict[str, str]:
     import torch
 
     extra = {SPEC_KEY: "", SIZES_KEY: ""}
-    try:
+    with loading(path, "torch.export"):
         torch.export.load(str(path), extra_files=extra)
-    except Exception as err:
-        raise LoadError(f"{path}: torch.export cannot load it ({first_line(err)})") from None
     return {k: v for k, v in extra.items() if v}
 
 
@@ -62,10 +46,8 @@ def load(path: Path) -> Runner:
     """A ``torch.export`` program loaded once."""
     import torch
 
-    try:
+    with loading(path, "torch.export"):
         module = torch.export.load(str(path)).module()
-    except Exception as err:
-        raise LoadError(f"{path}: torch.export cannot load it ({first_line(err)})") from None
 
     def run(x: np.ndarray) -> np.ndarray:
         with torch.no_grad():

@@ -7,41 +7,21 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from unet_bridge.artefacts.common import (
-    Artefact,
-    LoadError,
-    Runner,
-    as_int,
-    export_size,
-    first_line,
-    keras_model,
-    metadata_json,
-    nchw_to_nhwc,
-    nhwc_to_nchw,
-)
-from unet_bridge.formats import Format, Size, Weights
-from unet_spec import UNetSpec
+from unet_bridge.artefacts.common import Artefact, Export, Runner, loading, nhwc_runner, writer
+from unet_bridge.formats import Format
 
 EXTRA = Path("assets.extra") / "unet_spec.json"
 
 
-def write(
-    weights: Weights,
-    spec: UNetSpec,
-    path: Path,
-    input_size: Size = None,
-    *,
-    dynamic: bool | None = None,
-    opset: int | None = None,
-    precision: str = "fp32",
-) -> Path:
+def export(job: Export, path: Path) -> None:
     """Export the Keras twin as a SavedModel folder at ``path``."""
-    _, fixed = export_size(spec, as_int(input_size), dynamic)
-    model = keras_model(spec, weights, fixed)
-    model.export(str(path), format="tf_saved_model", verbose=False)
-    (Path(path) / EXTRA).parent.mkdir(exist_ok=True)
-    (Path(path) / EXTRA).write_text(metadata_json(spec, fixed, precision))
-    return path
+    job.keras_model().export(str(path), format="tf_saved_model", verbose=False)
+    (path / EXTRA).parent.mkdir(exist_ok=True)
+    (path / EXTRA).write_text(job.metadata_json())
+
+
+#: The registry's writer: ``write(weights, spec, path, input_size, *, dynamic, opset, precision)``.
+write = writer(export)
 
 
 def read_metadata(path: Path) -> dict[str, str]:
@@ -56,11 +36,9 @@ def load(path: Path) -> Runner:
     import_frameworks()
     import tensorflow as tf
 
-    try:
+    with loading(path, "TensorFlow"):
         loaded = tf.saved_model.load(str(path))
-    except Exception as err:
-        raise LoadError(f"{path}: TensorFlow cannot load it ({first_line(err)})") from None
-    return lambda x: nhwc_to_nchw(loaded.serve(tf.constant(nchw_to_nhwc(x))))
+    return nhwc_runner(lambda nhwc: loaded.serve(tf.constant(nhwc)))
 
 
 ENTRY = Artefact(

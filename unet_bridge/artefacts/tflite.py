@@ -13,43 +13,31 @@ import numpy as np
 from unet_bridge.artefacts.common import (
     PRECISIONS,
     Artefact,
-    LoadError,
+    Export,
     Runner,
-    as_int,
-    export_size,
-    first_line,
-    keras_model,
-    metadata,
-    nchw_to_nhwc,
-    nhwc_to_nchw,
+    loading,
+    nhwc_runner,
+    writer,
 )
-from unet_bridge.formats import Format, Size, Weights
-from unet_spec import UNetSpec
+from unet_bridge.formats import Format
 
 
-def write(
-    weights: Weights,
-    spec: UNetSpec,
-    path: Path,
-    input_size: Size = None,
-    *,
-    dynamic: bool | None = None,
-    opset: int | None = None,
-    precision: str = "fp32",
-) -> Path:
+def export(job: Export, path: Path) -> None:
     """Export the Keras twin as a ``.tflite`` file at ``path``."""
-    _, fixed = export_size(spec, as_int(input_size), dynamic)
-    model = keras_model(spec, weights, fixed)  # loads the frameworks in their safe order
+    model = job.keras_model()  # loads the frameworks in their safe order
     import tensorflow as tf
 
     options: dict[str, Any] = {}
-    if precision in ("fp16", "dynamic-int8"):
+    if job.precision in ("fp16", "dynamic-int8"):
         options["optimizations"] = [tf.lite.Optimize.DEFAULT]
-    if precision == "fp16":
+    if job.precision == "fp16":
         options["target_spec"] = {"supported_types": [tf.float16]}
     model.export(str(path), format="litert", verbose=False, **options)
-    _add_metadata(Path(path), metadata(spec, fixed, precision))
-    return path
+    _add_metadata(path, job.metadata())
+
+
+#: The registry's writer: ``write(weights, spec, path, input_size, *, dynamic, opset, precision)``.
+write = writer(export)
 
 
 def _add_metadata(path: Path, entries: Mapping[str, str]) -> None:
@@ -100,12 +88,8 @@ def interpreter(path: Path) -> Any:
         import tensorflow as tf
 
         Interpreter = tf.lite.Interpreter
-    try:
+    with loading(path, "the LiteRT interpreter"):
         return Interpreter(model_path=str(path))
-    except Exception as err:
-        raise LoadError(
-            f"{path}: the LiteRT interpreter cannot load it ({first_line(err)})"
-        ) from None
 
 
 def load(path: Path) -> Runner:
@@ -115,17 +99,16 @@ def load(path: Path) -> Runner:
     index = interp.get_input_details()[0]["index"]
     shape: list[tuple[int, ...]] = []
 
-    def run(x: np.ndarray) -> np.ndarray:
-        nhwc = nchw_to_nhwc(x)
+    def run(nhwc: np.ndarray) -> np.ndarray:
         if not shape or shape[0] != nhwc.shape:
             interp.resize_tensor_input(index, nhwc.shape, strict=False)
             interp.allocate_tensors()
             shape[:] = [nhwc.shape]
         interp.set_tensor(index, nhwc)
         interp.invoke()
-        return nhwc_to_nchw(interp.get_tensor(interp.get_output_details()[0]["index"]))
+        return interp.get_tensor(interp.get_output_details()[0]["index"])
 
-    return run
+    return nhwc_runner(run)
 
 
 ENTRY = Artefact(
