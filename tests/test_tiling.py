@@ -16,7 +16,6 @@ from unet_infer import (
     mirror_indices,
     predict_images,
     predict_tiled,
-    predict_tta,
     tile_grid,
 )
 from unet_spec import get_preset
@@ -221,7 +220,7 @@ def test_tta_of_an_equivariant_model_is_the_plain_prediction(transforms):
     spec = get_preset("paper-small")
     image = np.random.default_rng(1).normal(size=(1, 23, 41)).astype(np.float32)
     fwd = _center_crop_forward(spec, 204)
-    got = predict_tta(image, fwd, spec, tile=204, transforms=transforms)
+    got = predict_tiled(image, fwd, spec, tile=204, tta=transforms)
     np.testing.assert_allclose(got, predict_tiled(image, fwd, spec, tile=204), atol=1e-6)
 
 

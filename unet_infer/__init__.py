@@ -19,7 +19,6 @@ from unet_infer.tiling import (
     mirror_indices,
     predict_images,
     predict_tiled,
-    predict_tta,
     tile_grid,
 )
 from unet_infer.tta import TTA_MODES, TTA_TRANSFORMS, TTAChoice, TTAMode, tta_mode
@@ -39,7 +38,6 @@ __all__ = [
     "mirror_indices",
     "predict_images",
     "predict_tiled",
-    "predict_tta",
     "tile_grid",
     "tta_mode",
 ]

@@ -6,8 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from unet_infer.tiling import predict_images
-from unet_infer.tta import tta_mode
+from unet_infer.tiling import predict_tiled
 from unet_spec.spec import UNetSpec
 
 
@@ -34,13 +33,8 @@ class TiledPredictor:
         tta: bool | str | None = False,
         progress: Callable[[int], object] | None = None,
     ) -> np.ndarray:
-        """``(C, H, W)`` image of any size → ``(K, H, W)`` output (see :func:`predict_images` for
-        the arguments; ``tta``: a choice of :func:`unet_infer.tta.tta_mode`)."""
-        image = np.asarray(image)
-        if image.ndim != 3:
-            raise ValueError(f"image must be (C, H, W). Received: shape={image.shape}")
-        mode = tta_mode(tta)
-        return predict_images(
-            image[None], self.forward, self.spec, tile, overlap, batch_size,
-            tta=mode, progress=None if mode else progress,
-        )[0]  # fmt: skip
+        """``(C, H, W)`` image of any size → ``(K, H, W)`` output: :func:`predict_tiled` with
+        :meth:`forward` (``tta``: a choice of :func:`unet_infer.tta.tta_mode`)."""
+        return predict_tiled(
+            image, self.forward, self.spec, tile, overlap, batch_size, tta=tta, progress=progress
+        )

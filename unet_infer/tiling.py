@@ -244,49 +244,23 @@ def predict_tiled(
     overlap: float = 0.25,
     batch_size: int = 1,
     *,
+    tta: bool | str | None = None,
     progress: Callable[[int], object] | None = None,
 ) -> np.ndarray:
-    """:func:`predict_images` for one ``(C, H, W)`` image; returns ``(K, H, W)`` float32."""
-    image = np.asarray(image)
-    if image.ndim != 3:
-        raise ValueError(f"image must be (C, H, W). Received: shape={image.shape}")
-    out = predict_images(image[None], forward, spec, tile, overlap, batch_size, progress=progress)
-    return out[0]
+    """:func:`predict_images` for one ``(C, H, W)`` image; returns ``(K, H, W)`` float32.
 
-
-def predict_tta(
-    image: np.ndarray,
-    forward: Forward,
-    spec: UNetSpec,
-    tile: int | None = None,
-    overlap: float = 0.25,
-    batch_size: int = 1,
-    *,
-    transforms: str = "d4",
-) -> np.ndarray:
-    """:func:`predict_tiled` averaged over flips (and 90° rotations) of the image.
-
-    Each transformed image is predicted whole and mapped back before averaging, so non-square images
-    work: a quarter turn swaps height and width, and the tiling follows.
-
-    Args:
-        transforms: ``"d4"`` (the 8 flips and rotations of the square), ``"flips"`` (identity,
-            horizontal, vertical and both flips) or ``"hflip"`` (the image and its mirror image,
-            for scenes with an up and a down).
-        Other arguments as :func:`predict_tiled`. Average probabilities rather than logits when
-        the head is nonlinear: give a ``forward`` that applies it.
-
-    Returns:
-        ``(K, H, W)`` float32 mean over the transforms.
+    With ``tta`` (``"d4"``: the 8 flips and rotations of the square, ``"flips"``: the 4 flips,
+    ``"hflip"``: the image and its mirror image, for scenes with an up and a down; ``True`` is
+    ``"d4"``), each transformed image is predicted whole and mapped back before averaging, so
+    non-square images work: a quarter turn swaps height and width, and the tiling follows. Average
+    probabilities rather than logits when the head is nonlinear: give a ``forward`` that applies it.
     """
-    if transforms not in TTA_TRANSFORMS:
-        raise ValueError(
-            f"transforms must be one of {', '.join(TTA_TRANSFORMS)}. Received: transforms={transforms!r}"
-        )
     image = np.asarray(image)
     if image.ndim != 3:
         raise ValueError(f"image must be (C, H, W). Received: shape={image.shape}")
-    return predict_images(image[None], forward, spec, tile, overlap, batch_size, tta=transforms)[0]
+    return predict_images(
+        image[None], forward, spec, tile, overlap, batch_size, tta=tta, progress=progress
+    )[0]
 
 
 # -- the engine ----------------------------------------------------------------------------------
