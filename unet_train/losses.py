@@ -27,9 +27,29 @@ def _valid(target: torch.Tensor, ignore_index: int | None) -> torch.Tensor:
     return target != ignore_index
 
 
+def _labelled(target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """``target`` with ignored pixels set to class 0, so it can index and one-hot encode (their
+    weight is zero wherever it is used)."""
+    return torch.where(valid, target, torch.zeros_like(target))
+
+
 def _one_hot(target: torch.Tensor, num_classes: int, valid: torch.Tensor) -> torch.Tensor:
-    safe = torch.where(valid, target, torch.zeros_like(target))
-    return F.one_hot(safe, num_classes).permute(0, 3, 1, 2).to(torch.float32)
+    return F.one_hot(_labelled(target, valid), num_classes).permute(0, 3, 1, 2).to(torch.float32)
+
+
+def _weighted_mean(
+    per_pixel: torch.Tensor,
+    target: torch.Tensor,
+    valid: torch.Tensor,
+    class_weights: torch.Tensor | None,
+    pixel_weights: torch.Tensor | None,
+) -> torch.Tensor:
+    """``Σ w ℓ / Σ w`` over the pixels, ``w`` = labelled × pixel weight × weight of the true class:
+    the one weighting of the cross-entropy terms."""
+    weight = valid.float() if pixel_weights is None else valid * pixel_weights.float()
+    if class_weights is not None:
+        weight = weight * class_weights.to(per_pixel.device)[_labelled(target, valid)]
+    return (per_pixel * weight).sum() / weight.sum().clamp_min(1e-8)
 
 
 def cross_entropy(
@@ -46,18 +66,11 @@ def cross_entropy(
     if logits.shape[1] == 1:
         raise ValueError("cross_entropy needs at least 2 output channels; use 'bce' for one")
     ignore = -100 if ignore_index is None else ignore_index
-    if pixel_weights is None:
+    if pixel_weights is None:  # PyTorch's own weighted mean is the same sum, in one kernel
         return F.cross_entropy(logits.float(), target, weight=class_weights, ignore_index=ignore)
-    per_pixel = F.cross_entropy(
-        logits.float(), target, weight=class_weights, ignore_index=ignore, reduction="none"
-    )
+    per_pixel = F.cross_entropy(logits.float(), target, ignore_index=ignore, reduction="none")
     valid = _valid(target, ignore_index)
-    weight = pixel_weights * valid
-    if class_weights is not None:
-        safe = torch.where(valid, target, torch.zeros_like(target))
-        weight = weight * class_weights.to(weight.device)[safe]
-    # ``per_pixel`` already carries the class weight; the denominator carries it once too.
-    return (per_pixel * pixel_weights).sum() / weight.sum().clamp_min(1e-8)
+    return _weighted_mean(per_pixel, target, valid, class_weights, pixel_weights)
 
 
 def binary_cross_entropy(
@@ -75,15 +88,11 @@ def binary_cross_entropy(
     valid = _valid(target, ignore_index)
     k = logits.shape[1]
     if k == 1:
-        onehot = torch.where(valid, target, torch.zeros_like(target)).unsqueeze(1).float()
+        onehot = _labelled(target, valid).unsqueeze(1).float()
     else:
         onehot = _one_hot(target, k, valid)
     loss = F.binary_cross_entropy_with_logits(logits.float(), onehot, reduction="none").sum(1)
-    weight = valid.float() if pixel_weights is None else valid * pixel_weights.float()
-    if class_weights is not None:
-        safe = torch.where(valid, target, torch.zeros_like(target))
-        weight = weight * class_weights.to(loss.device)[safe]
-    return (loss * weight).sum() / weight.sum().clamp_min(1e-8) / max(k, 1)
+    return _weighted_mean(loss, target, valid, class_weights, pixel_weights) / max(k, 1)
 
 
 def soft_dice(
