@@ -103,6 +103,25 @@ def test_round_trip_is_bit_exact(name: str) -> None:
         assert torch.equal(tensor, back.state_dict()[name_]), name_
 
 
+# The up step's norm beyond attention-plain-small's (nearest ×2, conv → batch norm → ReLU).
+UP_NORM_VARIANTS = {
+    "instance-after-the-activation": dict(
+        norm="instance", act_before_norm=True, upsample="bilinear", up_conv_kernel=1
+    ),
+    "batch-alone-after-a-transposed-conv": dict(
+        upsample="transpose", up_conv_kernel=1, up_activation=False, bn_epsilon=1e-3
+    ),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(UP_NORM_VARIANTS))
+def test_up_step_norm_variants(variant: str) -> None:
+    spec = PRESETS["attention-plain-small"].replace(
+        depth=2, base_filters=4, **UP_NORM_VARIANTS[variant]
+    )
+    _check_forward(spec, 32, batch=2)
+
+
 def _takes(spec: UNetSpec, size: int) -> bool:
     try:
         spec.plan().check_size(size)
@@ -134,6 +153,7 @@ def specs_and_sizes(draw):
     middle = tuple(draw(st.integers(1, 8)) for _ in range(depth)) if explicit else ()
     ups = tuple(draw(st.integers(1, 8)) for _ in range(depth)) if explicit and has_up_conv else ()
     sites = [f"enc{k}" for k in range(1, depth + 1)] + ["bottom", "mid", f"dec{depth}"]
+    norm = draw(st.sampled_from(["none", "batch", "instance"]))
     spec = UNetSpec(
         in_channels=draw(st.integers(1, 4)),
         num_classes=num_classes,
@@ -149,6 +169,7 @@ def specs_and_sizes(draw):
         align_corners=upsample == "bilinear" and draw(st.booleans()),
         up_conv_kernel=up_conv_kernel,
         up_activation=has_up_conv and draw(st.booleans()),
+        up_norm=has_up_conv and norm != "none" and draw(st.booleans()),
         widths=widths,
         decoder_widths=decoder,
         decoder_mid_widths=middle,
@@ -156,7 +177,7 @@ def specs_and_sizes(draw):
         conv_bias=draw(st.booleans()),
         activation=draw(st.sampled_from(["relu", "leaky_relu"])),
         negative_slope=draw(st.sampled_from([0.01, 0.1, 0.3])),
-        norm=draw(st.sampled_from(["none", "batch", "instance"])),
+        norm=norm,
         act_before_norm=draw(st.booleans()),
         bn_epsilon=draw(st.sampled_from([1e-5, 1e-3])),
         bn_momentum=draw(st.sampled_from([0.1, 0.01])),

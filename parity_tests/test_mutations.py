@@ -15,7 +15,9 @@ The defects are the ones a port between the two frameworks actually meets:
 - nearest ×2 upsampling built as bilinear (zhixuhao/unet's up step);
 - the upsampled map padded with the other fill (MONAI replicates the edge, milesial pads zeros).
   Where the pad goes cannot be planted: floor pooling leaves the upsampled map at most one row
-  short, and one row goes after the map under both of the spec's alignments.
+  short, and one row goes after the map under both of the spec's alignments;
+- the up step's own norm left out (``Upsample`` → conv → ``BatchNorm2d`` → ReLU read as a plain
+  up step, its norm's tensors not copied).
 
 The Keras builder and adapter are patched for the duration of one test only.
 """
@@ -178,6 +180,39 @@ def _bilinear_for_nearest(monkeypatch) -> None:
     monkeypatch.setattr(builder.layers, "UpSampling2D", bilinear)
 
 
+class _SkippedNorm(keras.layers.Layer):
+    """A norm left out: the map passes unchanged, and the tensors meant for it go nowhere."""
+
+    def call(self, x):
+        return x
+
+    def set_weights(self, weights) -> None:
+        pass
+
+
+def _is_up_norm(block) -> bool:
+    return block.name.split(".")[-1] in ("upbn", "upnorm")
+
+
+def _skipped_up_norm(monkeypatch) -> None:
+    original = builder._make_layer
+
+    def without_up_norm(block, spec, layout):
+        if _is_up_norm(block):
+            return _SkippedNorm(name=block.keras_name)
+        return original(block, spec, layout)
+
+    monkeypatch.setattr(builder, "_make_layer", without_up_norm)
+
+
+def _up_norm_presets() -> list[str]:
+    return sorted(n for n, s in PRESETS.items() if any(_is_up_norm(b) for b in s.plan().blocks))
+
+
+def _first_up_norm(name: str) -> str:
+    return next(b.name for b in PRESETS[name].plan().blocks if _is_up_norm(b))
+
+
 def _upsample_presets(**fields) -> list[str]:
     return sorted(
         n for n, s in PRESETS.items()
@@ -209,6 +244,7 @@ MUTATIONS = {
         _upsample_presets(mode="nearest"),
         lambda n: _first_block(n, "upsample"),
     ),
+    "skipped-up-norm": (_skipped_up_norm, _up_norm_presets(), _first_up_norm),
 }
 CASES = [(m, p) for m, (_, presets, _) in MUTATIONS.items() for p in presets]
 
@@ -218,7 +254,7 @@ def test_every_preset_meets_the_defects_that_apply_to_it() -> None:
     assert covered == set(PRESETS)
     planted = {m for m, _ in CASES}
     assert {"crop-off-by-one", "resize-rule", "bn-epsilon", "swapped-concat"} <= planted
-    assert {"half-pixel-for-aligned", "bilinear-for-nearest"} <= planted
+    assert {"half-pixel-for-aligned", "bilinear-for-nearest", "skipped-up-norm"} <= planted
 
 
 @pytest.mark.parametrize(("mutation", "preset"), CASES, ids=[f"{m}-{p}" for m, p in CASES])

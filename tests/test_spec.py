@@ -148,3 +148,27 @@ def test_up_norm_travels_through_json_and_old_files_read_it_as_off() -> None:
     assert UNetSpec.from_json(spec.to_json()) == spec
     old = {k: v for k, v in spec.to_dict().items() if k != "up_norm"}
     assert UNetSpec.from_dict(old) == spec.replace(up_norm=False)
+
+
+# keras-unet's custom_unet with batch norm, as its code builds it.
+_CUSTOM_UNET = UNetSpec(
+    in_channels=3, num_classes=1, depth=2, base_filters=8, padding="same", skip_merge="none",
+    norm="batch", conv_bias=False, act_before_norm=True, bn_epsilon=1e-3, bn_momentum=0.01,
+    head="sigmoid",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("layout", ["milesial", "basicunet", "zhixuhao", "keras-unet"])
+def test_layouts_from_elsewhere_refuse_up_norm_by_name(layout: str) -> None:
+    from unet_bridge.sources import keras_models, milesial, monai_basicunet
+
+    check, spec = {
+        "milesial": (milesial.check_spec, PRESETS["milesial"]),
+        "basicunet": (monai_basicunet.check_spec, PRESETS["basicunet"]),
+        "zhixuhao": (keras_models.check_zhixuhao, PRESETS["zhixuhao"]),
+        "keras-unet": (keras_models.check_keras_unet, _CUSTOM_UNET),
+    }[layout]
+    check(spec)  # the layout's own spec passes
+    with_up_norm = spec.replace(norm=spec.norm if spec.norm != "none" else "batch", up_norm=True)
+    with pytest.raises(ValueError, match="up_norm=True"):
+        check(with_up_norm)

@@ -67,13 +67,22 @@ PRESETS["paper-small"] = PRESETS["paper"].replace(base_filters=16, dropout=0.1)
 PRESETS["modern-small"] = PRESETS["modern"].replace(base_filters=16)
 PRESETS["modern-bilinear-small"] = PRESETS["modern"].replace(base_filters=16, upsample="bilinear")
 PRESETS["milesial-small"] = PRESETS["milesial"].replace(base_filters=16)
+# The plain U-Net of the Attention U-Net family (LeeJunHyun/Image_Segmentation's ``U_Net`` and
+# the single-file repos that copy it) at width 16: same padding, conv → batch norm → ReLU, an up
+# step of nearest ×2 then a 3×3 conv with its own batch norm and ReLU, ``[skip, up]``, one logit
+# map.
+PRESETS["attention-plain-small"] = UNetSpec(
+    in_channels=3, num_classes=1, depth=4, base_filters=16, padding="same",
+    skip_source="pre_pool", skip_merge="none", upsample="nearest", up_conv_kernel=3,
+    up_norm=True, up_activation=True, norm="batch", concat_order="skip_up", head="sigmoid",
+)  # fmt: skip
 
 # A natural input size per preset (for summaries, tests and benchmarks).
 DEFAULT_SIZES: dict[str, int] = {
     "seed": 572, "paper": 572, "modern": 256,
     "seed-small": 252, "paper-small": 252, "modern-small": 128, "modern-bilinear-small": 128,
     "milesial": 256, "milesial-bilinear": 256, "basicunet": 128, "zhixuhao": 256,
-    "milesial-small": 128,
+    "milesial-small": 128, "attention-plain-small": 128,
 }  # fmt: skip
 
 

@@ -61,6 +61,7 @@ def keras_unet_call(spec: UNetSpec) -> tuple[str, dict[str, Any]]:
         "concat_order": ("up_skip", "it concatenates [up, skip]"),
         "activation": ("relu", "its convs use ReLU"),
         "up_activation": (False, "its up step has no activation"),
+        "up_norm": (False, "its up step has no norm"),
         "head_convs": ((), "its head is one 1x1 conv"),
         "decoder_widths": ((), "its decoder mirrors the encoder's widths"),
         "decoder_mid_widths": ((), "its decoder mirrors the encoder's widths"),
