@@ -68,6 +68,15 @@ CASES = [
         "sgd",
         1e-3,
     ),
+    # The Attention U-Net family's plain U-Net: batch norm in the up step too (its conv's bias
+    # followed by that norm), its running statistics updated in training mode.
+    (
+        "attention-plain-small@depth2",
+        get_preset("attention-plain-small").replace(depth=2, base_filters=4),
+        32,
+        "adam",
+        1e-4,
+    ),
 ]
 
 
@@ -103,7 +112,7 @@ def _frozen(spec) -> frozenset[str]:
     return frozenset(
         f"{b.name}.bias"
         for b, nxt in zip(blocks, blocks[1:], strict=False)
-        if b.kind == "conv" and b.bias and nxt.kind in ("batchnorm", "instancenorm")
+        if b.kind in ("conv", "upconv") and b.bias and nxt.kind in ("batchnorm", "instancenorm")
     )
 
 
