@@ -27,6 +27,9 @@ import tensorflow as tf  # noqa: E402
 from unet_keras import to_canonical, to_nchw, to_nhwc  # noqa: E402
 
 BN_STATS = ("running_mean", "running_var")
+#: The optimisers' settings, one convention for both twins: SGD's momentum and Adam's (β₁, β₂).
+MOMENTUM = 0.9
+BETAS = (0.9, 0.999)
 
 
 def size_of(x: np.ndarray) -> int:
@@ -97,8 +100,9 @@ def torch_train(
     frozen: frozenset[str] = frozenset(),
     dtype: torch.dtype = torch.float32,
 ) -> tuple[list[float], dict[str, np.ndarray]]:
-    """Steps of SGD with momentum 0.9 or Adam; returns the losses and the final weights (in
-    ``dtype``: float64 gives the reference trajectory that measures fp32's noise).
+    """Steps of SGD with momentum (:data:`MOMENTUM`) or Adam (:data:`BETAS`); returns the losses
+    and the final weights (in ``dtype``: float64 gives the reference trajectory that measures
+    fp32's noise).
 
     Adam's epsilon follows Keras' convention: Keras adds ``epsilon`` to ``√v`` before the bias
     correction, PyTorch to ``√v̂`` after it, so PyTorch gets ``epsilon/√(1−β₂ᵗ)`` at step ``t``,
@@ -109,9 +113,9 @@ def torch_train(
     model = torch_model(spec, weights).to(dtype).train()
     params = [p for n, p in model.named_parameters() if n not in frozen]
     if optimizer == "sgd":
-        opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=lr, momentum=0.9)
+        opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=lr, momentum=MOMENTUM)
     else:
-        opt = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), eps=epsilon)
+        opt = torch.optim.Adam(params, lr=lr, betas=BETAS, eps=epsilon)
     handles = []
     if bn_inputs is not None:
         for block in build_plan(spec).blocks:
@@ -125,7 +129,7 @@ def torch_train(
     losses = []
     for step, (x, target) in enumerate(batches, start=1):
         if optimizer != "sgd":
-            opt.param_groups[0]["eps"] = epsilon / (1 - 0.999**step) ** 0.5
+            opt.param_groups[0]["eps"] = epsilon / (1 - BETAS[1] ** step) ** 0.5
         opt.zero_grad()
         loss = F.mse_loss(model(torch.from_numpy(x).to(dtype)), torch.from_numpy(target).to(dtype))
         loss.backward()
@@ -150,9 +154,11 @@ def keras_train(
     """Like :func:`torch_train`, on the Keras twin (eager steps, no XLA)."""
     model = keras_model(spec, weights, size_of(batches[0][0]), dtype)
     if optimizer == "sgd":
-        opt = keras.optimizers.SGD(learning_rate=lr, momentum=0.9)
+        opt = keras.optimizers.SGD(learning_rate=lr, momentum=MOMENTUM)
     else:
-        opt = keras.optimizers.Adam(learning_rate=lr, beta_1=0.9, beta_2=0.999, epsilon=epsilon)
+        opt = keras.optimizers.Adam(
+            learning_rate=lr, beta_1=BETAS[0], beta_2=BETAS[1], epsilon=epsilon
+        )
     # Canonical ``enc1.conv1.bias`` is the Keras variable ``enc1_conv1/bias``.
     frozen_paths = {f"{keras_name(n.rsplit('.', 1)[0])}/{n.rsplit('.', 1)[1]}" for n in frozen}
     assert all(any(v.path == p for v in model.trainable_variables) for p in frozen_paths)
