@@ -24,7 +24,7 @@ from keras import layers
 
 from peers.zhixuhao_layout import zhixuhao_unet
 
-from unet_bridge import random_input, small_size, torch_model
+from unet_bridge import random_input, torch_model
 from unet_bridge.parity import head, reference_taps, torch_taps
 from unet_cli.main import main
 from unet_keras import to_nchw, to_nhwc
@@ -36,6 +36,7 @@ from unet_keras.foreign import (
 )
 from unet_keras.graph import GraphMismatchError, read_unet_graph
 from unet_spec import check_against_noise, get_preset, label_rule, load_weights, save_weights
+from unet_spec.sizes import small_size
 
 keras_unet = pytest.importorskip("keras_unet.models")
 

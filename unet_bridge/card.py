@@ -129,7 +129,7 @@ def model_card(
     name = name or file_name
     plan = build_plan(spec)
     lines = [f"# {name}", ""]
-    from unet_bridge.inputs import preset_name
+    from unet_spec.sizes import preset_name
 
     preset = preset_name(spec)
     lines.append(

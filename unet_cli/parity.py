@@ -65,9 +65,10 @@ def _check_output(path: Path | None, option: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from unet_bridge import default_size, load_any_weights, random_input, run_parity
+    from unet_bridge import load_any_weights, random_input, run_parity
     from unet_bridge.formats import suffix_of
-    from unet_bridge.inputs import check_size, image_input
+    from unet_bridge.inputs import image_input
+    from unet_spec.sizes import check_size, default_size
     from unet_torch.predict import resolve_device
 
     _check_output(args.json, "--json")
