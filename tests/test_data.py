@@ -256,12 +256,14 @@ def test_wrong_channel_count(tmp_path):
 def test_empty_and_missing_folders(tmp_path):
     (tmp_path / "d" / "images").mkdir(parents=True)
     (tmp_path / "d" / "masks").mkdir()
-    with pytest.raises(ValueError, match=r"d/images: no images"):
+    with pytest.raises(ValueError, match=r"/d: no images \(\.png, .* in it or its subfolders"):
         _module(tmp_path / "d")
     with pytest.raises(FileNotFoundError, match="no such data folder"):
         _module(tmp_path / "nowhere")
-    (tmp_path / "f").mkdir()
-    with pytest.raises(FileNotFoundError, match=r"expected images/ and masks/"):
+    _save(tmp_path / "f" / "a" / "x.png", np.zeros((4, 4)))
+    _save(tmp_path / "f" / "b" / "y.png", np.zeros((4, 4)))
+    with pytest.raises(ValueError, match=r"no image/mask pairs found .* a/ \(1\), b/ \(1\); "
+                       r"expected images/ and masks/"):  # fmt: skip
         _module(tmp_path / "f")
 
 

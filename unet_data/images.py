@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -20,19 +21,36 @@ import numpy as np
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 #: Files read by ``tifffile`` (compared in lower case).
 TIFF_SUFFIXES = (".tif", ".tiff")
-#: Pillow modes and their channel counts (palette images count as RGB, or RGBA with transparency).
-_MODE_CHANNELS = {"1": 1, "L": 1, "P": 3, "I": 1, "F": 1, "LA": 2, "La": 2, "PA": 4, "RGB": 3,
-                  "RGBA": 4, "RGBa": 4, "RGBX": 4, "CMYK": 4, "YCbCr": 3, "LAB": 3, "HSV": 3}  # fmt: skip
+#: Pillow modes read as one grey channel (alpha, where a mode has one, is not a channel); every
+#: other mode is read as RGB: palette, CMYK, YCbCr, LAB, HSV, RGBX and the modes with alpha.
+_GREY_MODES = ("1", "L", "LA", "La", "I", "F")
+#: Pillow modes that carry an alpha channel (a palette image may too: its ``transparency``).
+_ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")
 
 
 class ImageInfo(NamedTuple):
-    """What a file's header says: size, channels, slices (1 unless a multi-page volume), mode."""
+    """What a file's header says: size, channels as read (alpha is not one), slices (1 unless a
+    multi-page volume), mode, and whether the file holds an alpha channel that reading drops or
+    composites (:func:`read_array`)."""
 
     height: int
     width: int
     channels: int
     slices: int
     mode: str
+    alpha: bool = False
+
+
+def mode_channels(mode: str) -> int:
+    """Channels an image of Pillow ``mode`` is read with: 1 for grey modes (16-bit and float
+    included), 3 for every other (alpha dropped or composited, palettes and other colour spaces
+    converted to RGB)."""
+    return 1 if mode in _GREY_MODES or mode.startswith("I;") else 3
+
+
+def has_alpha(img: Any) -> bool:
+    """Whether a Pillow image carries alpha (a palette image through its ``transparency``)."""
+    return img.mode in _ALPHA_MODES or (img.mode == "P" and "transparency" in img.info)
 
 
 def is_tiff(path: str | Path) -> bool:
@@ -166,17 +184,26 @@ def image_info(path: str | Path) -> ImageInfo:
             layout = _tiff_layout(tif, path)
         return ImageInfo(layout.height, layout.width, layout.channels, layout.slices, "tiff")
     img = open_image(path, load=False)
-    channels = _MODE_CHANNELS.get(img.mode, len(img.getbands()))
-    if img.mode == "P" and "transparency" in img.info:
-        channels = 4
-    return ImageInfo(img.height, img.width, channels, 1, img.mode)
+    return ImageInfo(img.height, img.width, mode_channels(img.mode), 1, img.mode, has_alpha(img))
 
 
 def read_array(
-    path: str | Path, index: int | None = None, data: bytes | None = None
+    path: str | Path,
+    index: int | None = None,
+    data: bytes | None = None,
+    background: Sequence[int] | None = None,
 ) -> tuple[np.ndarray, str]:
-    """The pixels of an image (or of slice ``index`` of a volume) as stored: ``(H, W)`` or
-    ``(H, W, C)``, and a mode (Pillow's, or ``"tiff"`` when tifffile read it)."""
+    """The pixels of an image (or of slice ``index`` of a volume): ``(H, W)`` or ``(H, W, C)``,
+    and a mode (Pillow's after conversion, or ``"tiff"`` when tifffile read it).
+
+    Every Pillow mode becomes grey (``L``, ``I``, ``I;16``, ``F``) or ``RGB``
+    (:func:`mode_channels`): alpha is dropped, or composited on ``background`` (an RGB colour;
+    its luma for grey images) when given; palettes, CMYK, YCbCr, LAB and HSV are converted.
+    TIFFs are returned as stored.
+
+    Raises:
+        ValueError: A mode that cannot be converted (named with the file).
+    """
     path = Path(path)
     if is_tiff(path):
         arr = tiff_slice(path, index, data)
@@ -185,10 +212,35 @@ def read_array(
     elif index is not None:
         raise ValueError(f"{path}: not a volume (only multi-page TIFFs have slices)")
     img = open_image(path, data=data)
-    if img.mode == "P":  # a palette is an encoding, not a channel layout
-        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    mode = img.mode
+    try:
+        return _as_grey_or_rgb(img, background)
+    except Exception as err:  # Pillow's conversions raise ValueError, OSError, KeyError...
+        raise ValueError(
+            f"{path}: cannot read an image of mode {mode} as grey or RGB "
+            f"({type(err).__name__}: {err})"
+        ) from None
+
+
+def _as_grey_or_rgb(img: Any, background: Sequence[int] | None) -> tuple[np.ndarray, str]:
+    grey = mode_channels(img.mode) == 1
+    if has_alpha(img):
+        # Pillow converts "La" only to "LA", and palettes with transparency only through RGBA.
+        img = img.convert("LA" if grey else "RGBA")
+        if background is not None:
+            arr = np.asarray(img).astype(np.float32)
+            colour = np.asarray(background, np.float32).reshape(-1)
+            if grey:
+                colour = np.array([float(_LUMA @ colour) if colour.size == 3 else colour[0]])
+            alpha = arr[..., -1:] / 255.0
+            out = arr[..., :-1] * alpha + colour[: arr.shape[-1] - 1] * (1.0 - alpha)
+            out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+            return (out[..., 0], "L") if grey else (out, "RGB")
+        img = img.convert("L" if grey else "RGB")
     elif img.mode == "1":
         img = img.convert("L")
+    elif not grey and img.mode != "RGB":
+        img = img.convert("RGB")
     return np.asarray(img), img.mode
 
 
@@ -198,18 +250,21 @@ def read_image(
     convert: bool = False,
     index: int | None = None,
     data: bytes | None = None,
+    background: Sequence[int] | None = None,
 ) -> np.ndarray:
     """Read ``path`` (or slice ``index`` of a volume) as ``(C, H, W)`` float32 scaled to [0, 1].
 
     Args:
-        path: Image file (8- or 16-bit, grey, grey+alpha, RGB, RGBA or palette; TIFF of any
-            integer or float type, multi-page volumes slice by slice).
+        path: Image file of any Pillow mode (8-, 16-bit or float grey, RGB, palette, CMYK, ...;
+            alpha dropped or composited, see :func:`read_array`); TIFF of any integer or float
+            type, multi-page volumes slice by slice.
         in_channels: Channels the model expects.
-        convert: Map grey, grey+alpha, RGB and RGBA onto each other when the channel count
-            differs (luma for grey, repetition for RGB, alpha dropped); otherwise a mismatch is an
-            error.
+        convert: Map grey and RGB (and TIFFs with 2 or 4 channels) onto each other when the
+            channel count differs (luma for grey, repetition for RGB, a fourth channel dropped);
+            otherwise a mismatch is an error.
         index: The slice of a multi-page TIFF volume.
         data: The file's bytes (streamed shards), ``path`` then only names it.
+        background: RGB colour that alpha is composited on (default: alpha dropped).
 
     Integer TIFFs are scaled by their type's maximum (a 16-bit volume by 65535, whatever the
     values of one slice); other 16-bit images by 65535 when they exceed 255.
@@ -218,7 +273,7 @@ def read_image(
         FileNotFoundError: No such file.
         ValueError: Unreadable or truncated image, or a channel count other than ``in_channels``.
     """
-    arr, mode = read_array(path, index, data)
+    arr, mode = read_array(path, index, data, background)
     if mode == "tiff":
         if arr.dtype == np.bool_:
             scale = 1.0
@@ -250,7 +305,9 @@ def read_image(
 __all__ = [
     "TIFF_SUFFIXES",
     "ImageInfo",
+    "has_alpha",
     "image_info",
+    "mode_channels",
     "is_tiff",
     "open_image",
     "read_array",

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from unet_data.images import image_info, read_image, slice_name
-from unet_data.masks import IGNORE_INDEX, read_mask
+from unet_data.masks import IGNORE_INDEX, read_mask, read_valid
 from unet_runtime.files import atomic_path
 
 #: One labelled image: (name, image ``(C, H, W)`` float32 in [0, 1], mask ``(H, W)`` int64).
@@ -50,11 +50,13 @@ def parse_bytes(value: int | str, field: str) -> int:
 
 
 class SampleRef(NamedTuple):
-    """One labelled sample on disk: an image and its mask, or slice ``index`` of a volume."""
+    """One labelled sample on disk: an image and its mask, or slice ``index`` of a volume, and
+    the valid-region mask whose outside is ignored (``None``: every pixel counts)."""
 
     image: Path
     mask: Path
     index: int | None = None
+    valid: Path | None = None
 
     @property
     def name(self) -> str:
@@ -67,11 +69,13 @@ class SampleRef(NamedTuple):
 
 
 def expand_pairs(
-    pairs: Sequence[tuple[Path, Path]], in_channels: int | None = None
+    pairs: Sequence[Sequence[Any]], in_channels: int | None = None
 ) -> tuple[list[SampleRef], np.ndarray]:
     """Check image/mask pairs from their headers (no pixels decoded) and list their samples.
 
-    A multi-page TIFF becomes one sample per slice (its mask must be a volume of as many slices).
+    A pair is ``(image, mask)`` or a :class:`~unet_data.layouts.Pair` (with its valid-region
+    mask). A multi-page TIFF becomes one sample per slice (its mask must be a volume of as many
+    slices).
 
     Returns:
         The samples, and their sizes ``(n, 2)`` (height, width).
@@ -85,7 +89,9 @@ def expand_pairs(
     refs: list[SampleRef] = []
     sizes: list[tuple[int, int]] = []
     first: tuple[Path, int] | None = None
-    for image, mask in pairs:
+    for pair in pairs:
+        image, mask = pair[0], pair[1]
+        valid = getattr(pair, "valid", None)
         info, minfo = image_info(image), image_info(mask)
         if first is None:
             first = (image, info.channels)
@@ -108,10 +114,18 @@ def expand_pairs(
             raise ValueError(
                 f"{mask}: mask has {minfo.slices} slice(s) but image {image} has {info.slices}"
             )
+        if valid is not None:
+            vinfo = image_info(valid)
+            if (vinfo.height, vinfo.width, vinfo.slices) != (info.height, info.width, info.slices):
+                raise ValueError(
+                    f"{valid}: valid-region mask is {vinfo.height}x{vinfo.width} but image "
+                    f"{image} is {info.height}x{info.width}"
+                )
+            valid = Path(valid)
         if info.slices == 1:
-            refs.append(SampleRef(Path(image), Path(mask)))
+            refs.append(SampleRef(Path(image), Path(mask), None, valid))
         else:
-            refs.extend(SampleRef(Path(image), Path(mask), k) for k in range(info.slices))
+            refs.extend(SampleRef(Path(image), Path(mask), k, valid) for k in range(info.slices))
         sizes.extend([(info.height, info.width)] * info.slices)
     return refs, np.array(sizes, np.int64).reshape(-1, 2)
 
@@ -162,6 +176,8 @@ class FileSamples(Sequence[Sample]):
         in_channels: Image channels the model expects.
         mask_options: Keyword arguments of :func:`read_mask` but ``index``.
         cache_bytes: Cache size in bytes.
+        background: RGB colour that images with alpha are composited on (default: alpha
+            dropped; :func:`~unet_data.images.read_array`).
     """
 
     def __init__(
@@ -171,12 +187,14 @@ class FileSamples(Sequence[Sample]):
         in_channels: int,
         mask_options: dict[str, Any],
         cache_bytes: int = 0,
+        background: Sequence[int] | None = None,
     ) -> None:
         self.refs = list(refs)
         self.sizes = np.asarray(sizes, np.int64).reshape(-1, 2)
         if len(self.sizes) != len(self.refs):
             raise ValueError(f"{len(self.sizes)} sizes for {len(self.refs)} samples")
         self.in_channels, self.mask_options = in_channels, dict(mask_options)
+        self.background = None if background is None else [int(c) for c in background]
         self.cache = ByteCache(cache_bytes)
         #: Labelled pixels per class and sample ``(n, num_classes)``, once counted.
         self.counts: np.ndarray | None = None
@@ -195,7 +213,7 @@ class FileSamples(Sequence[Sample]):
     def subset(self, indices: Iterable[int]) -> FileSamples:
         idx = list(indices)
         out = FileSamples([self.refs[i] for i in idx], self.sizes[idx], self.in_channels,
-                          self.mask_options, self.cache.limit)  # fmt: skip
+                          self.mask_options, self.cache.limit, self.background)  # fmt: skip
         if self.counts is not None:
             out.counts = self.counts[idx]
         return out
@@ -217,14 +235,30 @@ class FileSamples(Sequence[Sample]):
             FileNotFoundError, ValueError: A missing, unreadable or inconsistent file (named).
         """
         ref = self.refs[i]
-        image = read_image(ref.image, self.in_channels, index=ref.index)
-        mask = read_mask(ref.mask, **self.mask_options, index=ref.index)
+        image = read_image(ref.image, self.in_channels, index=ref.index, background=self.background)
+        mask = self.read_mask(i)
         if mask.shape != image.shape[1:]:
             raise ValueError(
                 f"{slice_name(ref.mask, ref.index)}: mask is {mask.shape[0]}x{mask.shape[1]} but "
                 f"image {ref.name} is {image.shape[1]}x{image.shape[2]}"
             )
         return ref.name, image, mask
+
+    def read_mask(self, i: int) -> np.ndarray:
+        """The class ids of sample ``i``; outside its valid region (if any), the ignore label:
+        the loss and the metrics skip those pixels as they skip any ignored pixel."""
+        ref = self.refs[i]
+        mask = read_mask(ref.mask, **self.mask_options, index=ref.index)
+        if ref.valid is not None:
+            inside = read_valid(ref.valid, ref.index)
+            if inside.shape != mask.shape:
+                raise ValueError(
+                    f"{slice_name(ref.valid, ref.index)}: valid-region mask is "
+                    f"{inside.shape[0]}x{inside.shape[1]} but mask {ref.mask} is "
+                    f"{mask.shape[0]}x{mask.shape[1]}"
+                )
+            mask[~inside] = IGNORE_INDEX
+        return mask
 
     def scan_one(self, i: int) -> np.ndarray | str:
         """Decode sample ``i`` and count its classes; a bad file gives its one-line error instead
@@ -240,9 +274,8 @@ class FileSamples(Sequence[Sample]):
         over the masks, the first time (kept: a few bytes per sample)."""
         if self.counts is None:
             counts = np.zeros((len(self), self.num_classes), np.int64)
-            for i, ref in enumerate(self.refs):
-                counts[i] = class_counts(read_mask(ref.mask, **self.mask_options, index=ref.index),
-                                         self.num_classes)  # fmt: skip
+            for i in range(len(self.refs)):
+                counts[i] = class_counts(self.read_mask(i), self.num_classes)
             self.counts = counts
         return self.counts
 
@@ -254,15 +287,16 @@ class FileSamples(Sequence[Sample]):
     def fingerprint(self) -> str:
         """A key of the files (paths, sizes, modification times) and of how they are read."""
         h = hashlib.sha256()
-        head = {"v": 1, "in_channels": self.in_channels, "mask": self.mask_options}
+        head = {"v": 2, "in_channels": self.in_channels, "mask": self.mask_options}
         h.update(json.dumps(head, sort_keys=True, default=str).encode())
         stats: dict[Path, str] = {}
         for ref in self.refs:
-            for path in (ref.image, ref.mask):
+            paths = (ref.image, ref.mask) + ((ref.valid,) if ref.valid is not None else ())
+            for path in paths:
                 if path not in stats:
                     st = os.stat(path)
                     stats[path] = f"{os.fspath(path)}|{st.st_size}|{st.st_mtime_ns}"
-            h.update(f"{stats[ref.image]}|{stats[ref.mask]}|{ref.index}\n".encode())
+            h.update(("|".join(stats[p] for p in paths) + f"|{ref.index}\n").encode())
         return h.hexdigest()[:24]
 
 

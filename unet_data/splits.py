@@ -64,7 +64,10 @@ def split_by_group(
         only = f" {names[0]!r}" if names else ""
         raise ValueError(
             f"{len(items)} images form one group{only} under data.group_pattern {pattern!r}; a "
-            "grouped split needs at least two (use split: tail for slices of one volume)"
+            "grouped split needs at least two: set data.group_pattern to the part of the names "
+            "that names a subject or sequence (its first group), or keep each subject's images in "
+            "a subfolder of its own (the subfolder is the group), or use split: tail for slices "
+            "of one volume"
         )
     if val_groups is not None:
         unknown = sorted(set(val_groups) - set(names))

@@ -20,7 +20,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
-from unet_data import IGNORE_INDEX, Sample, as_samples, image_files
+from unet_data import IGNORE_INDEX, MASK_FORMS, Sample, as_samples, image_files, split_masks
 from unet_spec import UNetSpec
 from unet_spec.sizes import small_size
 from unet_train.datasets import Augmentation, BorderMaps, TrainCrops, WholeImages
@@ -158,12 +158,26 @@ class SegmentationDataModule(L.LightningDataModule):
         raise NotImplementedError
 
     def _load_predict(self, spec: UNetSpec) -> Sequence[Unlabelled]:
-        """The images named by ``predict_images`` (subclasses may give a default source)."""
+        """The images named by ``predict_images`` (subclasses may give a default source); files
+        named as masks of an image beside them (``x_mask.tif`` beside ``x.tif``, or the form of
+        the run's own masks) are set aside, and said so."""
         if not self.predict_images:
             raise ValueError(
                 "data.predict_images is not set: give the image files or folders to predict"
             )
-        return read_images(image_files([Path(p) for p in self.predict_images]), spec.in_channels)
+        paths = image_files([Path(p) for p in self.predict_images])
+        forms = tuple(dict.fromkeys((*MASK_FORMS[1:], *self._mask_forms())))
+        images, masks, found = split_masks(paths, forms)
+        if masks:
+            rank_zero_info(
+                f"predict: skipped {len(masks)} mask file(s) among data.predict_images "
+                f"({', '.join(found)} beside their images)"
+            )
+        return read_images(images, spec.in_channels)
+
+    def _mask_forms(self) -> tuple[str, ...]:
+        """Name forms of this data's masks beyond :data:`unet_data.MASK_FORMS` (none here)."""
+        return ()
 
     def setup(self, stage: str | None = None) -> None:
         spec = self.spec

@@ -149,8 +149,11 @@ class Augmentation:
             steps.append(v2.RandomApply([warp], p=self.elastic))
         if self.jitter > 0:
             j = self.jitter
-            colour = {"saturation": j, "hue": min(j / 4, 0.5)} if in_channels == 3 else {}
-            steps.append(v2.ColorJitter(brightness=j, contrast=j, **colour))
+            if in_channels in (1, 3):
+                colour = {"saturation": j, "hue": min(j / 4, 0.5)} if in_channels == 3 else {}
+                steps.append(v2.ColorJitter(brightness=j, contrast=j, **colour))
+            else:  # v2's contrast is defined on grey or RGB only (multispectral: brightness)
+                steps.append(v2.ColorJitter(brightness=j))
         # Photometric steps on images only: v2's blur and noise pass masks through unchanged.
         if self.blur > 0:
             # A kernel of ±3 standard deviations of the widest blur.

@@ -1,5 +1,11 @@
 """Images and masks from a folder (:class:`FolderDataModule`), read when used.
 
+The folder is read as it ships (:func:`unet_data.find_dataset`): ``images/`` + ``masks/``,
+``X/`` + ``X_masks/``, masks beside their images, per-subject subfolders, mask names formed from
+the stem (``_mask``, ``_segmentation``, ...), a pairs CSV, MONAI's Decathlon datalist or nnU-Net's
+raw folder; one line says what was paired. What cannot be guessed is a key of ``data.files``
+(:class:`unet_data.Layout`), and a refusal names it.
+
 Memory stays flat whatever the dataset's size (:class:`~unet_data.FileSamples`), with an optional
 cache bounded in bytes (``cache_bytes``). Every problem with the files is still found in ``setup``
 and raised as one ``ValueError``/``FileNotFoundError`` line that names the file: a header pass
@@ -8,8 +14,11 @@ once (in the data-loader workers) to find unreadable files and bad mask values a
 classes; its counts are saved in a small cache file, so later runs on unchanged files skip the
 decoding. A file that goes bad later fails in the worker that reads it, with the same one line.
 
-What the folder does not say is measured: the channels from the image headers, the classes and the
-mask encoding from the masks (:func:`unet_data.survey.survey_masks`).
+What the folder does not say is measured: the channels from the image headers (alpha is not a
+channel), the classes and the mask encoding from the masks (:func:`unet_data.survey.survey_masks`:
+JPEG noise snapped to its levels, ids that do not start at 0 refused with the value map to set).
+Pixels outside a valid-region mask (``data.files.valid``) get the ignore label, so the loss and
+the metrics skip them as they skip any ignored pixel.
 """
 
 from __future__ import annotations
@@ -28,12 +37,16 @@ from unet_data import (
     GROUP_PATTERN,
     ByteCache,
     FileSamples,
+    Found,
+    Layout,
     MaskEncoding,
+    Pair,
     Sample,
     SampleRef,
     class_counts,
     expand_pairs,
-    find_pairs,
+    find_dataset,
+    find_test,
     group_of,
     parse_bytes,
     sample_bytes,
@@ -41,6 +54,7 @@ from unet_data import (
     split_by_group,
 )
 from unet_data.images import image_info, is_tiff
+from unet_data.masks import is_lossy
 from unet_data.survey import survey_masks
 from unet_runtime.cache import cache_dir
 from unet_spec import UNetSpec
@@ -67,26 +81,40 @@ class _Scan(torch.utils.data.Dataset):
 
 
 class FolderDataModule(SegmentationDataModule):
-    """Images and masks from a folder, matched by file stem.
+    """Images and masks from a folder as it ships, or from a pairs list.
 
-    Layouts: ``root/images`` + ``root/masks`` (split by ``val_fraction``), or ``root/train`` and
-    ``root/val`` each holding ``images/`` and ``masks/``. The test split (``train.py test``) is
-    ``root/test/`` with ``images/`` and ``masks/``.
+    Layouts (:func:`unet_data.find_dataset`, no key needed): ``images/`` + ``masks/``, ``X/`` +
+    ``X_masks/`` and other mask folders beside the image folder, masks beside their images
+    (per-subject subfolders too), masks named by the stem or the stem plus ``_mask``, ``_masks``,
+    ``_label``, ``_seg``, ``_segmentation``, ``_gt`` or ``_manual1``; ``root/train`` and
+    ``root/val`` each holding one of those; ``data.root`` naming a pairs CSV or a Decathlon
+    datalist JSON; nnU-Net's raw folder (``dataset.json``: its labels give the classes). Without
+    given splits, ``val_fraction`` of the pairs validate. The test split (``train.py test``) is
+    ``root/test/`` in any of these layouts (or a list's test pairs).
 
     Samples are read from their files when used (see the module's notes on memory). A multi-page
     TIFF (OME-TIFF too) is a volume: each slice is one sample named ``<volume>#<slice>``, its mask
     the same slice of the mask volume; a grouped split keeps a volume's slices together.
 
     Args:
-        root: The data folder.
+        root: The data folder, or a pairs list (``.csv``, Decathlon datalist ``.json``).
+        files: Where the images and masks are, for what cannot be guessed
+            (:class:`unet_data.Layout`; in a config: ``files: {masks: training/1st_manual,
+            valid: training/mask}``): ``images``, ``masks`` and ``valid`` (valid-region masks)
+            each a folder or a name pattern with ``{stem}``; ``unpaired: skip`` leaves out
+            images without a mask (and masks without an image) instead of refusing them.
         num_classes: Classes of the task; ``None`` (the default): measured from the masks with
             the encoding (:func:`unet_data.survey.survey_masks`: 0/255 masks are binary, grey
-            masks class ids, colour masks one class per colour), every mask decoded once.
-        mask_encoding: ``auto``, ``index``, ``binary`` (0/255) or ``palette`` (see :func:`read_mask`).
+            masks class ids, colour masks one class per colour, JPEG masks their levels), every
+            mask decoded once; an nnU-Net folder's labels give them.
+        mask_encoding: ``auto``, ``index``, ``binary`` (0/255; JPEG or other noisy masks are
+            thresholded between their two levels) or ``palette`` (see :func:`read_mask`).
         value_map: Raw mask value → class id (e.g. ``{0: 1, 255: 0}`` to make white class 0).
         ignore_value: Raw mask value whose pixels are ignored (e.g. CamVid's void, 11).
         palette: RGB colour of each class, for colour masks (measured when not given: the
             colours of the masks in colour order).
+        background: RGB colour that images with alpha are composited on (e.g.
+            ``[255, 255, 255]``); ``None`` (the default): alpha is dropped, with a note.
         in_channels: Image channels; ``None`` (the default): read from the image headers.
         val_fraction: Share of images held out when there is no ``val/`` folder, and the least
             share a ``group`` split holds out when ``val_groups`` is not given.
@@ -95,8 +123,9 @@ class FolderDataModule(SegmentationDataModule):
             held out (:func:`unet_data.split_by_group`), so validation scores images from a
             drive or volume the model never saw. With ``train/`` and ``val/`` folders, ``group``
             pools both before splitting; the other values keep the folders as given.
-        group_pattern: Regular expression whose first group names an image's sequence or volume
-            (default: the name up to the first underscore, CamVid's drive).
+        group_pattern: Regular expression whose first group names an image's sequence or volume;
+            ``None`` (the default): the subfolder of per-subject data, else the name up to the
+            first underscore (CamVid's drive, :data:`unet_data.GROUP_PATTERN`).
         val_groups: The groups to hold out (e.g. ``[0006R0]``); default: drawn with ``seed``.
         seed: Seed of the random split.
         cache_bytes: Decoded samples kept in memory, per process (each data-loader worker holds
@@ -123,14 +152,16 @@ class FolderDataModule(SegmentationDataModule):
     def __init__(
         self,
         root: str,
+        files: Layout | None = None,
         num_classes: int | None = None,
         mask_encoding: MaskEncoding = "auto",
         value_map: dict[int, int] | None = None,
         ignore_value: int | None = None,
         palette: list[list[int]] | None = None,
+        background: list[int] | None = None,
         val_fraction: float = 0.2,
         split: Literal["random", "tail", "group"] = "random",
-        group_pattern: str = GROUP_PATTERN,
+        group_pattern: str | None = None,
         val_groups: list[str] | None = None,
         seed: int = 0,
         cache_bytes: int | str = 0,
@@ -151,7 +182,17 @@ class FolderDataModule(SegmentationDataModule):
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"data.val_fraction must be in (0, 1). Received: {val_fraction}")
         self.root = Path(root)
+        self.files = files if files is not None else Layout()
+        self._found: Found | None = None
         self.masks = MaskFields(mask_encoding, value_map, ignore_value, palette)
+        if background is not None and (
+            len(background) not in (1, 3) or not all(0 <= int(c) <= 255 for c in background)
+        ):
+            raise ValueError(
+                f"data.background must be an RGB colour such as [255, 255, 255]. "
+                f"Received: {background!r}"
+            )
+        self.background = background
         self.val_fraction, self.split, self.seed = val_fraction, split, seed
 
     @property
@@ -161,42 +202,82 @@ class FolderDataModule(SegmentationDataModule):
             self._measure()
         return self.masks.read_options(self.num_classes)
 
-    def _all_pairs(self) -> list[tuple[Path, Path]]:
-        if not self.root.is_dir():
-            raise FileNotFoundError(f"{self.root}: no such data folder (data.root)")
-        if (self.root / "train").is_dir():
-            val = find_pairs(self.root / "val") if (self.root / "val").is_dir() else []
-            return find_pairs(self.root / "train") + val
-        if (self.root / "images").is_dir():
-            return find_pairs(self.root)
-        raise FileNotFoundError(
-            f"{self.root}: expected images/ and masks/, or train/ and val/ subfolders (data.root)"
-        )
+    @property
+    def found(self) -> Found:
+        """The folder's pairs (:func:`unet_data.find_dataset`), found once; the line saying what
+        was paired (and what was skipped) is printed then."""
+        if self._found is None:
+            self._found = find_dataset(self.root, self.files)
+            for line in [self._found.line, *self._found.notes]:
+                rank_zero_info(line)
+        return self._found
+
+    def _all_pairs(self) -> list[Pair]:
+        return self.found.pairs
 
     def _measure(self) -> None:
         """Channels from the image headers, the classes and the mask encoding from the masks."""
         if getattr(self, "_measured", False):
             return
         self._measured = True
-        pairs = self._all_pairs()
+        found = self.found
+        pairs = found.pairs
         if self._in_channels is None:
-            expand_pairs(pairs)  # one channel count for every image (else the line names two)
-            self._in_channels = image_info(pairs[0][0]).channels
+            self._in_channels = self._channels(pairs)
         masks = self.masks
-        if self._num_classes is None or masks.needs_palette:
-            found = survey_masks([m for _, m in pairs], masks.ignore_value, masks.value_map)
-            if masks.encoding in ("auto", found.encoding):
-                palette = masks.palette if masks.palette is not None else found.palette
-                self.masks = replace(masks, encoding=found.encoding, palette=palette)
+        if found.num_classes is not None:  # declared by the dataset (nnU-Net's labels)
+            if masks.ignore_value is None and found.ignore_value is not None:
+                masks = replace(masks, ignore_value=found.ignore_value)
+            if masks.encoding == "auto":
+                masks = replace(masks, encoding="index")
             if self._num_classes is None:
-                self._num_classes = found.num_classes
-            rank_zero_info(
-                f"data: {self._in_channels}-channel images, {found.encoding} masks with "
-                f"{self._num_classes} classes (measured; set data.num_classes, data.mask_encoding "
-                "or data.palette to override)"
-            )
+                self._num_classes = max(found.num_classes, 2)
+            self.masks = masks
+        lossy = any(is_lossy(p.mask) for p in pairs)
+        if self._num_classes is None or masks.needs_palette or lossy or masks.encoding == "binary":
+            given = self._num_classes
+            measured = survey_masks([p.mask for p in pairs], masks.ignore_value, masks.value_map,
+                                    masks.encoding, masks.palette, given)  # fmt: skip
+            if masks.encoding in ("auto", measured.encoding) or measured.snap:
+                self.masks = replace(
+                    masks,
+                    encoding=measured.encoding,
+                    palette=masks.palette if masks.palette is not None else measured.palette,
+                    value_map=masks.value_map or measured.value_map,
+                    snap=measured.snap,
+                )
+            if measured.note:
+                rank_zero_info(measured.note)
+            if self._num_classes is None:
+                self._num_classes = measured.num_classes
+            if given is None:
+                rank_zero_info(
+                    f"data: {self._in_channels}-channel images, {self.masks.encoding} masks with "
+                    f"{self._num_classes} classes (measured; set data.num_classes, "
+                    "data.mask_encoding or data.palette to override)"
+                )
 
-    def _read(self, pairs: list[tuple[Path, Path]], in_channels: int) -> Sequence[Sample]:
+    def _channels(self, pairs: list[Pair]) -> int:
+        """The images' one channel count, from their headers; says how alpha is read."""
+        first, alpha = None, 0
+        for pair in pairs:
+            info = image_info(pair.image)
+            alpha += info.alpha
+            if first is None:
+                first = (pair.image, info.channels)
+            elif info.channels != first[1]:
+                raise ValueError(
+                    f"{pair.image}: image has {info.channels} channel(s) but {first[0]} has "
+                    f"{first[1]}; the images of one dataset need one channel count"
+                )
+        if alpha:
+            how = (f"composited on {list(self.background)} (data.background)"
+                   if self.background is not None else
+                   "dropped (data.background: [r, g, b] composites them on a colour)")  # fmt: skip
+            rank_zero_info(f"data: {alpha} of {len(pairs)} images have an alpha channel: {how}")
+        return first[1] if first is not None else 3
+
+    def _read(self, pairs: Sequence[Pair], in_channels: int) -> Sequence[Sample]:
         refs, sizes = expand_pairs(pairs)
         if pairs and (have := image_info(pairs[0][0]).channels) != in_channels:
             raise ValueError(
@@ -208,7 +289,8 @@ class FolderDataModule(SegmentationDataModule):
 
     def _samples(self, refs: list[SampleRef], sizes: np.ndarray, in_channels: int) -> FileSamples:
         """Samples of ``refs`` checked by the scan (``data.scan``), read when used."""
-        samples = FileSamples(refs, sizes, in_channels, self.mask_options, self.cache_bytes)
+        samples = FileSamples(refs, sizes, in_channels, self.mask_options, self.cache_bytes,
+                              self.background)  # fmt: skip
         if len(samples) and 0 < self.cache_bytes and not self.preload:
             need = max(sample_bytes(int(h), int(w), in_channels) for h, w in samples.sizes)
             if self.cache_bytes < need:
@@ -242,45 +324,48 @@ class FolderDataModule(SegmentationDataModule):
         )
 
     def _load(self, spec: UNetSpec) -> tuple[Sequence[Sample], Sequence[Sample]]:
-        if not self.root.is_dir():
-            raise FileNotFoundError(f"{self.root}: no such data folder (data.root)")
-        if (self.root / "train").is_dir():
-            train_pairs = find_pairs(self.root / "train")
-            val_pairs = find_pairs(self.root / "val")
+        splits = self.found.splits
+        if "train" in splits:  # splits the data gives: folders, a datalist, a CSV's split
+            train_pairs, val_pairs = splits["train"], splits.get("val", [])
             if self.split == "group":
                 train_pairs, val_pairs = self._group_split(train_pairs + val_pairs)
-        elif (self.root / "images").is_dir() and self.split == "group":
-            train_pairs, val_pairs = self._group_split(find_pairs(self.root))
-        elif (self.root / "images").is_dir():
-            pairs = find_pairs(self.root)
+        elif self.split == "group":
+            train_pairs, val_pairs = self._group_split(splits["all"])
+        else:
+            pairs = splits["all"]
             val_idx = held_out(len(pairs), self.val_fraction, self.seed, self.split == "tail")
             train_pairs = [p for i, p in enumerate(pairs) if i not in val_idx]
             val_pairs = [p for i, p in enumerate(pairs) if i in val_idx]
-        else:
-            raise FileNotFoundError(
-                f"{self.root}: expected images/ and masks/, or train/ and val/ subfolders"
-            )
         return self._read(train_pairs, spec.in_channels), self._read(val_pairs, spec.in_channels)
 
-    def _group_split(self, pairs: list[tuple[Path, Path]]) -> tuple[list, list]:
-        # Pairs stay pairs; a volume's slices all follow it, its group being the volume's name.
-        def group(pair: tuple[Path, Path]) -> str:
-            if is_tiff(pair[0]) and image_info(pair[0]).slices > 1:
-                return Path(pair[0]).stem
-            return group_of(pair[0], self.group_pattern)
+    def _group_split(self, pairs: list[Pair]) -> tuple[list[Pair], list[Pair]]:
+        # Pairs stay pairs; a volume's slices all follow it, its group being the volume's name;
+        # per-subject subfolders are the groups unless data.group_pattern says otherwise.
+        pattern = self.group_pattern or GROUP_PATTERN
+
+        def group(pair: Pair) -> str:
+            if is_tiff(pair.image) and image_info(pair.image).slices > 1:
+                return Path(pair.image).stem
+            if self.group_pattern is None and pair.group is not None:
+                return pair.group
+            return group_of(pair.image, pattern)
 
         train, val, self.held_out_groups = split_by_group(
-            pairs, self.group_pattern, self.val_groups, self.val_fraction, self.seed, key=group
+            pairs, pattern, self.val_groups, self.val_fraction, self.seed, key=group
         )
         return train, val
 
     def _load_test(self, spec: UNetSpec) -> Sequence[Sample]:
-        test = self.root / "test"
-        if not (test / "images").is_dir() or not (test / "masks").is_dir():
-            raise FileNotFoundError(
-                f"{test}: no test split (train.py test reads {test}/images/ and {test}/masks/)"
-            )
-        return self._read(find_pairs(test), spec.in_channels)
+        return self._read(find_test(self.root, self.files), spec.in_channels)
+
+    def _mask_forms(self) -> tuple[str, ...]:
+        """The masks' name forms, found or given, that prediction sets aside."""
+        forms = self._found.mask_forms if self._found is not None else ()
+        pattern = self.files.masks or ""
+        name = pattern.rpartition("/")[2]
+        if name.startswith("{stem}") and "*" not in name:  # e.g. {stem}_manual1.gif
+            forms += (Path(name.removeprefix("{stem}")).stem.lower(),)
+        return forms
 
 
 __all__ = ["FolderDataModule"]

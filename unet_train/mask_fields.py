@@ -29,6 +29,8 @@ class MaskFields:
     value_map: dict[int, int] | None = None
     ignore_value: int | None = None
     palette: list[list[int]] | None = None
+    #: Measured, not a key: lossy masks' values go to the nearest level (the survey's ``snap``).
+    snap: bool = False
 
     @property
     def needs_palette(self) -> bool:
@@ -38,7 +40,8 @@ class MaskFields:
     def read_options(self, num_classes: int) -> dict[str, Any]:
         """:func:`~unet_data.read_mask`'s keyword arguments for a task of ``num_classes``."""
         return {"num_classes": num_classes, "encoding": self.encoding, "value_map": self.value_map,
-                "ignore_value": self.ignore_value, "palette": self.palette}  # fmt: skip
+                "ignore_value": self.ignore_value, "palette": self.palette,
+                "snap": self.snap}  # fmt: skip
 
 
 __all__ = ["MaskFields"]
