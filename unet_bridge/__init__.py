@@ -12,7 +12,7 @@ export, the ``unet`` command, the parity tests, the benchmarks):
 - :mod:`unet_bridge.export`: deployment artefacts (ONNX, SavedModel, LiteRT, ``.pt2``), each run
   in its own runtime and proven against the PyTorch model before it lands;
 - :mod:`unet_bridge.card`: model cards beside artefacts and training runs;
-- :mod:`unet_bridge.inputs`: the size policy and the inputs of a check;
+- :mod:`unet_bridge.inputs`: the inputs of a check (their sizes: :mod:`unet_spec.sizes`);
 - :mod:`unet_bridge.parity`: the models, the per-block taps and the noise-aware parity runner;
 - :mod:`unet_bridge.backends`: Keras twins on another Keras backend, in a subprocess.
 
@@ -22,8 +22,9 @@ only.
 Example:
     >>> import unet_bridge
     >>> from unet_spec import get_preset, random_weights
+    >>> from unet_spec.sizes import small_size
     >>> spec = get_preset("seed-small")
-    >>> x = unet_bridge.random_input(spec, unet_bridge.small_size(spec))
+    >>> x = unet_bridge.random_input(spec, small_size(spec))
     >>> report = unet_bridge.run_parity(spec, random_weights(spec), x)  # doctest: +SKIP
 """
 
@@ -48,14 +49,17 @@ from unet_bridge.formats import (
     weight_suffixes,
 )
 from unet_bridge.frameworks import environment_guard, import_frameworks
-from unet_bridge.inputs import default_size, random_input, small_size
+from unet_bridge.inputs import random_input
 from unet_bridge.parity import ParityReport, keras_model, run_parity, torch_model
 from unet_bridge.port import PortResult, port, write_verified
 from unet_bridge.predict import BACKENDS, ArtefactPredictor, backend_for, load_predictor
 from unet_bridge.proving import RejectedError
 
-# What a user of the bridge calls; the parts it is made of (the per-block taps, the size policy,
-# the proving steps) are imported from their modules.
+# Importable from here only until unet_train.callbacks imports small_size from unet_spec.sizes.
+from unet_spec.sizes import small_size  # noqa: F401
+
+# What a user of the bridge calls; the parts it is made of (the per-block taps, the proving steps)
+# are imported from their modules, and the size policy from unet_spec.sizes.
 __all__ = [
     "BACKENDS",
     "EXPORTS",
@@ -69,7 +73,6 @@ __all__ = [
     "PortResult",
     "RejectedError",
     "backend_for",
-    "default_size",
     "environment_guard",
     "export_model",
     "find_metrics",
@@ -85,7 +88,6 @@ __all__ = [
     "run_artefact",
     "run_parity",
     "save_any_weights",
-    "small_size",
     "torch_model",
     "trained_views",
     "weight_suffixes",
