@@ -230,9 +230,10 @@ def adapt_input_conv(weight: np.ndarray, in_channels: int) -> np.ndarray:
 
     As timm's ``adapt_input_conv`` (``timm/models/_manipulate.py``): one channel gets the sum of
     the kernels (a grey image through RGB kernels, each channel the grey value); more channels get
-    the kernels repeated and cut to ``in_channels``, scaled by ``in / in_channels`` so the
-    response to an image whose channels are alike keeps its scale. timm converts from three
-    channels only; the same two rules hold for any count, so any is taken here.
+    the kernels repeated and cut to ``in_channels``, scaled by ``in / in_channels``, so that an
+    image whose channels are alike gives the base model's response (exactly where
+    ``in_channels`` is a multiple of its channels, at its scale otherwise). timm converts from
+    three channels only; the same two rules hold for any count, so any is taken here.
     """
     weight = np.asarray(weight, dtype=np.float32)
     have = weight.shape[1]
