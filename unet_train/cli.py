@@ -41,6 +41,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.plugins.io import CheckpointIO
+from lightning.pytorch.utilities import rank_zero_info
 
 from unet_train.callbacks import (
     AtomicCheckpointIO,
@@ -81,6 +82,40 @@ def checkpoint_run(ckpt_path: Any) -> Path | None:
         return None  # also "last", "best" and "hpc", which Lightning resolves itself
     folder = Path(ckpt_path).resolve().parent
     return folder.parent if folder.name == "checkpoints" else None
+
+
+def start_from_checkpoint(config: Any) -> None:
+    """Build a fine-tuned run's model from its checkpoint's spec, not from ``model.init_from``.
+
+    A command given a checkpoint of a fine-tuned run (``fit`` resuming it, ``validate``, ``test``,
+    ``predict`` with its ``config.yaml``) loads the checkpoint's weights over whatever the model
+    starts with; the checkpoint also holds the run's resolved spec (``spec``) and its base model's
+    provenance (restored by the system), so the base model is not read, nor proven, again and
+    need not be at hand.
+    """
+    model = config.get("model")
+    ckpt_path = config.get("ckpt_path")
+    if model is None or not model.get("init_from") or checkpoint_file(ckpt_path) is None:
+        return
+    import torch
+
+    # Memory-mapped: only the hyper-parameters are read, not the weights.
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+    spec = (state.get("hyper_parameters") or {}).get("spec")
+    if not isinstance(spec, dict):
+        return
+    rank_zero_info(f"model.init_from {model['init_from']}: not read, the checkpoint holds the "
+                   "run's spec and weights")  # fmt: skip
+    for key in ("init_from", "init_source_model", "init_source_args", "preset"):
+        model[key] = None
+    model["spec"] = spec
+
+
+def checkpoint_file(ckpt_path: Any) -> Path | None:
+    """``ckpt_path`` when it names a checkpoint file (not ``last``, ``best`` or ``hpc``)."""
+    if isinstance(ckpt_path, str | os.PathLike) and Path(ckpt_path).is_file():
+        return Path(ckpt_path)
+    return None
 
 
 def _data_root(data: Any) -> str | None:
@@ -167,6 +202,7 @@ class TrainCLI(LightningCLI):
     # -- one folder per run ----------------------------------------------------------------------
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
+        start_from_checkpoint(config)
         trainer = config["trainer"]
         resumed = checkpoint_run(config.get("ckpt_path"))
         logger = trainer.get("logger")
