@@ -26,7 +26,8 @@ from tests.peers.milesial_layout import UNet as MilesialUNet
 from tests.peers.milesial_layout import randomise
 from unet_bridge.card import find_metrics
 from unet_bridge.formats import save_any_weights
-from unet_spec import get_preset, load_weights, random_weights, save_weights
+from unet_spec import UNetSpec, get_preset, load_weights, random_weights, save_weights
+from unet_train.cli import start_from_checkpoint
 from unet_train.data import SyntheticDataModule
 from unet_train.finetune import FreezeEncoder, encoder_levels
 from unet_train.init_from import adapt_input_conv, start_from
@@ -225,6 +226,12 @@ def test_encoder_frozen_then_unfrozen_on_the_schedule(tmp_path, canonical) -> No
     assert back.spec == system.spec and back.base_model == system.base_model
     for name, value in system.model.state_dict().items():
         assert torch.equal(back.model.state_dict()[name], value), name
+    # train.py given the checkpoint (resume, validate, test, predict) builds from it likewise.
+    config = {"model": {"init_from": "moved.safetensors", "preset": None, "spec": None},
+              "ckpt_path": str(ckpt)}  # fmt: skip
+    start_from_checkpoint(config)
+    assert config["model"]["init_from"] is None
+    assert UNetSpec.from_dict(config["model"]["spec"]) == system.spec
 
 
 # -- the documented command ------------------------------------------------------------------------
