@@ -170,6 +170,8 @@ def test_contradicting_spec_is_refused_and_agreeing_one_accepted(canonical) -> N
     )
     with pytest.raises(ValueError, match="need model.init_from"):
         SegmentationSystem(init_source_model=STANDIN)
+    with pytest.raises(ValueError, match="needs model.preset, model.spec or model.init_from"):
+        SegmentationSystem(preset=None)  # configs/finetune.yaml without --model.init_from
 
 
 # -- freezing and unfreezing through Lightning ----------------------------------------------------

@@ -137,6 +137,11 @@ class SegmentationSystem(L.LightningModule):
             raise ValueError(
                 "model.init_source_model and model.init_source_args need model.init_from"
             )
+        elif preset is None and spec is None:
+            raise ValueError(
+                "the model needs model.preset, model.spec or model.init_from (the weights to "
+                "start from, as configs/finetune.yaml expects)"
+            )
         else:
             self.spec = make_spec(preset, spec, in_channels, num_classes)
         #: Where the starting weights came from (``metrics.json`` and the model card record it).
