@@ -54,9 +54,12 @@ class SpecInference(GraphWalk):
                  for info in up_info.values() if info["act"] is not None]  # fmt: skip
         act_kind, slope = self.agree("activation", acts, _show_act) or ("relu", 0.0)
         block_units = [u for level in levels for u in level.units]
+        # The up steps' norms (up_norm) are the spec's norm too: one kind, order, epsilon, momentum.
+        up_normed = [Unit(i["conv"], i["act"], i["norm"], i["act_first"])
+                     for _, i in sorted(up_info.items()) if i["norm"] is not None]  # fmt: skip
         norm = self.agree("norm", [(u.norm or u.conv, u.norm.kind if u.norm else "none")
-                                   for u in block_units])  # fmt: skip
-        normed = [u for u in block_units if u.norm is not None]
+                                   for u in [*block_units, *up_normed]])  # fmt: skip
+        normed = [u for u in block_units if u.norm is not None] + up_normed
         act_first = self.agree(
             "order (activation before norm)", [(u.norm, u.act_first) for u in normed if u.act]
         )
@@ -78,6 +81,7 @@ class SpecInference(GraphWalk):
              if i["kind"] == "upsample"],
         )  # fmt: skip
         up_act = self.agree("up-step activation", [(i["op"], i["act"] is not None) for i in infos])
+        up_norm = self.agree("up-step norm", [(i["op"], i["norm"] is not None) for i in infos])
         order = self.agree("concat order", [(i["op"], i["order"]) for i in infos if i["order"]])
 
         # Skips: where they leave the encoder and how they meet the upsampled map.
@@ -167,6 +171,7 @@ class SpecInference(GraphWalk):
             "align_corners": bool(aligned) if up_kind == "upsample" else False,
             "up_conv_kernel": up_conv_kernel,
             "up_activation": bool(up_act),
+            "up_norm": bool(up_norm),
             "widths": () if enc_widths == doubling else enc_widths,
             "decoder_widths": () if dec_widths == enc_widths[:depth] else dec_widths,
             "decoder_mid_widths": () if mid_widths == dec_widths else mid_widths,

@@ -82,7 +82,7 @@ class LevelReader(GraphWalk):
 
     def up_step(self, ops: Sequence[Op], k: int) -> dict[str, Any]:
         info: dict[str, Any] = {"op": ops[0], "kind": ops[0].kind, "conv": None, "act": None,
-                                "pad": None}  # fmt: skip
+                                "norm": None, "act_first": True, "pad": None}  # fmt: skip
         first = ops[0]
         if first.kind == "upconv":
             first.name = f"dec{k}.up"
@@ -109,6 +109,10 @@ class LevelReader(GraphWalk):
             elif op.kind in ACTS and info["act"] is None and info["conv"] is not None:
                 op.name = _act_name(f"dec{k}.uprelu", op)
                 info["act"] = op
+            elif op.kind in NORMS and info["norm"] is None and info["conv"] is not None:
+                op.name = f"dec{k}.up{'bn' if op.kind == 'batchnorm' else 'norm'}"
+                info["norm"] = op
+                info["act_first"] = info["act"] is not None
             elif op.kind == "pad" and info["pad"] is None:
                 op.name = f"dec{k}.pad"
                 info["pad"] = op
@@ -151,7 +155,7 @@ class LevelReader(GraphWalk):
         rest = [op for op in (last.act, last.norm) if op is not None] + last.extra + last.dropouts
         for op in rest:
             if op.kind in ("sigmoid", "softmax") and act == "none" and op is rest[-1]:
-                if op.kind == "softmax" and op.attrs.get("axis", -1) not in (-1, 3):
+                if op.kind == "softmax" and not op.attrs.get("over_channels", True):
                     self.problem(op, "a softmax over another axis than the channels")
                 act = op.kind
             else:

@@ -53,8 +53,9 @@ class Op:
         channels: The op's output channels.
         source: The front-end's own handle (a Keras layer, a torch module); opaque here.
         attrs: The settings a plan block has (``kernel``, ``padding``, ``bias``, ``mode``, ...),
-            ``momentum`` in the spec's convention (PyTorch's), ``what`` for an unknown op's
-            description in messages.
+            ``momentum`` in the spec's convention (PyTorch's), ``over_channels`` for a softmax
+            (whether it normalises over the channels), ``what`` for an unknown op's description in
+            messages.
         problems: Settings no block has (strides on a conv, dilation, ...).
         name: The plan block this op is, once the graph is parsed (``""`` for dropouts and the head
             activation, which are compared separately).

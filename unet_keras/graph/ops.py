@@ -83,7 +83,7 @@ def _layer_ops(layer: Any) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]
         slope = cfg.get("negative_slope", cfg.get("alpha", 0.3))
         return [("leakyrelu", {"slope": float(slope)})], problems
     if cls == "Softmax":
-        return [("softmax", {"axis": cfg.get("axis", -1)})], problems
+        return [("softmax", {"over_channels": cfg.get("axis", -1) in (-1, 3)})], problems
     if cls == "InstanceNormalization":  # this project's own (unet_keras.layers)
         return [("instancenorm", {"epsilon": float(cfg["epsilon"])})], problems
     if cls in ("BatchNormalization", "GroupNormalization"):

@@ -166,7 +166,13 @@ def fx_calls(module: nn.Module, gm: fx.GraphModule, x: torch.Tensor) -> Traced:
     """The calls of ``gm`` (``module`` traced by :func:`fx_graph`), run on ``x``."""
     recorder = _Recorder(gm)
     with torch.no_grad():
-        recorder.run(x)
+        traced_out = recorder.run(x)
+        module_out = module(x)
+    # The trace calls the same kernels on the same tensors in the same order as the forward, so
+    # the two agree to the bit unless fx recorded another path (a branch on a Proxy that it took
+    # one way, a `torch.jit.isinstance` it saw as false).
+    if not _same(traced_out, module_out):
+        raise TraceMismatch("its torch.fx trace computes something else than its forward")
     values = recorder.values
     calls: list[Call] = []
     output, outputs = None, 0
@@ -200,6 +206,18 @@ def fx_calls(module: nn.Module, gm: fx.GraphModule, x: torch.Tensor) -> Traced:
         calls.append(call)
     size = tuple(x.shape[-2:])
     return Traced(calls, output, outputs, "torch.fx", size)  # type: ignore[arg-type]
+
+
+class TraceMismatch(RuntimeError):
+    """fx's trace of a module runs, but does not compute what the module's forward does."""
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        return a.shape == b.shape and bool(torch.equal(a, b))
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(u, v) for u, v in zip(a, b, strict=True))
+    return type(a) is type(b)
 
 
 def _first_shape(value: Any) -> tuple[int, ...]:

@@ -14,7 +14,14 @@ from torch import nn
 
 from unet_graph import Graph, GraphMismatchError, GraphSpec, Op, read_unet_graph
 from unet_spec import UNetSpec, build_plan
-from unet_torch.graph.calls import Call, Traced, export_calls, fx_calls, fx_graph
+from unet_torch.graph.calls import (
+    Call,
+    Traced,
+    TraceMismatch,
+    export_calls,
+    fx_calls,
+    fx_graph,
+)
 from unet_torch.graph.steps import Step, aten_step, function_step, module_step
 from unet_torch.graph.weights import Fixed
 
@@ -216,10 +223,13 @@ def _in_channels(module: nn.Module, gm: fx.GraphModule | None) -> int:
 
 
 def _example(module: nn.Module, channels: int, size: int) -> torch.Tensor:
+    """A seeded random input (the trace is checked against the forward on it; zeros would hide a
+    difference), on the module's device and in its dtype."""
     p = next(module.parameters(), None)
     dtype = p.dtype if p is not None and p.is_floating_point() else torch.float32
     device = p.device if p is not None else torch.device("cpu")
-    return torch.zeros(1, channels, size, size, dtype=dtype, device=device)
+    x = torch.randn(1, channels, size, size, generator=torch.Generator().manual_seed(size))
+    return x.to(device, dtype)
 
 
 class _Tracer:
@@ -227,21 +237,36 @@ class _Tracer:
 
     def __init__(self, module: nn.Module, source: str) -> None:
         self.module, self.source = module, source
-        self.fx_error = self.export_error = ""
+        self.fx_error = ""
         try:
             self.gm: fx.GraphModule | None = fx_graph(module)
         except Exception as err:  # any failure of fx means: try torch.export
-            self.gm, self.fx_error = None, _first_line(err)
+            self.gm, self.fx_error = None, f"torch.fx cannot trace it ({_first_line(err)})"
         self.channels = _in_channels(module, self.gm)
         self.run_errors: dict[int, str] = {}
 
     def at(self, size: int) -> Traced | None:
+        """The calls at ``size``, or ``None`` when the module does not run there."""
         x = _example(self.module, self.channels, size)
-        try:
-            if self.gm is not None:
+        if self.gm is not None:
+            try:
                 return fx_calls(self.module, self.gm, x)
+            except TraceMismatch as err:
+                self.gm, self.fx_error = None, str(err)
+            except Exception as err:  # the trace fails: does the module itself run here?
+                try:
+                    with torch.no_grad():
+                        self.module(x)
+                except Exception as own:  # it does not: a size it does not take
+                    self.run_errors[size] = _first_line(own)
+                    return None
+                self.gm = None
+                self.fx_error = (
+                    f"its torch.fx trace fails where its forward runs ({_first_line(err)})"
+                )
+        try:
             return export_calls(self.module, x)
-        except Exception as err:  # the module does not run at this size
+        except Exception as err:  # the module does not run, or export fails, at this size
             self.run_errors[size] = _first_line(err)
             return None
 
@@ -249,9 +274,8 @@ class _Tracer:
         shown = ", ".join(f"{s}: {e}" for s, e in self.run_errors.items())
         if self.gm is None:
             return ValueError(
-                f"{self.source}: torch.fx cannot trace it ({self.fx_error}) and torch.export "
-                f"cannot export it ({shown}); port a TorchScript, .pt2 or .onnx file of it "
-                "instead, or give a size it takes"
+                f"{self.source}: {self.fx_error}, and torch.export cannot export it ({shown}); "
+                "port a TorchScript, .pt2 or .onnx file of it instead, or give a size it takes"
             )
         sizes_text = (
             "x".join(map(str, sizes[:1]))
@@ -358,16 +382,20 @@ def _result(
     if problems:
         raise GraphMismatchError(tracer.source, problems)
     used = {k for k in mapping.values() if isinstance(k, str)}
-    counters = tuple(sorted(f"{k.rsplit('.', 1)[0]}.num_batches_tracked"
-                            for n, k in mapping.items() if n.endswith(".running_mean")
-                            and f"{k.rsplit('.', 1)[0]}.num_batches_tracked" in state_dict))  # fmt: skip
+    # Batch norms' counters, in plan order (as tensor_mapping lists them).
+    counters = tuple(dict.fromkeys(
+        f"{k.rsplit('.', 1)[0]}.num_batches_tracked" for n, k in mapping.items()
+        if n.endswith(".running_mean") and isinstance(k, str)
+        and f"{k.rsplit('.', 1)[0]}.num_batches_tracked" in state_dict
+    ))  # fmt: skip
     unmapped = tuple(k for k in state_dict if k not in used and k not in counters)
     notes = list(found.notes)
     fixed_norms = list(dict.fromkeys(fixed_norms))
     if fixed_norms:
+        shown = ", ".join(fixed_norms[:2]) + (", ..." if len(fixed_norms) > 2 else "")
         notes.append(
-            f"{', '.join(fixed_norms)}: no affine parameters; the twin's norm weight is 1 and its "
-            "bias 0"
+            f"{len(fixed_norms)} norms without affine parameters ({shown}): the twin's norm "
+            "weights are 1 and its biases 0"
         )
     resized = [op.label for op in ops if op.name and op.attrs.get("to_size")]
     if resized:
@@ -381,9 +409,7 @@ def _result(
             f"{' ...' if len(unmapped) > 6 else ''} (a reverse port cannot fill them)"
         )
     if traced.how == "torch.export":
-        notes.append(
-            f"read from torch.export's graph (torch.fx cannot trace it: {tracer.fx_error})"
-        )
+        notes.append(f"read from torch.export's graph: {tracer.fx_error}")
     blocks = {name: origin.label for name, origin in found.layers.items()}
     return TorchGraphSpec(spec, found.head, tuple(notes), mapping, counters, unmapped, blocks,
                           traced.how, int(traced.size[0]))  # fmt: skip

@@ -172,6 +172,8 @@ def maxpool(kernel: Any, stride: Any, padding: Any, dilation: Any, ceil: bool) -
 
 
 def dropout(p: float, spatial: bool) -> Step:
+    if not p:  # MONAI's blocks hold Dropout(0.0) when no dropout is asked for
+        return Step("pass")
     return Step("dropout", {"rate": float(p), "spatial": spatial})
 
 
