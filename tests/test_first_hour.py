@@ -86,8 +86,8 @@ RUN_FILES = ("config.yaml", "metrics.json", "model.safetensors", "config.json", 
 def test_masks_are_measured_binary_index_and_palette(tmp_path):
     rgb = rgb_folder(tmp_path / "rgb", n=2)
     grey = grey_tiff_folder(tmp_path / "grey", n=2)
-    assert survey_masks(sorted((rgb / "masks").iterdir())) == ("binary", 2, None)
-    assert survey_masks(sorted((grey / "masks").iterdir())) == ("index", 3, None)
+    assert survey_masks(sorted((rgb / "masks").iterdir()))[:3] == ("binary", 2, None)
+    assert survey_masks(sorted((grey / "masks").iterdir()))[:3] == ("index", 3, None)
     colour = tmp_path / "c.png"
     pixels = np.zeros((4, 4, 3), np.uint8)
     pixels[:2] = (128, 64, 0)

@@ -3,7 +3,9 @@
 For every image ``NAME.ext`` the output folder receives ``NAME_mask.png`` (class ids; 0/255 for a
 binary task), ``NAME_overlay.png`` (the image with the classes tinted) and, with ``--save-probs``,
 ``NAME_probs.npy`` (``(K, H, W)`` float32). An image that cannot be read or does not fit the model
-is reported by name and skipped; the others are still processed, and the exit code is 2.
+is reported by name and skipped; the others are still processed, and the exit code is 2. Files
+named as the masks of an image beside them (``x_mask.tif`` beside ``x.tif``: the mask name forms of
+:data:`unet_data.MASK_FORMS`) are set aside, and said so.
 
 Images go through the tiling engine and the label rule of validation (:mod:`unet_infer.tiling`), so
 for the same weights and images the masks score what validation reports.
@@ -22,7 +24,7 @@ from unet_cli.common import (
     positive_int,
     spec_from_args,
 )
-from unet_data import image_files
+from unet_data import image_files, split_masks
 from unet_data.images import read_image
 from unet_infer import TTA_MODES, labels_from_probs
 from unet_infer.masks import encode_mask, npy_bytes, overlay, png_bytes
@@ -103,7 +105,11 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.overlap < 1:
         raise ValueError(f"--overlap must be in [0, 1). Received: {args.overlap}")
     _check_output_folder(args.out)
-    images = image_files(args.images)
+    images, masks, forms = split_masks(image_files(args.images))
+    if masks:
+        # A folder of training data holds masks beside the images (x.tif and x_mask.tif).
+        print(f"unet predict: note: skipped {len(masks)} mask file(s) ({', '.join(forms)} "
+              "beside their images)", file=sys.stderr)  # fmt: skip
     if not images:
         raise ValueError("no images found in " + ", ".join(map(str, args.images)))
 

@@ -267,9 +267,10 @@ def _explicit(root: Path, layout: Layout) -> Found:
     masks = _spec(root, layout.masks, "masks") if layout.masks else None
     if layout.images:
         images = _spec(root, layout.images, "images")
-    else:  # every other image file under data.root; a mask pattern says the rest
+    else:  # every other image file under data.root (outside folders named as masks)
         taken = skip | set(masks.files if masks else [])
-        files = [f for f in walk_images(root, _is_test_folder) if f not in taken]
+        files = _prefer(root, [f for f in walk_images(root, _is_test_folder) if f not in taken],
+                        masky=False)  # fmt: skip
         images = _Spec(files, lambda p: p.stem, False, root)
     image_files = [f for f in images.files if masks is None or f not in set(masks.files)]
     if masks is not None:
@@ -282,6 +283,7 @@ def _explicit(root: Path, layout: Layout) -> Found:
         if not match.pairs:
             others = [f for f in walk_images(root, _is_test_folder)
                       if f not in set(image_files) and f not in skip]  # fmt: skip
+            others = _prefer(root, others, masky=True)
             match = pair_files(image_files, others, MASK_FORMS, images.stem)
             match = match._replace(lone_masks=[])
     if not match.pairs:
@@ -295,12 +297,28 @@ def _explicit(root: Path, layout: Layout) -> Found:
         )
     notes: list[str] = []
     pairs = _settle(match, layout.unpaired, notes)
-    line = f"pairs: {_describe(match, root)}, {len(pairs)} pairs"
+    shown = _describe(match, root).split(" ↔ ")
+    if images.pattern:
+        shown[0] = str(layout.images)
+    if masks is not None and masks.pattern:
+        shown[1] = str(layout.masks)
+    line = f"pairs: {' ↔ '.join(shown)}, {len(pairs)} pairs"
     found = Found(root, {"all": _grouped(pairs, None)}, line, notes,
                   _forms(match), layout=layout)  # fmt: skip
     found = _with_valid(found, layout, images.stem)
     found.line += _subfolders(found.splits["all"])
     return found
+
+
+def _prefer(root: Path, files: list[Path], masky: bool) -> list[Path]:
+    """The files inside (``masky``) or outside folders named as masks, where there are any: the
+    other side of a pairing of which one key is given."""
+
+    def named(f: Path) -> bool:
+        return any(is_mask_folder(part) for part in f.relative_to(root).parts[:-1])
+
+    chosen = [f for f in files if named(f) == masky]
+    return chosen or files
 
 
 def _only_taking_part(match: Match) -> Match:
@@ -406,12 +424,16 @@ def _refuse_unused_mask_folders(accepted: list[_Candidate], files: list[Path], r
             if not inside:
                 continue
             rel = other.relative_to(root).as_posix()
+            image = cand.match.pairs[0][0]
+            images = image.parent.relative_to(root).as_posix()
             raise ValueError(
                 f"{root}: found {_describe(cand.match, root)} ({len(cand.match.pairs)} pairs), "
                 f"but {rel}/ ({len(inside)} images such as {inside[0].name}) also looks like "
                 "masks and pairs with none of them; name the masks with data.files.masks (a "
-                f"folder, or a name pattern such as {rel}/{{stem}}{_tail(inside[0])} where the "
-                "names differ) and a field-of-view folder with data.files.valid"
+                "folder; where the names differ beyond a shared stem, name patterns such as "
+                f"data.files.images: {images}/{{stem}}{_tail(image)} and data.files.masks: "
+                f"{rel}/{{stem}}{_tail(inside[0])}), and a field-of-view folder with "
+                "data.files.valid"
             )
 
 

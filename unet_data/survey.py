@@ -33,9 +33,11 @@ LEVEL_SHARE = 0.01
 #: Half-width of a level's cluster, in 8-bit units: JPEG at quality 50 to 95 rings up to about
 #: this far from a sharp edge's levels; levels closer than this cannot be told from noise.
 LEVEL_RADIUS = 24
-#: Share of pixels that must lie within ``LEVEL_RADIUS`` of a level for the values to be clusters
-#: (the rest are edges between levels).
-CLUSTERED = 0.9
+#: The same for colours, per channel: chroma subsampling spreads a colour further than a grey.
+COLOUR_RADIUS = 32
+#: Share of pixels that must lie within the radius of a level for the values to be clusters (the
+#: rest are edges between levels: a large share in small images).
+CLUSTERED = 0.8
 #: More levels than this cannot be separate clusters of noise (at most 256 / (2 * 24 + 1), about
 #: 5, fit side by side in 8 bits; more "levels" are values of a genuine index mask, or the noise).
 MAX_LEVELS = 8
@@ -145,6 +147,49 @@ def _clusters(values: np.ndarray, counts: np.ndarray, radius: float) -> _Cluster
     return _Clusters(levels, float(counts[dist <= radius].sum()) / total)
 
 
+def _colour_levels(rgb: np.ndarray, counts: np.ndarray, radius: float) -> tuple[list, float]:
+    """The level colours of JPEG colour masks, and the share of pixels within ``radius`` of one.
+
+    Chroma subsampling spreads even a flat colour over many nearby colours, none holding many
+    pixels on its own, so levels are found by density: the densest cell of 8³ colours (with its
+    neighbours) starts a mean shift to the mode of the pixels within ``radius``; the level is the
+    most common colour there; pixels within twice the radius are its noise and set aside; and so
+    on while a level holds :data:`LEVEL_SHARE` of the pixels.
+    """
+    total = max(int(counts.sum()), 1)
+    rgb = rgb.astype(np.float64)
+    code = (rgb[:, 0] // 8) * 1024 + (rgb[:, 1] // 8) * 32 + rgb[:, 2] // 8
+    free = np.ones(len(rgb), bool)
+    levels: list[tuple[int, int, int]] = []
+    while len(levels) <= MAX_LEVELS and counts[free].sum() >= LEVEL_SHARE * total:
+        grid = np.bincount(code[free].astype(np.int64), weights=counts[free],
+                           minlength=32**3).reshape(32, 32, 32)  # fmt: skip
+        padded = np.pad(grid, 1)
+        density = sum(padded[i : i + 32, j : j + 32, k : k + 32]
+                      for i in range(3) for j in range(3) for k in range(3))  # fmt: skip
+        centre = np.array(np.unravel_index(int(density.argmax()), density.shape)) * 8 + 4.0
+        for _ in range(20):  # mean shift to the mode
+            near = free & (np.abs(rgb - centre).max(axis=1) <= radius)
+            if not near.any():
+                break
+            moved = (rgb[near] * counts[near, None]).sum(axis=0) / counts[near].sum()
+            done = np.abs(moved - centre).max() < 0.5
+            centre = moved
+            if done:
+                break
+        near = free & (np.abs(rgb - centre).max(axis=1) <= radius)
+        if counts[near].sum() < LEVEL_SHARE * total:
+            break
+        best = np.flatnonzero(near)[int(counts[near].argmax())]
+        levels.append(tuple(int(c) for c in rgb[best]))
+        free &= np.abs(rgb - centre).max(axis=1) > 2 * radius
+    if not levels:
+        return [], 0.0
+    pal = np.array(levels, np.float64)
+    dist = np.abs(rgb[:, None, :] - pal[None]).max(axis=-1).min(axis=1)
+    return sorted(levels), float(counts[dist <= radius].sum()) / total
+
+
 def _listed(values: Sequence[int], limit: int = 6) -> str:
     shown = [str(int(v)) for v in list(values)[:limit]]
     return ", ".join(shown) + (", …" if len(values) > limit else "")
@@ -228,26 +273,29 @@ def _colour_survey(
     if palette is not None:  # the user's colours: JPEG noise snaps to them
         return MaskSurvey("palette", max(len(palette), 2), [list(c) for c in palette], snap=lossy)
     if lossy or len(rgb) > MANY_VALUES:
-        found = _clusters(rgb, counts, LEVEL_RADIUS)
-        colours = sorted(tuple(int(c) for c in rgb[i]) for i in found.levels)
+        colours, near = _colour_levels(rgb, counts, COLOUR_RADIUS)
         shown = ", ".join(str(list(c)) for c in colours[:6])
         if lossy:
-            if found.near < CLUSTERED or len(found.levels) > MAX_LEVELS:
+            if near < CLUSTERED or len(colours) > MAX_LEVELS:
                 raise ValueError(
                     f"{first}: the JPEG colour masks hold {len(rgb)} colours that do not cluster "
-                    f"near a few ({found.near:.0%} of pixels near the {len(found.levels)} most "
-                    "common); JPEG noise cannot be told from classes here: save the masks "
-                    "losslessly (PNG), or give data.palette (the colour of each class)"
+                    f"near a few ({near:.0%} of pixels near the {len(colours)} densest); JPEG "
+                    "noise cannot be told from classes here: save the masks losslessly (PNG), "
+                    "or give data.palette (the colour of each class)"
                 )
             _check_asked(num_classes, len(colours), shown, lossy, first)
-            moved = 1.0 - float(counts[found.levels].sum()) / max(int(counts.sum()), 1)
+            on_level = np.isin(
+                rgb @ np.array([1 << 16, 1 << 8, 1]),
+                np.array(colours, np.int64) @ np.array([1 << 16, 1 << 8, 1]),
+            )
+            moved = 1.0 - float(counts[on_level].sum()) / max(int(counts.sum()), 1)
             note = (f"masks: JPEG-compressed colour masks; each colour snapped to the nearest of "
                     f"{len(colours)} ({shown}), {moved:.1%} of pixels moved")  # fmt: skip
             return MaskSurvey("palette", max(len(colours), 2), [list(c) for c in colours],
                               snap=True, note=note)  # fmt: skip
-        if found.near >= CLUSTERED and len(found.levels) <= MAX_LEVELS:
+        if near >= CLUSTERED and len(colours) <= MAX_LEVELS:
             raise ValueError(
-                f"{first}: the colour masks hold {len(rgb)} colours, {found.near:.0%} of pixels "
+                f"{first}: the colour masks hold {len(rgb)} colours, {near:.0%} of pixels "
                 f"near {len(colours)} of them ({shown}): colours between the classes (resampled "
                 "masks?); save masks with one colour per class (nearest-neighbour resizing), or "
                 "give data.palette (the colour of each class) and data.num_classes"

@@ -67,6 +67,26 @@ class RandomGamma(v2.Transform):
         return inpt
 
 
+class RandomBrightness(v2.Transform):
+    """Scale image intensities by a factor drawn from ``[1 - strength, 1 + strength]``, clipped to
+    [0, 1] (masks untouched): v2's colour transforms take 1 or 3 channels only, and this is the
+    jitter of images with other channel counts (multispectral TIFFs)."""
+
+    def __init__(self, strength: float) -> None:
+        super().__init__()
+        self.strength = float(strength)
+
+    def make_params(self, flat_inputs: list) -> dict:
+        low = max(0.0, 1.0 - self.strength)
+        return {"factor": float(torch.empty(()).uniform_(low, 1.0 + self.strength))}
+
+    def transform(self, inpt, params: dict):
+        is_plain = isinstance(inpt, torch.Tensor) and not isinstance(inpt, tv_tensors.TVTensor)
+        if isinstance(inpt, tv_tensors.Image) or is_plain:
+            return (inpt * params["factor"]).clamp(0.0, 1.0)
+        return inpt
+
+
 @dataclass(frozen=True)
 class Augmentation:
     """The joint image/mask augmentation of training crops (one place that names its options).
@@ -152,8 +172,8 @@ class Augmentation:
             if in_channels in (1, 3):
                 colour = {"saturation": j, "hue": min(j / 4, 0.5)} if in_channels == 3 else {}
                 steps.append(v2.ColorJitter(brightness=j, contrast=j, **colour))
-            else:  # v2's contrast is defined on grey or RGB only (multispectral: brightness)
-                steps.append(v2.ColorJitter(brightness=j))
+            else:
+                steps.append(RandomBrightness(j))
         # Photometric steps on images only: v2's blur and noise pass masks through unchanged.
         if self.blur > 0:
             # A kernel of ±3 standard deviations of the widest blur.
@@ -346,6 +366,7 @@ __all__ = [
     "Augmentation",
     "BorderMaps",
     "DataFileError",
+    "RandomBrightness",
     "RandomRot90",
     "TrainCrops",
     "WholeImages",
