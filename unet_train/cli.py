@@ -6,7 +6,9 @@ One run, one folder: the run's folder is its first logger's ``log_dir``,
 ``<save_dir>/<name>/version_<n>/``, where logs, checkpoints, the config and the artifacts go. The
 CSV and TensorBoard loggers each pick the next free version of their folder themselves
 (``Logger.version``); the run takes the highest of their picks and gives it to every one of them
-as an explicit ``version``, once, before anything is built, so they share it. A command given a
+as an explicit ``version``, once, before anything is built, so they share it. The run claims that
+folder at once with ``mkdir``, which one process only can do (:mod:`unet_train.runs`): a run
+started at the same moment takes the next number. A command given a
 ``--ckpt_path`` inside such a folder (``runs/demo/version_3/checkpoints/last.ckpt``) works in that
 folder instead: a resumed ``fit`` continues ``version_3``, and ``validate``, ``test`` and
 ``predict`` log (and write their masks) beside the run they score. A run without a logger gets a
@@ -25,6 +27,7 @@ it loads again.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import importlib
 import os
@@ -52,6 +55,7 @@ from unet_train.callbacks import (
     RunArtifacts,
 )
 from unet_train.data import SegmentationDataModule
+from unet_train.runs import claim_version
 from unet_train.system import SegmentationSystem
 
 #: Loggers whose ``version`` argument names a ``version_<n>`` folder under ``save_dir/name``.
@@ -168,8 +172,9 @@ class TrainCLI(LightningCLI):
         for folder in self._new_runs:
             if folder.is_dir() and not any(folder.rglob("*.ckpt")):
                 shutil.rmtree(folder, ignore_errors=True)
-                if folder.parent.is_dir() and not any(folder.parent.iterdir()):
-                    folder.parent.rmdir()  # the run's name folder, when this run made it too
+                # The run's name folder, when this run made it too and no other run is in it.
+                with contextlib.suppress(OSError):
+                    folder.parent.rmdir()
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
@@ -212,10 +217,8 @@ class TrainCLI(LightningCLI):
             # Give such a run its own ``version_<n>`` folder: the one a CSV logger writing straight
             # into ``default_root_dir`` (no name) would have, or the resumed checkpoint's.
             root = trainer.get("default_root_dir") or "runs"
-            version = shared_version([CSVLogger(save_dir=root, name="")], resumed)
-            run = CSVLogger(save_dir=root, name="", version=version)
-            trainer["default_root_dir"] = run.log_dir
-            self._note_new_run(run)
+            version = self._claim([CSVLogger(save_dir=root, name="")], resumed)
+            trainer["default_root_dir"] = CSVLogger(save_dir=root, name="", version=version).log_dir
             return
         entries = logger if isinstance(logger, list) else [logger]
         versioned = [
@@ -240,11 +243,25 @@ class TrainCLI(LightningCLI):
             cls(**{**_as_kwargs(e["init_args"]), "version": None})
             for cls, e in zip(classes, versioned, strict=True)
         ]
-        version = shared_version(unversioned, resumed)
-        for cls, entry in zip(classes, versioned, strict=True):
-            if entry["init_args"].get("version") is None:
+        given = [e["init_args"].get("version") is None for e in versioned]
+        version = self._claim(unversioned, resumed, given)
+        for cls, entry, gets in zip(classes, versioned, given, strict=True):
+            if gets:
                 entry["init_args"]["version"] = version
             self._note_new_run(cls(**_as_kwargs(entry["init_args"])))
+
+    def _claim(
+        self, loggers: list[Logger], resumed: Path | None, given: list[bool] | None = None
+    ) -> int | str:
+        """The shared version, its ``version_<n>`` folder created (atomically: see
+        :mod:`unet_train.runs`) in the folder of every logger ``given`` it, unless resumed."""
+        version = shared_version(loggers, resumed)
+        if isinstance(version, int):
+            given = given or [True] * len(loggers)
+            roots = [log.root_dir for log, gets in zip(loggers, given, strict=True) if gets]
+            version, made = claim_version(roots, version)
+            self._new_runs.extend(made)
+        return version
 
     def _note_new_run(self, logger: Logger) -> None:
         """Remember ``logger``'s folder for removal if this command fails, unless it exists."""
