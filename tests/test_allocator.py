@@ -34,6 +34,23 @@ PROBE = textwrap.dedent(
 
         UNet(get_preset("seed-small"))
         applied = False
+    elif sys.argv[1:] == ["trainer"]:  # a Trainer of the user's own, given the callback
+        from lightning.pytorch import Callback, Trainer
+        from lightning.pytorch.demos.boring_classes import BoringModel
+        from unet_train.process import KeepFreedMemory
+
+        class Seen(Callback):
+            def on_train_start(self, trainer, pl_module):
+                self.kept = freed_memory_kept()
+
+        keep, seen = KeepFreedMemory(), Seen()
+        trainer = Trainer(accelerator="cpu", max_steps=1, limit_val_batches=0, logger=False,
+                          enable_checkpointing=False, enable_progress_bar=False,
+                          enable_model_summary=False, callbacks=[keep, seen])
+        assert keep.in_force is None and not freed_memory_kept()  # building changes nothing
+        trainer.fit(BoringModel())
+        assert seen.kept, "not in force when training started"
+        applied = keep.in_force
     else:
         applied = keep_freed_memory()
     libc = ctypes.CDLL(None)
@@ -102,6 +119,14 @@ def test_building_a_unet_leaves_malloc_alone():
     assert not built["kept"]
     assert built["faults"] > PAGES // 2, built
     assert "malloc system" in built["line"]
+
+
+@glibc_only
+def test_a_users_own_trainer_keeps_freed_memory_given_the_callback():
+    """``KeepFreedMemory`` makes the setting when the trainer sets up, not when it is built."""
+    run = probe("trainer")
+    assert run["applied"] and run["kept"]
+    assert run["faults"] < PAGES // 10, run
 
 
 @glibc_only
