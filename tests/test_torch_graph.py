@@ -98,11 +98,12 @@ def _read(name: str) -> tuple[nn.Module, TorchGraphSpec]:
     return model, read_torch_graph(model)
 
 
-def _sizes(spec: UNetSpec, size: int) -> list[int]:
-    """The measured size, and for a spec that takes any size the bridge's odd one joins it
+def _sizes(spec: UNetSpec) -> list[int]:
+    """A valid size near 64, and for a spec that takes any size the bridge's odd one joins it
     (:func:`unet_bridge.port.reference_sizes`); otherwise the next valid size."""
+    size = spec.plan().nearest_valid_size(64)
     if spec.skip_merge == "pad":
-        return [size - (size % 2**spec.depth)]
+        return [size]
     return [size, spec.plan().nearest_valid_size(size + 1, "up")]
 
 
@@ -110,7 +111,7 @@ def _prove(model: nn.Module, read: TorchGraphSpec, weights: dict[str, np.ndarray
     output = "logits" if read.head == "none" else read.head
     reference = tio.module_reference(model, "the source module", output)
     proven = []
-    for size in _sizes(read.spec, read.size):
+    for size in _sizes(read.spec):
         x = random_input(read.spec, size, 1, seed=size)
         for n, (check, what) in compare_with_reference(reference, read.spec, weights, x):
             assert check.passed, f"{n}x{n}: {check}"

@@ -162,17 +162,22 @@ def _sources(value: Any, values: dict[fx.Node, Any], seen: set[fx.Node]) -> Iter
             yield from _sources((item.args, item.kwargs), values, seen)
 
 
-def fx_calls(module: nn.Module, gm: fx.GraphModule, x: torch.Tensor) -> Traced:
-    """The calls of ``gm`` (``module`` traced by :func:`fx_graph`), run on ``x``."""
+def fx_calls(module: nn.Module, gm: fx.GraphModule, x: torch.Tensor, check: bool = True) -> Traced:
+    """The calls of ``gm`` (``module`` traced by :func:`fx_graph`), run on ``x``.
+
+    Args:
+        check: Run ``module`` on ``x`` too, and raise :class:`TraceMismatch` unless the trace
+            computes the same (once per trace is enough: fx cannot branch on sizes, so a trace
+            that matches at one size matches at all).
+    """
     recorder = _Recorder(gm)
     with torch.no_grad():
         traced_out = recorder.run(x)
-        module_out = module(x)
-    # The trace calls the same kernels on the same tensors in the same order as the forward, so
-    # the two agree to the bit unless fx recorded another path (a branch on a Proxy that it took
-    # one way, a `torch.jit.isinstance` it saw as false).
-    if not _same(traced_out, module_out):
-        raise TraceMismatch("its torch.fx trace computes something else than its forward")
+        # The trace calls the same kernels on the same tensors in the same order as the forward,
+        # so the two agree to the bit unless fx recorded another path (a branch on a Proxy that
+        # it took one way, a `torch.jit.isinstance` it saw as false).
+        if check and not _same(traced_out, module(x)):
+            raise TraceMismatch("its torch.fx trace computes something else than its forward")
     values = recorder.values
     calls: list[Call] = []
     output, outputs = None, 0
