@@ -135,7 +135,11 @@ def _scope(node: fx.Node) -> str:
 
 
 class _Recorder(fx.Interpreter):
-    """Runs a traced module once, keeping each node's value: tensors as their shape only."""
+    """Runs a traced module once, keeping each node's value: tensors as their shape only.
+
+    fx's ``ShapeProp`` keeps the shapes of tensors only; a pad's amounts and a crop's slices are
+    computed from sizes (``skip.size(2) - x.size(2)``), so the values of those nodes are kept too.
+    """
 
     def __init__(self, gm: fx.GraphModule) -> None:
         super().__init__(gm)

@@ -231,7 +231,7 @@ def pad(amounts: Sequence[int], mode: str, value: Any) -> Step:
     return Step("pad", {"mode": fill or "zeros", "amounts": (t, b, lf, r)}, problems)
 
 
-def crop(in_shape: Sequence[int], top: int, bottom: int, left: int, right: int) -> Step:
+def crop(top: int, bottom: int, left: int, right: int) -> Step:
     if not any((top, bottom, left, right)):
         return Step("pass")
     return Step("crop", {"amounts": (top, bottom, left, right)})
@@ -398,7 +398,7 @@ def _center_crop(x: T, size: Any) -> Step:
     if th > h or tw > w:
         return unknown("function center_crop to a larger size (it pads)")
     top, left = int(round((h - th) / 2.0)), int(round((w - tw) / 2.0))
-    return crop(x.shape, top, h - th - top, left, w - tw - left)
+    return crop(top, h - th - top, left, w - tw - left)
 
 
 def _getitem_crop(x: T, index: Any) -> Step:
@@ -420,7 +420,7 @@ def _getitem_crop(x: T, index: Any) -> Step:
     if bounds[0] != (0, 0) or bounds[1] != (0, 0):
         return unknown("function getitem over the batch or channels")
     (t, b), (lf, r) = bounds[2], bounds[3]
-    return crop(x.shape, t, b, lf, r)
+    return crop(t, b, lf, r)
 
 
 # -- ATen ops (torch.export) ----------------------------------------------------------------------
@@ -510,4 +510,4 @@ def _aten_slice(x: T, dim: int, start: Any, end: Any, step: Any) -> Step:
     if ndim != 4 or dim < 2:
         return unknown("op aten.slice over the batch or channels")
     t, b, lf, r = (before, after, 0, 0) if dim == 2 else (0, 0, before, after)
-    return crop(x.shape, t, b, lf, r)
+    return crop(t, b, lf, r)
