@@ -9,7 +9,6 @@ import numpy as np
 import torch
 from hypothesis import HealthCheck, settings
 
-import unet_keras  # after torch: unet_keras orders triton before TensorFlow anyway
 from unet_bridge import keras_model, torch_model
 from unet_spec import UNetSpec, random_weights
 from unet_torch import UNet, float64_reference
@@ -44,6 +43,11 @@ class Twins:
         return float64_reference(self.torch_model, torch.from_numpy(x)).numpy()
 
     def keras_logits(self, x: np.ndarray) -> np.ndarray:
+        # Imported here, not with this file: pytest's controller process loads this conftest too
+        # (under xdist it runs no test), and TensorFlow there would cost seconds and print its
+        # start-up lines before pytest captures anything.
+        import unet_keras
+
         y = self.keras_model(unet_keras.to_nhwc(x), training=False)
         return unet_keras.to_nchw(np.asarray(y))
 
