@@ -118,9 +118,9 @@ def test_unknown_extensions(sources, tmp_path, capsys) -> None:
     folder, _ = sources
     _refused(["port", str(folder / "src.pt"), str(tmp_path / "out.npz")], capsys, tmp_path,
              "unknown extension '.npz'")  # fmt: skip
-    (tmp_path / "w.bin").write_bytes(b"x")
-    _refused(["port", str(tmp_path / "w.bin"), str(tmp_path / "o.pt")], capsys, tmp_path,
-             "unknown extension '.bin'")  # fmt: skip
+    (tmp_path / "w.dat").write_bytes(b"x")
+    _refused(["port", str(tmp_path / "w.dat"), str(tmp_path / "o.pt")], capsys, tmp_path,
+             "unknown extension '.dat'")  # fmt: skip
 
 
 def test_a_legacy_h5_model_lands_proven_through_its_head(sources, tmp_path, capsys) -> None:

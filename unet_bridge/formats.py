@@ -167,7 +167,8 @@ def _write_ckpt(weights: Weights, spec: UNetSpec, path: Path, input_size: Size) 
 
 def _read_pt(path: Path, spec: UNetSpec | None) -> tuple[dict[str, np.ndarray], UNetSpec, Any]:
     # A state dict saved by other code (milesial/Pytorch-UNet, MONAI's BasicUNet) is recognised by
-    # its key names and read by its converter, which infers the spec (unet_bridge.sources).
+    # its key names and read by its converter, which infers the spec; a TorchScript file by its
+    # graph (unet_bridge.sources).
     from unet_bridge.sources import detect
     from unet_torch.io import load_pt
 
@@ -258,6 +259,9 @@ for _fmt in (
     Format(".ckpt", "Lightning checkpoint", "torch", _read_ckpt, _write_ckpt),
     Format(".pt", "PyTorch state dict", "torch", _read_pt, _write_pt),
     Format(".pth", "PyTorch state dict", "torch", _read_pt, _write_pt),
+    # The other names torch.save users give a state dict (pickle's, Hugging Face's).
+    Format(".pkl", "PyTorch state dict", "torch", _read_pt, _write_pt),
+    Format(".bin", "PyTorch state dict", "torch", _read_pt, _write_pt),
     Format(".safetensors", "canonical safetensors file", "", _read_canonical, _write_canonical),
     Format(".keras", "Keras model", "keras", _read_keras, _write_keras),
     Format(".weights.h5", "Keras weights file", "keras", _read_keras, _write_h5),

@@ -27,7 +27,14 @@ from unet_bridge.parity import (
     torch_taps,
 )
 from unet_bridge.proving import RejectedError, land
-from unet_bridge.sources import Reference, Source, SourceRead, keras_model_reference
+from unet_bridge.sources import (
+    Reference,
+    Source,
+    SourceRead,
+    keras_model_reference,
+    reference_sizes,
+    two_sizes,
+)
 from unet_spec import NoiseCheck, NoiseTolerance, UNetSpec, check_against_noise, label_rule
 
 
@@ -210,6 +217,7 @@ def prove_read(
     if reference.keras_model is not None:
         check, what = compare_with_model(reference.keras_model, spec, weights, seed, tolerance)
         return PortResult(check.passed, f"{reference.description} vs PyTorch ({what}): {check}")
+    sizes = sizes or reference.sizes
     if x is None:
         size = sizes[0] if sizes else inputs.small_size(spec)
         x = inputs.random_input(spec, size, 1, seed)
@@ -275,21 +283,6 @@ def head_activation(model: Any) -> str:
     return activation if isinstance(activation, str) else "linear"
 
 
-def reference_sizes(spec: UNetSpec, size: int) -> list[int]:
-    """The check size, and for a spec that takes any size (a pad merge) an odd one too: sizes
-    whose poolings drop a row are where padding conventions (zeros split around the map, or the
-    far edge replicated) show."""
-    sizes = [size]
-    if spec.skip_merge == "pad":
-        odd = size + 2**spec.depth - 1
-        try:
-            spec.plan().layout(odd)
-            sizes.append(odd)
-        except ValueError:
-            pass
-    return sizes
-
-
 def compare_with_reference(
     reference: Reference,
     spec: UNetSpec,
@@ -315,7 +308,7 @@ def compare_with_reference(
     model = torch_model(spec, weights)
     act = "none" if reference.output == "logits" else reference.output
     rows = []
-    sizes = list(sizes) if sizes else reference_sizes(spec, int(x.shape[-1]))
+    sizes = list(sizes or reference.sizes or reference_sizes(spec, int(x.shape[-1])))
     for i, size in enumerate(sizes):
         same = i == 0 and x.shape[-1] == x.shape[-2] == size
         xi = x if same else inputs.random_input(spec, size, x.shape[0], seed + i)
@@ -396,6 +389,7 @@ __all__ = [
     "compare_with_model",
     "compare_with_reference",
     "reference_sizes",
+    "two_sizes",
     "write_source",
     "fixed_size",
     "port",

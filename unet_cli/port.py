@@ -15,6 +15,14 @@ source can run (MONAI installed, or the class the user names with ``--source-mod
 pkg.module:factory``), the port is proven against the source itself as well; otherwise the output
 says what was not proven. ``--to NAME`` writes the reverse: a file the source's own code loads.
 
+Any other plain U-Net is read from its graph: a state dict (``.pth``, ``.pt``, ``.pkl``, ``.bin``,
+or a checkpoint dict wrapping one) with ``--source-model MODULE:CLASS --source-args JSON`` (MODULE
+importable, or a file ``path/to/unet.py``), a Keras builder with its ``.weights.h5``, and with no
+flags a TorchScript file, a ``torch.export`` ``.pt2`` or an ``.onnx`` model. Each is proven against
+the source itself at two sizes where it takes more than one. The reverse of a state dict is
+``unet port weights.safetensors back.pth --source-model MODULE:CLASS``: the class's own keys,
+loaded strictly by it and run against the twin before the file lands.
+
 The result is written to a temporary file next to DST, reloaded, checked tensor by tensor
 (bit-exact) and run against the other framework on random input; only then is it renamed to DST.
 On any failure nothing is left at DST.
@@ -54,8 +62,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--source-model",
-        metavar="PKG.MODULE:FACTORY",
-        help="the source's own torch class or factory, to prove the port against its forward pass",
+        metavar="MODULE:FACTORY",
+        help="the source's own class or builder (pkg.module:Class or path/to/unet.py:Class): any "
+        "plain U-Net's state dict (or a Keras builder's .weights.h5) is read through its graph, "
+        "and the port proven against it; with SRC this project's weights and DST a state dict "
+        "(.pth, .pt, .pkl, .bin), DST gets the class's own keys",
     )
     parser.add_argument(
         "--source-args", metavar="JSON", help="keyword arguments of --source-model, a JSON object"
@@ -91,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--source-args needs --source-model")
     if args.to:
         return _run_to(args)
+    if args.source_model and not args.from_source and _back_to_class(args):
+        return _run_back(args)
     from unet_bridge import find_metrics, format_of, port
     from unet_bridge.formats import HUB_FOLDER, suffix_of
     from unet_bridge.inputs import check_size, model_size, preset_name
@@ -164,6 +177,51 @@ def _not_proven(source, spec) -> str:
         "weights were given; what was proven is the mapping's reload, bit-exact, and the twins "
         "against each other)" + (f"; to prove it, name the source's class: {hint}" if hint else "")
     )
+
+
+def _back_to_class(args: argparse.Namespace) -> bool:
+    """A state-dict destination, the class named and SRC this project's own weights: the reverse,
+    to the class's own keys (a state dict from elsewhere as SRC is the forward port)."""
+    from unet_bridge.formats import suffix_of
+    from unet_bridge.sources._torch import STATE_SUFFIXES, carries_spec
+
+    if args.src is None or args.dst is None or suffix_of(args.dst) not in STATE_SUFFIXES:
+        return False
+    return suffix_of(args.src) not in STATE_SUFFIXES or carries_spec(args.src)
+
+
+def _run_back(args: argparse.Namespace) -> int:
+    """Weights into a state dict under the named class's own keys, loaded strictly by the class
+    and run against the twin before it lands."""
+    from unet_bridge import RejectedError
+    from unet_bridge.parity import check_finite
+    from unet_bridge.port import write_source
+    from unet_bridge.sources import module_source, read_any
+    from unet_runtime import atomic_path, check_destination
+
+    src: Path = args.src
+    dst: Path = args.dst
+    if dst.exists() and dst.resolve() == src.resolve():
+        raise ValueError(f"{dst}: the destination is the source file; choose another path")
+    check_destination(dst)
+    weights, spec, _, _ = read_any(src, spec=spec_from_args(args))[1]
+    check_finite(weights, what=str(src))
+    source = module_source(args.source_model, args.source_args)
+    what = f"{src} -> {dst} ({source.description.replace('state dict of ', '')}'s own keys)"
+    if args.no_verify:
+        source.check_spec(spec)
+        with atomic_path(dst) as tmp:
+            source.write(weights, spec, tmp)
+        print(f"{what}: {len(weights)} tensors, not verified")
+        return 0
+    try:
+        result = write_source(weights, spec, dst, source, seed=args.seed)
+    except RejectedError as rejected:
+        print(f"unet port: verification failed, nothing written: {rejected.result.summary}")
+        return 1
+    print(f"{what}: {len(weights)} tensors")
+    print(f"verified: {result.summary}")
+    return 0
 
 
 def _run_to(args: argparse.Namespace) -> int:

@@ -50,6 +50,8 @@ class Reference:
         keras_model: The Keras model ``run`` calls, when the source is a Keras model loaded from
             its file: it is run at its own fixed input size (if it has one), and that size is
             the size of a written ``.keras`` model.
+        sizes: The input sizes the proof runs the source at (its own size when it has a fixed
+            one); empty: the proof's default (:func:`reference_sizes`).
     """
 
     run: Callable[[np.ndarray], np.ndarray]
@@ -57,6 +59,7 @@ class Reference:
     description: str
     run64: Callable[[np.ndarray], np.ndarray] | None = None
     keras_model: Any = None
+    sizes: tuple[int, ...] = ()
 
 
 class SourceRead(NamedTuple):
@@ -102,6 +105,9 @@ class Source:
         homepage: Where the source project lives, for the docs and ``--sources``.
         runnable_hint: The ``--source-model ... --source-args ...`` that would run the source's
             own class for ``spec``, shown when a port could not be proven against it.
+        for_model: The source bound to a model the user's own code builds (``--source-model``):
+            ``for_model(model, call) -> Source``, which reads (and for torch writes) that model's
+            weight files through its graph (``None``: not supported).
     """
 
     name: str
@@ -115,6 +121,7 @@ class Source:
     reference_from_module: Callable[[Any, Path, str], Reference] | None = None
     homepage: str = ""
     runnable_hint: Callable[[UNetSpec], str] | None = None
+    for_model: Callable[[Any, str], Source] | None = None
 
     @property
     def directions(self) -> str:
@@ -122,11 +129,16 @@ class Source:
 
 
 SOURCES: dict[str, Source] = {}
+#: The source that reads any plain U-Net from its graph (:mod:`unet_bridge.sources.graph`).
+GRAPH = "graph"
 
 # Converter modules; each calls :func:`register` on import. Listed here (not discovered) so the
 # order of detection is fixed: the first source that recognises a file wins. A converter imports
 # its framework inside its functions, so importing it needs none.
 BUILTIN: list[str] = [
+    # Files that carry their graph (TorchScript, .pt2, .onnx); it recognises no state dict, so the
+    # named layouts still win every state dict they know.
+    "unet_bridge.sources.graph",
     "unet_bridge.sources.milesial",
     "unet_bridge.sources.monai_basicunet",
     "unet_bridge.sources.keras_models",
@@ -186,6 +198,36 @@ def detect(path_or_object: Any) -> Source | None:
     return None
 
 
+def reference_sizes(spec: UNetSpec, size: int) -> list[int]:
+    """The check size, and for a spec that takes any size (a pad merge) an odd one too: sizes
+    whose poolings drop a row are where padding conventions (zeros split around the map, or the
+    far edge replicated) show."""
+    sizes = [size]
+    if spec.skip_merge == "pad":
+        odd = size + 2**spec.depth - 1
+        try:
+            spec.plan().layout(odd)
+            sizes.append(odd)
+        except ValueError:
+            pass
+    return sizes
+
+
+def two_sizes(spec: UNetSpec, size: int | None = None) -> tuple[int, ...]:
+    """Two input sizes where the spec takes two: ``size`` (default: the small check size) and an
+    odd one where the spec takes any size (:func:`reference_sizes`), else the next valid size."""
+    from unet_spec.sizes import small_size
+
+    size = size or small_size(spec)
+    sizes = reference_sizes(spec, size)
+    if len(sizes) == 1:
+        try:
+            sizes.append(spec.plan().nearest_valid_size(size + 1, direction="up"))
+        except ValueError:  # no larger size: one is what the spec takes
+            pass
+    return tuple(sizes)
+
+
 def read_any(
     path: str | os.PathLike[str],
     *,
@@ -198,16 +240,20 @@ def read_any(
     ``unet port`` reads.
 
     The one reader of every source: this project's own formats (the format registry, by suffix),
-    layouts from elsewhere (recognised from their key names, or ``from_source`` forces one), and a
-    layout from elsewhere run by the user's own code (``source_model``: ``pkg.module:factory``
-    with ``source_args``, a JSON object).
+    layouts from elsewhere (recognised from their key names, or ``from_source`` forces one), files
+    that carry their graph (TorchScript, ``.pt2``, ``.onnx``: :mod:`unet_bridge.sources.graph`),
+    and any plain U-Net given the code that builds it (``source_model``): a torch class with its
+    state dict, or a Keras builder with its weights file, read from the model's graph.
 
     Args:
         path: The file or folder.
         spec: The spec where the file carries none; where it does, both must agree.
-        from_source: A source name (``milesial``, ``monai``, ...): read ``path`` in that layout.
-        source_model: The source's own torch class or factory, the reference the port is proven
-            against.
+        from_source: A source name (``milesial``, ``monai``, ``graph``, ...): read ``path`` in
+            that layout.
+        source_model: ``MODULE:FACTORY`` (an importable module, or a file ``path/to/unet.py``):
+            the source's own class or builder. For a layout a named converter reads, it is the
+            reference the port is proven against; for any other file, it is read through its
+            graph.
         source_args: Keyword arguments of ``source_model``, a JSON object.
 
     Returns:
@@ -219,8 +265,9 @@ def read_any(
 
     Raises:
         FileNotFoundError: No such file or folder.
-        ValueError: An unknown format, a file that fits no layout or contradicts ``spec``, or a
-            ``source_model`` that cannot run it; one line naming what is wrong.
+        ValueError: An unknown format, a file that fits no layout or contradicts ``spec``, a
+            model that does not trace, or a ``source_model`` that cannot run the file; one line
+            naming what is wrong (a graph the spec cannot express names every mismatch).
     """
     from unet_bridge.formats import format_of, load_any_weights
 
@@ -235,21 +282,25 @@ def read_any(
         source = detect(path)
     else:
         source = None
+    if source_model and (source is None or source.reference_from_module is None):
+        if source is not None and source.name != GRAPH:
+            raise ValueError(f"--source-model: the {source.name} layout cannot run a named module")
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such file")
+        bound = module_source(source_model, source_args)
+        return bound, bound.read(path, spec)
     if source is None:
-        if source_model:
-            raise ValueError(
-                f"{path}: --source-model proves a port from a layout from elsewhere; this file "
-                "is none of them (see `unet port --sources`)"
-            )
         try:
             weights, spec, model = load_any_weights(path, spec)
         except ValueError as err:
-            if format_of(path).suffix not in (".pt", ".pth"):
+            if format_of(path).suffix not in (".pt", ".pth", ".pkl", ".bin"):
                 raise
-            # Neither this project's file nor a layout from elsewhere: say both.
+            # Neither this project's file nor a layout from elsewhere: say both, and what reads
+            # any other U-Net.
             raise ValueError(
                 f"{err}; nor is it a layout from elsewhere ({', '.join(all_sources())}: "
-                "`unet port --sources`)"
+                "`unet port --sources`); any other U-Net's state dict is read with its class: "
+                "--source-model MODULE:CLASS --source-args JSON"
             ) from None
         reference = None if model is None else keras_model_reference(model)
         return None, SourceRead(weights, spec, reference, "")
@@ -257,13 +308,27 @@ def read_any(
         raise FileNotFoundError(f"{path}: no such file")
     read = source.read(path, spec)
     if source_model:
-        if source.reference_from_module is None:
-            raise ValueError(f"--source-model: the {source.name} layout cannot run a named module")
         from unet_bridge.sources._torch import user_module
 
         module, call = user_module(source_model, source_args)
         read = read._replace(reference=source.reference_from_module(module, path, call))
     return source, read
+
+
+def module_source(source_model: str, source_args: str | None = None) -> Source:
+    """A source bound to the model ``source_model`` builds (``MODULE:FACTORY``, with
+    ``source_args`` as its keyword arguments): its ``read`` takes that model's state dict (torch)
+    or weights file (Keras), its ``write`` (torch) gives a state dict under the model's own keys,
+    which its ``load_state_dict(strict=True)`` takes.
+
+    Raises:
+        ValueError: The factory cannot be built or traced, or is not a U-Net the spec can express
+            (every mismatch named).
+    """
+    from unet_bridge.sources._torch import user_model
+
+    model, call = user_model(source_model, source_args)
+    return get_source(GRAPH).for_model(model, call)
 
 
 def keras_model_reference(model: Any) -> Reference:
@@ -306,6 +371,9 @@ __all__ = [
     "keras_model_reference",
     "listing",
     "matches_suffix",
+    "module_source",
     "read_any",
+    "reference_sizes",
     "register",
+    "two_sizes",
 ]

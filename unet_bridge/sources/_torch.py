@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import functools
 import importlib
+import importlib.util
 import json
 import os
 import sys
@@ -25,16 +26,30 @@ from unet_spec import UNetSpec, build_plan
 
 # Wrappers other code stores a network under (DDP, torch.compile, Lightning's self.model).
 _PREFIXES = ("module.", "_orig_mod.", "model.")
+# Keys training scripts save the state dict under in a checkpoint dict, beside the optimiser's
+# state and the epoch (Lightning's "state_dict", the "model"/"net"/"model_state_dict" of
+# hand-written loops).
+_WRAPPERS = ("state_dict", "model_state_dict", "model", "net", "network", "state")
+#: Suffixes torch.save users give a state dict.
+STATE_SUFFIXES = (".pth", ".pt", ".pkl", ".bin")
 
 
 def state_of(obj: Any) -> tuple[dict[str, Any], list[str]]:
     """The tensors of a loaded state dict, with wrapper prefixes stripped, and the names of the
-    non-tensor entries set aside (milesial's newer files carry ``mask_values``)."""
-    if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
-        obj = obj["state_dict"]
+    non-tensor entries set aside (milesial's newer files carry ``mask_values``).
+
+    A checkpoint dict that holds the state dict under one of the keys training scripts use
+    (``state_dict``, ``model_state_dict``, ``model``, ``net``, ...) beside other entries (the
+    optimiser, the epoch) gives that state dict; the other entries are not weights."""
+    import torch
+
+    while isinstance(obj, Mapping) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
+        inner = next((obj[k] for k in _WRAPPERS if isinstance(obj.get(k), Mapping)), None)
+        if inner is None:
+            break
+        obj = inner
     if not isinstance(obj, Mapping):
         return {}, []
-    import torch
 
     tensors = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
     other = sorted(str(k) for k in obj if k not in tensors)
@@ -42,6 +57,18 @@ def state_of(obj: Any) -> tuple[dict[str, Any], list[str]]:
         if tensors and all(k.startswith(prefix) for k in tensors):
             tensors = {k[len(prefix) :]: v for k, v in tensors.items()}
     return tensors, other
+
+
+def carries_spec(path: str | os.PathLike[str]) -> bool:
+    """Whether a ``torch.save`` file is this project's own (a state dict with its spec, as
+    ``unet_torch.io.save_pt`` writes), told without reading its tensors (memory-mapped)."""
+    import torch
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # not a zip-format torch file, or not loadable safely: not ours
+        return False
+    return isinstance(obj, Mapping) and "spec" in obj and isinstance(obj.get("state_dict"), Mapping)
 
 
 def load_state(path_or_object: Any) -> tuple[dict[str, Any], list[str]]:
@@ -235,33 +262,37 @@ def load_strict(module: Any, state: Mapping[str, Any], where: str) -> Any:
     return module
 
 
-def user_module(target: str, args_json: str | None = None) -> tuple[Any, str]:
-    """The torch module ``pkg.module:factory(**args)`` names (a class or a function).
+def user_model(target: str, args_json: str | None = None) -> tuple[Any, str]:
+    """The model ``MODULE:FACTORY(**args)`` builds: a class or function of an importable module
+    (the current folder is searched first, so a checkout of the source project works as is) or of
+    a Python file (``path/to/unet.py:UNet``, imported with its folder on ``sys.path`` so its
+    sibling imports work).
 
-    The current directory is searched first, so a checkout of the source project works as is.
+    Returns:
+        The model (whatever the factory returns) and the call, for messages.
 
     Raises:
-        ValueError: A malformed target or arguments, or a factory that does not give a module.
+        ValueError: A malformed target or arguments, a module that does not import, or a factory
+            that refuses the arguments.
     """
     if ":" not in target:
         raise ValueError(
-            f"--source-model must read pkg.module:factory (a class or function). Received: {target!r}"
+            "--source-model must read pkg.module:factory (a class or function of an importable "
+            f"module) or path/to/unet.py:factory (of a file). Received: {target!r}"
         )
-    module_name, attr = target.split(":", 1)
+    module_name, attr = target.rsplit(":", 1)
     try:
         kwargs = json.loads(args_json) if args_json else {}
     except json.JSONDecodeError as err:
         raise ValueError(f"--source-args is not valid JSON: {err}") from None
     if not isinstance(kwargs, dict):
         raise ValueError(f"--source-args must be a JSON object. Received: {args_json!r}")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ValueError(
-            f"--source-model {target}: cannot import {module_name!r} ({err})"
-        ) from None
+    # The user's code may import TensorFlow (a Keras builder) or torch: both frameworks first, in
+    # the one order that does not crash (triton before TensorFlow).
+    from unet_bridge.frameworks import import_frameworks
+
+    import_frameworks()
+    module = _import(target, module_name)
     factory = module
     for part in attr.split("."):
         if not hasattr(factory, part):
@@ -271,11 +302,62 @@ def user_module(target: str, args_json: str | None = None) -> tuple[Any, str]:
         model = factory(**kwargs)
     except TypeError as err:
         raise ValueError(f"--source-model {target}: {err}") from None
+    call = f"{target}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})"
+    return model, call
+
+
+def _import(target: str, module_name: str) -> Any:
+    """The module a ``--source-model`` names: a file path or an importable name."""
+    if module_name.endswith(".py") or os.sep in module_name or "/" in module_name:
+        path = Path(module_name).expanduser().resolve()
+        if not path.is_file():
+            raise FileNotFoundError(f"--source-model {target}: no such file {module_name!r}")
+        # A name of its own per file: two files called unet.py never replace each other.
+        name = f"unet_source_{abs(hash(str(path))):x}_{path.stem}"
+        if name in sys.modules:
+            return sys.modules[name]
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise ValueError(f"--source-model {target}: {module_name!r} is not a Python file")
+        module = importlib.util.module_from_spec(spec)
+        folder = str(path.parent)
+        added = folder not in sys.path
+        if added:
+            sys.path.insert(0, folder)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as err:  # the file's own import-time error, in one line
+            del sys.modules[name]
+            raise ValueError(
+                f"--source-model {target}: importing {path.name} failed "
+                f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+            ) from None
+        finally:
+            if added:
+                sys.path.remove(folder)
+        return module
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        return importlib.import_module(module_name)
+    except ImportError as err:
+        raise ValueError(
+            f"--source-model {target}: cannot import {module_name!r} ({err})"
+        ) from None
+
+
+def user_module(target: str, args_json: str | None = None) -> tuple[Any, str]:
+    """The torch module ``MODULE:FACTORY(**args)`` names (see :func:`user_model`).
+
+    Raises:
+        ValueError: As :func:`user_model`, or a factory that does not give a ``torch.nn.Module``.
+    """
+    model, call = user_model(target, args_json)
     import torch
 
     if not isinstance(model, torch.nn.Module):
         raise ValueError(
             f"--source-model {target} gave a {type(model).__name__}, not a torch.nn.Module"
         )
-    call = f"{target}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})"
     return model, call
