@@ -108,7 +108,6 @@ class Found:
         num_classes: Classes the dataset declares (nnU-Net's labels), else ``None``.
         ignore_value: The label value it declares ignored (nnU-Net's ``ignore``).
         class_names: The names of its classes.
-        layout: How the test split is found (:func:`find_test`).
     """
 
     root: Path
@@ -119,7 +118,6 @@ class Found:
     num_classes: int | None = None
     ignore_value: int | None = None
     class_names: list[str] | None = None
-    layout: Layout = field(default_factory=Layout)
 
     @property
     def pairs(self) -> list[Pair]:
@@ -304,7 +302,7 @@ def _explicit(root: Path, layout: Layout) -> Found:
         shown[1] = str(layout.masks)
     line = f"pairs: {' ↔ '.join(shown)}, {len(pairs)} pairs"
     found = Found(root, {"all": _grouped(pairs, None)}, line, notes,
-                  _forms(match), layout=layout)  # fmt: skip
+                  _forms(match))  # fmt: skip
     found = _with_valid(found, layout, images.stem)
     found.line += _subfolders(found.splits["all"])
     return found
@@ -400,7 +398,7 @@ def _auto(folder: Path, root: Path, layout: Layout, skip_test: bool) -> Found:
     described = "; ".join(_describe(c.match, root) for c in accepted)
     line = f"pairs: {described}, {len(pairs)} pairs{_subfolders(pairs)}"
     forms = tuple(dict.fromkeys(f for c in accepted for f in _forms(c.match)))
-    return Found(root, {"all": pairs}, line, notes, forms, layout=layout)
+    return Found(root, {"all": pairs}, line, notes, forms)
 
 
 def _overlap(a: _Candidate, b: _Candidate) -> bool:
@@ -475,7 +473,7 @@ def _split_folders(root: Path, layout: Layout) -> Found | None:
             f"{found['val'].line.removeprefix('pairs: ')} (validation)")  # fmt: skip
     return Found(root, {k: f.splits["all"] for k, f in found.items()}, line,
                  found["train"].notes + found["val"].notes,
-                 found["train"].mask_forms, layout=layout)  # fmt: skip
+                 found["train"].mask_forms)  # fmt: skip
 
 
 # -- what is said -------------------------------------------------------------------------------------
@@ -616,7 +614,7 @@ def _from_lists(path: Path, splits: dict[str, list[Pair]], what: str, layout: La
         splits.pop("val", None)
     counts = ", ".join(f"{k} {len(v)}" for k, v in splits.items() if v)
     line = f"pairs: {path.name} ({what}), {counts}"
-    return Found(path if path.is_dir() else path.parent, splits, line, layout=layout)
+    return Found(path if path.is_dir() else path.parent, splits, line)
 
 
 def _datalist(path: Path, meta: dict, layout: Layout) -> Found:
@@ -739,7 +737,7 @@ def _nnunet(root: Path, meta: dict, layout: Layout) -> Found:
             f"(nnU-Net dataset.json: labels {', '.join(names)}"
             + (f", ignore {ignore}" if ignore is not None else "")
             + (f"; channels {', '.join(channels)}" if channels else "") + ")")  # fmt: skip
-    return Found(root, splits, line, notes, (), len(classes), ignore, names, layout)
+    return Found(root, splits, line, notes, (), len(classes), ignore, names)
 
 
 __all__ = ["Found", "Layout", "Pair", "find_dataset", "find_pairs", "find_test"]
