@@ -1,4 +1,5 @@
-"""Every config shows early stopping, commented out, watching what its checkpoint watches."""
+"""Every config shows early stopping, commented out, watching what its checkpoint watches, and
+keeps freed memory the Lightning way (a callback), as a user's own Trainer would."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ def test_commented_early_stopping_matches_the_checkpoint(path):
     # Commented out: the active callbacks hold no early stopping.
     callbacks = (config.get("trainer") or {}).get("callbacks") or []
     assert all("EarlyStopping" not in c["class_path"] for c in callbacks)
+    assert "unet_train.process.KeepFreedMemory" in [c["class_path"] for c in callbacks]
 
 
 def test_every_config_is_checked():
