@@ -8,20 +8,23 @@ label flip at a pixel whose float64 margin is clear.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import unet_keras
-from parity_tests.conftest import make_twins
+from parity_tests.conftest import ARCHITECTURES, make_twins, narrow, small_sibling
 from unet_bridge.parity import check_outputs
 from unet_spec import DEFAULT_SIZES, PRESETS, UNetSpec, check_against_noise, label_rule
 from unet_torch import UNet, canonical_state, load_canonical, probabilities
 
 SMALL = sorted(n for n in PRESETS if PRESETS[n].base_filters <= 16)
-FULL = sorted(n for n in PRESETS if PRESETS[n].base_filters > 16)
+#: Full-width presets without a small sibling, narrowed (parity_tests.conftest.ARCHITECTURES).
+NARROWED = sorted(n for n in ARCHITECTURES if n not in PRESETS)
 
 
 def _smallest_size(spec: UNetSpec) -> int:
@@ -55,9 +58,29 @@ def test_small_presets(name: str, record_property) -> None:
     record_property("parity", str(result))
 
 
-@pytest.mark.parametrize("name", FULL)
-def test_full_width_presets_at_their_smallest_size(name: str, record_property) -> None:
-    spec = PRESETS[name]
+def _wiring(spec: UNetSpec) -> list:
+    """The plan without channel counts and dropout rates (evaluation leaves dropout out)."""
+    return [
+        dataclasses.replace(b, in_channels=0, out_channels=0, rate=0.0) for b in spec.plan().blocks
+    ]
+
+
+def test_every_preset_has_its_architecture_checked() -> None:
+    """Each preset's blocks and wiring are checked here: as the preset itself, its small
+    sibling, or the preset narrowed (parity_tests.conftest.ARCHITECTURES)."""
+    for name, spec in PRESETS.items():
+        if name in ARCHITECTURES:
+            assert ARCHITECTURES[name] == spec
+            continue
+        sibling = small_sibling(name)
+        checked = ARCHITECTURES[sibling] if sibling else ARCHITECTURES[f"{name}/8"]
+        assert checked == (PRESETS[sibling] if sibling else narrow(spec))
+        assert _wiring(checked) == _wiring(spec), name
+
+
+@pytest.mark.parametrize("name", NARROWED)
+def test_full_width_architectures_at_their_smallest_size(name: str, record_property) -> None:
+    spec = ARCHITECTURES[name]
     record_property("parity", str(_check_forward(spec, _smallest_size(spec))))
 
 
@@ -68,9 +91,9 @@ def test_full_seed_model_at_572(record_property) -> None:
     assert result.decisive > 0.9 * result.shape[0] * 388 * 388  # the label check saw the image
 
 
-@pytest.mark.parametrize("name", sorted(PRESETS))
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
 def test_block_shapes_match_the_plan_in_both_frameworks(name: str) -> None:
-    spec = PRESETS[name]
+    spec = ARCHITECTURES[name]
     size = DEFAULT_SIZES[name] if name in SMALL else _smallest_size(spec)
     layout = spec.plan().layout(size)
     keras_model = unet_keras.build_unet(spec, size)
@@ -89,9 +112,9 @@ def test_block_shapes_match_the_plan_in_both_frameworks(name: str) -> None:
             assert seen[info.block.name] == info.shape, info.block.name
 
 
-@pytest.mark.parametrize("name", sorted(PRESETS))
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
 def test_round_trip_is_bit_exact(name: str) -> None:
-    spec = PRESETS[name]
+    spec = ARCHITECTURES[name]
     size = DEFAULT_SIZES[name] if name in SMALL else _smallest_size(spec)
     source = UNet(spec)  # PyTorch's own initialisation
     canonical = canonical_state(source)
@@ -194,8 +217,7 @@ def specs_and_sizes(draw):
     return spec, (h, w)
 
 
-@settings(max_examples=50)
-@given(specs_and_sizes(), st.integers(0, 2**16))
+@given(specs_and_sizes(), st.integers(0, 2**16))  # as many as the profile (conftest.py) says
 def test_random_specs(spec_and_size, seed: int) -> None:
     spec, size = spec_and_size
     _check_forward(spec, size, seed=seed)

@@ -1,5 +1,7 @@
 """The parity check is strict where it matters: each real porting defect, planted in the Keras twin,
 fails it at every preset it applies to, and the report names the block where the defect enters.
+Each preset is met as its architecture at a width the suite can afford
+(``parity_tests.conftest.ARCHITECTURES``): the defects sit in layers and wiring, not in widths.
 
 The defects are the ones a port between the two frameworks actually meets:
 
@@ -27,8 +29,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from parity_tests.conftest import ARCHITECTURES
 from unet_bridge import import_frameworks, keras_model, random_input, run_parity, torch_model
-from unet_spec import PRESETS, NoiseTolerance, check_against_noise, get_preset, random_weights
+from unet_spec import NoiseTolerance, check_against_noise, random_weights
 
 import_frameworks()
 
@@ -45,23 +48,25 @@ import unet_keras.builder as builder  # noqa: E402
 
 def _size(name: str) -> int:
     """The smallest valid size with a few output pixels: full-width presets stay quick."""
-    spec = PRESETS[name]
+    spec = ARCHITECTURES[name]
     return spec.plan().nearest_valid_size(8 * 2**spec.depth, direction="up")
 
 
 def _presets(kind: str) -> list[str]:
     """Presets whose plan has a block of ``kind``."""
-    return sorted(n for n, s in PRESETS.items() if any(b.kind == kind for b in s.plan().blocks))
+    return sorted(
+        n for n, s in ARCHITECTURES.items() if any(b.kind == kind for b in s.plan().blocks)
+    )
 
 
 def _first_block(name: str, kind: str) -> str:
-    return next(b.name for b in PRESETS[name].plan().blocks if b.kind == kind)
+    return next(b.name for b in ARCHITECTURES[name].plan().blocks if b.kind == kind)
 
 
 def _first_rescaling(name: str) -> str:
     """The first resize or upsample block that changes the size (a resize to the same size is the
     identity under every rule)."""
-    layout = PRESETS[name].plan().layout(_size(name))
+    layout = ARCHITECTURES[name].plan().layout(_size(name))
     for info in layout:
         block = info.block
         if block.kind in ("resize", "upsample"):
@@ -85,7 +90,7 @@ def _dropped_block(spec) -> str:
 
 
 def _dropped(name: str) -> str:
-    return _dropped_block(PRESETS[name])
+    return _dropped_block(ARCHITECTURES[name])
 
 
 def _dropped_bias(monkeypatch) -> None:
@@ -206,16 +211,18 @@ def _skipped_up_norm(monkeypatch) -> None:
 
 
 def _up_norm_presets() -> list[str]:
-    return sorted(n for n, s in PRESETS.items() if any(_is_up_norm(b) for b in s.plan().blocks))
+    return sorted(
+        n for n, s in ARCHITECTURES.items() if any(_is_up_norm(b) for b in s.plan().blocks)
+    )
 
 
 def _first_up_norm(name: str) -> str:
-    return next(b.name for b in PRESETS[name].plan().blocks if _is_up_norm(b))
+    return next(b.name for b in ARCHITECTURES[name].plan().blocks if _is_up_norm(b))
 
 
 def _upsample_presets(**fields) -> list[str]:
     return sorted(
-        n for n, s in PRESETS.items()
+        n for n, s in ARCHITECTURES.items()
         if any(b.kind == "upsample" and all(getattr(b, k) == v for k, v in fields.items())
                for b in s.plan().blocks)
     )  # fmt: skip
@@ -223,8 +230,12 @@ def _upsample_presets(**fields) -> list[str]:
 
 MUTATIONS = {
     # defect: (plant it, presets it applies to, the block where it must be found first)
-    "transposed-kernel": (_transposed_kernel, sorted(PRESETS), lambda n: _first_block(n, "conv")),
-    "dropped-bias": (_dropped_bias, sorted(PRESETS), _dropped),
+    "transposed-kernel": (
+        _transposed_kernel,
+        sorted(ARCHITECTURES),
+        lambda n: _first_block(n, "conv"),
+    ),
+    "dropped-bias": (_dropped_bias, sorted(ARCHITECTURES), _dropped),
     "swapped-concat": (_swapped_concat, _presets("concat"), lambda n: _first_block(n, "concat")),
     "bn-epsilon": (_bn_epsilon, _presets("batchnorm"), lambda n: _first_block(n, "batchnorm")),
     "crop-off-by-one": (_crop_off_by_one, _presets("crop"), lambda n: _first_block(n, "crop")),
@@ -251,7 +262,7 @@ CASES = [(m, p) for m, (_, presets, _) in MUTATIONS.items() for p in presets]
 
 def test_every_preset_meets_the_defects_that_apply_to_it() -> None:
     covered = {p for _, p in CASES}
-    assert covered == set(PRESETS)
+    assert covered == set(ARCHITECTURES)
     planted = {m for m, _ in CASES}
     assert {"crop-off-by-one", "resize-rule", "bn-epsilon", "swapped-concat"} <= planted
     assert {"half-pixel-for-aligned", "bilinear-for-nearest", "skipped-up-norm"} <= planted
@@ -260,7 +271,7 @@ def test_every_preset_meets_the_defects_that_apply_to_it() -> None:
 @pytest.mark.parametrize(("mutation", "preset"), CASES, ids=[f"{m}-{p}" for m, p in CASES])
 def test_a_planted_defect_fails_parity(mutation: str, preset: str, monkeypatch) -> None:
     plant, _, where = MUTATIONS[mutation]
-    spec = get_preset(preset)
+    spec = ARCHITECTURES[preset]
     weights = random_weights(spec, seed=6)
     x = random_input(spec, _size(preset), batch=1, seed=6)
     plant(monkeypatch)
@@ -273,7 +284,7 @@ def test_a_planted_defect_fails_parity(mutation: str, preset: str, monkeypatch) 
 @pytest.mark.parametrize("preset", _presets("batchnorm"))
 def test_batch_norm_momentum_in_the_other_convention_fails(preset: str) -> None:
     """One training-mode forward pass: the running statistics must follow the spec's momentum."""
-    spec = get_preset(preset)
+    spec = ARCHITECTURES[preset]
     weights = random_weights(spec, seed=6)
     x = random_input(spec, _size(preset), batch=2, seed=6)
     bn = _first_block(preset, "batchnorm")
@@ -308,14 +319,14 @@ def _flipped_pad(monkeypatch) -> None:
     monkeypatch.setattr(builder, "PadTo", other_fill)
 
 
-PADDED = sorted(n for n, s in PRESETS.items() if s.skip_merge == "pad" and s.base_filters <= 32)
+PADDED = sorted(n for n, s in ARCHITECTURES.items() if s.skip_merge == "pad")
 
 
 @pytest.mark.parametrize("preset", PADDED)
 def test_padding_with_the_other_fill_fails(preset: str, monkeypatch) -> None:
     """At a size whose poolings floor (so the upsampled maps come out short), padding with the
     other fill than the spec says is caught at the first padded block."""
-    spec = get_preset(preset)
+    spec = ARCHITECTURES[preset]
     size = _size(preset) + 2 ** (spec.depth - 1) + 3  # odd at two levels or more
     layout = spec.plan().check_size(size)
     padded = [i.block.name for i in layout if i.block.kind == "pad" and any(i.crop)]
