@@ -152,8 +152,12 @@ def report(work: Path, out_json: Path, out_md: Path) -> dict:
             "curve": [(r["step"], round(r[key], 4)) for r in m["history"] if key in r],
             "base_model": m.get("base_model"),
         }  # fmt: skip
-    result = {"metric": key, "scratch_final": scratch_last, "runs": rows,
-              "machine": machine_info()}  # fmt: skip
+    base = json.loads((latest(work, "pretrain") / "metrics.json").read_text())
+    pretrain = {"classes": 5, "steps": base["global_step"], "images": base["data"],
+                "val_miou": base["last"].get(key), "wall_s": base["wall_time_s"]}  # fmt: skip
+    # The training processes' machine (their thread count and allocator), not this process's.
+    result = {"metric": key, "scratch_final": scratch_last, "pretrain": pretrain, "runs": rows,
+              "machine": runs["scratch"].get("machine") or machine_info()}  # fmt: skip
     atomic_write_bytes(out_json, (json.dumps(result, indent=1) + "\n").encode())
     lines = [
         f"| run | steps | best mIoU (step) | last mIoU | steps to {scratch_last:.3f} "
