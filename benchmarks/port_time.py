@@ -61,21 +61,22 @@ ROWS = {
 }
 
 
-def make_files(work: Path) -> None:
-    """The milesial state dict and its canonical twin (written once, reused)."""
-    if (work / "src.pth").exists() and (work / "ref.safetensors").exists():
-        return
-    import torch
+def make_files(work: Path, root: Path) -> None:
+    """The milesial state dict (written once, reused) and its canonical twin, written by the
+    checkout that runs (an earlier version may not read a later one's spec)."""
+    if not (work / "src.pth").exists():
+        import torch
 
-    from tests.peers.milesial_layout import UNet, randomise
+        from tests.peers.milesial_layout import UNet, randomise
 
-    torch.manual_seed(0)
-    model = randomise(UNet(n_channels=3, n_classes=2))
-    torch.save(model.state_dict(), work / "src.pth")
+        torch.manual_seed(0)
+        model = randomise(UNet(n_channels=3, n_classes=2))
+        torch.save(model.state_dict(), work / "src.pth")
+    (work / "ref.safetensors").unlink(missing_ok=True)
     subprocess.run(
         [sys.executable, "-m", "unet_cli", "port", str(work / "src.pth"),
          str(work / "ref.safetensors"), "--no-verify"],
-        check=True, cwd=ROOT, stdout=subprocess.DEVNULL,
+        check=True, cwd=root, stdout=subprocess.DEVNULL,
     )  # fmt: skip
 
 
@@ -119,7 +120,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        make_files(work)
+        make_files(work, args.root)
         results = {}
         for row in rows:
             argv, what = ROWS[row]

@@ -9,6 +9,7 @@ renamed into place. On any failure nothing is left at the destination.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,13 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from unet_bridge import inputs
+from unet_bridge import inputs, parity
 from unet_bridge.formats import Size, format_of, load_any_weights
+from unet_bridge.frameworks import environment_guard
 from unet_bridge.parity import (
     ParityReport,
+    check_finite,
+    check_outputs,
     head,
-    reference_taps,
-    run_parity,
+    keras_taps,
     torch_model,
     torch_taps,
 )
@@ -32,6 +35,7 @@ from unet_bridge.sources import (
     Source,
     SourceRead,
     keras_model_reference,
+    proof_size,
     reference_sizes,
     two_sizes,
 )
@@ -160,29 +164,114 @@ def verify_file(
             return PortResult(
                 False, f"{shown}: tensor {name} changed on reload (max |Δ| {delta:.3g})"
             )
+    # The written tensors equal the given ones to the bit: the proof runs on the given ones, and
+    # the reloaded copy (124 MB for a 31 M-parameter model) is not kept.
+    del reloaded
+    reloaded = weights
     x = check_input(spec, written_model, seed, x)
     # A model file whose head folds in its activation (a legacy .h5, as that era's code saves
     # it) is no logits model: the twin pair runs from its weights, and the file itself is judged
     # through the activation, as a source model is.
     folded = written_model is not None and head_activation(written_model) != "linear"
     keras_side = None if folded else written_model
-    report = run_parity(spec, reloaded, x, tolerance, per_layer=False, loaded_keras=keras_side)
+    keras_source = None if source_model is None else keras_model_reference(source_model)
+    refs = [r for r in (keras_source, reference) if r is not None]
+    # Every input any check runs on, so that each twin is built once per precision.
+    xs = [x]
+    if folded:
+        xs.append(check_input(spec, written_model, seed))
+    for ref in refs:
+        xs += [xi for _, xi in proof_inputs(ref, spec, x, seed)]
+    twin = twin_outputs(spec, reloaded, xs)
+    # The sources run before the Keras twin is built: TensorFlow keeps what it allocates, so a
+    # torch source's float64 run (the largest) comes first, when less is held.
+    proofs = [
+        prove_read(SourceRead(reloaded, spec, ref, ""), seed=seed, x=x, tolerance=tolerance,
+                   twin=twin)
+        for ref in refs
+    ]  # fmt: skip
+    report = _twins_check(spec, reloaded, x, twin, tolerance, keras_side)
     h, w = x.shape[-2:]
     parts = [f"reload bit-exact; PyTorch vs Keras at {h}x{w}: {report.logits}"]
     ok = report.passed
     if folded:
-        check, what = compare_with_model(written_model, spec, reloaded, seed, tolerance)
+        check, what = compare_with_model(written_model, spec, reloaded, seed, tolerance, twin=twin)
         parts.append(f"{shown.name} vs PyTorch ({what}): {check}")
         ok = ok and check.passed
-    keras_source = None if source_model is None else keras_model_reference(source_model)
-    for ref in (keras_source, reference):
-        if ref is not None:
-            proof = prove_read(
-                SourceRead(reloaded, spec, ref, ""), seed=seed, x=x, tolerance=tolerance
-            )
-            parts.append(proof.summary)
-            ok = ok and proof.ok
+    for proof in proofs:
+        parts.append(proof.summary)
+        ok = ok and proof.ok
     return PortResult(ok, "; ".join(parts), report)
+
+
+@dataclass(frozen=True)
+class TwinOutputs:
+    """The PyTorch twin's logits, in fp32 and in float64, on each input of a proof: computed once
+    and shared by every comparison that runs on the same input.
+
+    Attributes:
+        inputs: The NCHW inputs.
+        fp32: The twin's fp32 logits on each input.
+        fp64: Its float64 logits on each input (what its fp32 noise is measured against).
+    """
+
+    inputs: tuple[np.ndarray, ...]
+    fp32: tuple[np.ndarray, ...]
+    fp64: tuple[np.ndarray, ...]
+
+    def find(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(fp32, fp64)`` logits on ``x``, or ``None`` when ``x`` is not among the inputs."""
+        for xi, a, b in zip(self.inputs, self.fp32, self.fp64, strict=True):
+            if xi is x or (xi.shape == x.shape and np.array_equal(xi, x)):
+                return a, b
+        return None
+
+
+def twin_outputs(
+    spec: UNetSpec, weights: Mapping[str, np.ndarray], xs: Sequence[np.ndarray]
+) -> TwinOutputs:
+    """The twin's logits on each input (duplicates run once): one model per precision, the fp32
+    one freed before the float64 one is built, so a large model is in memory once at a time."""
+    unique: list[np.ndarray] = []
+    for x in xs:
+        if not any(u.shape == x.shape and np.array_equal(u, x) for u in unique):
+            unique.append(x)
+    out = spec.plan().output.name
+    model = torch_model(spec, weights)
+    fp32 = tuple(torch_taps(model, x, [out])[out] for x in unique)
+    del model
+    model = torch_model(spec, weights).double()
+    fp64 = tuple(torch_taps(model, x, [out])[out] for x in unique)
+    del model
+    return TwinOutputs(tuple(unique), fp32, fp64)
+
+
+def _twins_check(
+    spec: UNetSpec,
+    weights: Mapping[str, np.ndarray],
+    x: np.ndarray,
+    twin: TwinOutputs,
+    tolerance: NoiseTolerance | None,
+    loaded_keras: Any,
+) -> ParityReport:
+    """The Keras twin (or the written Keras model) against the PyTorch twin's outputs on ``x``,
+    judged as :func:`~unet_bridge.parity.run_parity` judges its outputs, without running the
+    PyTorch twin again."""
+    tolerance = tolerance or NoiseTolerance()
+    check_finite(weights, x)
+    versions = environment_guard()
+    size = x.shape[-1] if x.shape[-1] == x.shape[-2] else tuple(x.shape[-2:])
+    spec.plan().check_size(size)
+    out = spec.plan().output.name
+    fp32, fp64 = twin.find(x)
+    start = time.perf_counter()
+    # Looked up in its module, so a planted defect (tests patch parity.keras_model) reaches it.
+    model = loaded_keras if loaded_keras is not None else parity.keras_model(spec, weights, size)
+    got = keras_taps(model, x, [out])[out]
+    del model
+    seconds = {"keras": time.perf_counter() - start}
+    logits, output = check_outputs(spec, got, fp32, fp64, tolerance)
+    return ParityReport(spec, tuple(x.shape), tolerance, [], logits, output, versions, seconds)
 
 
 def prove_read(
@@ -192,6 +281,7 @@ def prove_read(
     sizes: Sequence[int] | None = None,
     x: np.ndarray | None = None,
     tolerance: NoiseTolerance | None = None,
+    twin: TwinOutputs | None = None,
 ) -> PortResult:
     """Prove that the PyTorch twin with ``read``'s weights computes what its source computes.
 
@@ -206,6 +296,8 @@ def prove_read(
         sizes: Input sizes to run at (each must be valid for the spec).
         x: The first input, NCHW float32 (default: random at the first size).
         tolerance: The noise-aware tolerance (default :class:`~unet_spec.NoiseTolerance`).
+        twin: The twin's outputs already computed on these inputs (:func:`twin_outputs`; a port's
+            proof shares them with its other checks).
 
     Returns:
         A verdict (``ok``, a one-line ``summary``). A read without a reference is ``ok`` with a
@@ -215,13 +307,17 @@ def prove_read(
     if reference is None:
         return PortResult(True, "no source to run: the port was not proven against one")
     if reference.keras_model is not None:
-        check, what = compare_with_model(reference.keras_model, spec, weights, seed, tolerance)
+        check, what = compare_with_model(
+            reference.keras_model, spec, weights, seed, tolerance, twin=twin
+        )
         return PortResult(check.passed, f"{reference.description} vs PyTorch ({what}): {check}")
     sizes = sizes or reference.sizes
     if x is None:
-        size = sizes[0] if sizes else inputs.small_size(spec)
+        size = sizes[0] if sizes else proof_size(spec)
         x = inputs.random_input(spec, size, 1, seed)
-    rows = compare_with_reference(reference, spec, weights, x, tolerance, seed, sizes=sizes)
+    rows = compare_with_reference(
+        reference, spec, weights, x, tolerance, seed, sizes=sizes, twin=twin
+    )
     parts = [f"{reference.description} vs PyTorch ({what}) at {size}x{size}: {check}"
              for size, (check, what) in rows]  # fmt: skip
     return PortResult(all(check.passed for _, (check, _) in rows), "; ".join(parts))
@@ -233,7 +329,7 @@ def check_input(
     """``x`` when given, else a random NCHW batch at ``model``'s fixed size (or a small one)."""
     if x is not None:
         return x
-    size = fixed_size(model) or inputs.small_size(spec)
+    size = fixed_size(model) or proof_size(spec)
     return inputs.random_input(spec, size, 1, seed)
 
 
@@ -243,6 +339,7 @@ def compare_with_model(
     weights: Mapping[str, np.ndarray],
     seed: int = 0,
     tolerance: NoiseTolerance | None = None,
+    twin: TwinOutputs | None = None,
 ) -> tuple[NoiseCheck, str]:
     """Run a Keras ``model`` and the PyTorch twin with ``weights`` on the same random input.
 
@@ -258,9 +355,8 @@ def compare_with_model(
     from unet_keras import to_nchw, to_nhwc
 
     x = check_input(spec, model, seed)
-    head_name = spec.plan().output.name
-    logits = torch_taps(torch_model(spec, weights), x, [head_name])[head_name]
-    logits64 = reference_taps(spec, weights, x, [head_name])[head_name]
+    found = twin.find(x) if twin is not None else None
+    logits, logits64 = found or twin_outputs(spec, weights, [x]).find(x)
     activation = head_activation(model)
     if activation not in ("linear", "sigmoid", "softmax"):
         raise ValueError(
@@ -283,6 +379,24 @@ def head_activation(model: Any) -> str:
     return activation if isinstance(activation, str) else "linear"
 
 
+def proof_inputs(
+    reference: Reference,
+    spec: UNetSpec,
+    x: np.ndarray,
+    seed: int = 0,
+    sizes: Sequence[int] | None = None,
+) -> list[tuple[int, np.ndarray]]:
+    """``(size, input)`` for each size a source is run at: ``sizes``, else the reference's own
+    (:attr:`~unet_bridge.sources.Reference.sizes`), else :func:`reference_sizes`; ``x`` where its
+    size is the first, random inputs (seeded) elsewhere."""
+    chosen = list(sizes or reference.sizes or reference_sizes(spec, int(x.shape[-1])))
+    rows = []
+    for i, size in enumerate(chosen):
+        same = i == 0 and x.shape[-1] == x.shape[-2] == size
+        rows.append((size, x if same else inputs.random_input(spec, size, x.shape[0], seed + i)))
+    return rows
+
+
 def compare_with_reference(
     reference: Reference,
     spec: UNetSpec,
@@ -291,31 +405,30 @@ def compare_with_reference(
     tolerance: NoiseTolerance | None = None,
     seed: int = 0,
     sizes: Sequence[int] | None = None,
+    twin: TwinOutputs | None = None,
 ) -> list[tuple[int, tuple[NoiseCheck, str]]]:
     """Run the source itself and the PyTorch twin on the same input, judged by the noise rule.
 
     The twin's fp32 noise comes from its own float64 run; when the source can run in float64 as
     well (``reference.run64``), its noise counts too and its float64 output must match the twin's
     float64 output more closely than either fp32 run matches its own. What is compared follows
-    the source: logits, or logits through its activation. Inputs: ``x``, and (for specs that take
-    any size) a random input at an odd size (:func:`reference_sizes`); or, when ``sizes`` are
-    given, ``x`` where its size is the first of them and random inputs at the others.
+    the source: logits, or logits through its activation. Inputs: see :func:`proof_inputs`. The
+    source runs in fp32 on every input before it runs in float64 (a torch module then changes
+    precision once). ``twin`` holds the twin's outputs where they were computed already.
 
     Returns:
         ``(size, (check, what))`` per input size.
     """
-    head_name = spec.plan().output.name
-    model = torch_model(spec, weights)
     act = "none" if reference.output == "logits" else reference.output
+    runs = proof_inputs(reference, spec, x, seed, sizes)
+    if twin is None or any(twin.find(xi) is None for _, xi in runs):
+        twin = twin_outputs(spec, weights, [xi for _, xi in runs])
+    outs = [np.asarray(reference.run(xi)) for _, xi in runs]
+    outs64 = [None if reference.run64 is None else np.asarray(reference.run64(xi))
+              for _, xi in runs]  # fmt: skip
     rows = []
-    sizes = list(sizes or reference.sizes or reference_sizes(spec, int(x.shape[-1])))
-    for i, size in enumerate(sizes):
-        same = i == 0 and x.shape[-1] == x.shape[-2] == size
-        xi = x if same else inputs.random_input(spec, size, x.shape[0], seed + i)
-        logits = torch_taps(model, xi, [head_name])[head_name]
-        logits64 = reference_taps(spec, weights, xi, [head_name])[head_name]
-        out = np.asarray(reference.run(xi))
-        out64 = None if reference.run64 is None else np.asarray(reference.run64(xi))
+    for (size, xi), out, out64 in zip(runs, outs, outs64, strict=True):
+        logits, logits64 = twin.find(xi)
         if out.shape != logits.shape:
             raise ValueError(
                 f"{reference.description} gives shape {out.shape} at {size}x{size}; the twin "
@@ -386,13 +499,16 @@ def write_source(
 
 __all__ = [
     "PortResult",
+    "TwinOutputs",
     "compare_with_model",
     "compare_with_reference",
     "reference_sizes",
+    "twin_outputs",
     "two_sizes",
     "write_source",
     "fixed_size",
     "port",
+    "proof_inputs",
     "prove_read",
     "verify_file",
     "write_verified",

@@ -161,9 +161,15 @@ def _load() -> None:
 
 
 def all_sources() -> dict[str, Source]:
-    """Every registered source, in detection order."""
+    """Every registered source, in detection order: :data:`BUILTIN`'s order (whichever converter
+    module was imported first), then the others in the order they registered."""
     _load()
-    return dict(SOURCES)
+
+    def rank(source: Source) -> int:
+        module = getattr(source.read, "__module__", "")
+        return BUILTIN.index(module) if module in BUILTIN else len(BUILTIN)
+
+    return dict(sorted(SOURCES.items(), key=lambda item: rank(item[1])))
 
 
 def get_source(name: str) -> Source:
@@ -199,31 +205,49 @@ def detect(path_or_object: Any) -> Source | None:
 
 
 def reference_sizes(spec: UNetSpec, size: int) -> list[int]:
-    """The check size, and for a spec that takes any size (a pad merge) an odd one too: sizes
+    """The check size, and for a spec that takes any size (a pad merge) a small odd one too: sizes
     whose poolings drop a row are where padding conventions (zeros split around the map, or the
-    far edge replicated) show."""
+    far edge replicated) show. Four pooling cells and one less than a fifth drop a row at every
+    level, and a small map keeps the second run cheap."""
     sizes = [size]
     if spec.skip_merge == "pad":
-        odd = size + 2**spec.depth - 1
+        cell = 2**spec.depth
+        odd = 5 * cell - 1
         try:
             spec.plan().layout(odd)
-            sizes.append(odd)
+            if odd != size:
+                sizes.append(odd)
         except ValueError:
             pass
     return sizes
 
 
-def two_sizes(spec: UNetSpec, size: int | None = None) -> tuple[int, ...]:
-    """Two input sizes where the spec takes two: ``size`` (default: the small check size) and an
-    odd one where the spec takes any size (:func:`reference_sizes`), else the next valid size."""
-    from unet_spec.sizes import small_size
+#: Pooling cells per side of a port's proof input: the bottleneck still sees an 8x8 map, every
+#: tensor of the model takes part, and a float64 run of a 31 M-parameter model stays affordable
+#: (its memory and time grow with the area; see docs/results.md).
+PROOF_CELLS = 8
 
-    size = size or small_size(spec)
+
+def proof_size(spec: UNetSpec) -> int:
+    """The input size a port is proven at: the smallest valid size of :data:`PROOF_CELLS`
+    pooling cells per side or more."""
+    return spec.plan().nearest_valid_size(PROOF_CELLS * 2**spec.depth, direction="up")
+
+
+def two_sizes(spec: UNetSpec, size: int | None = None) -> tuple[int, ...]:
+    """Two input sizes where the spec takes two: ``size`` (default: :func:`proof_size`) and a
+    small odd one where the spec takes any size (:func:`reference_sizes`), else the smallest valid
+    size of at least four pooling cells (or, that being ``size``, the next one)."""
+    size = size or proof_size(spec)
     sizes = reference_sizes(spec, size)
     if len(sizes) == 1:
+        plan = spec.plan()
         try:
-            sizes.append(spec.plan().nearest_valid_size(size + 1, direction="up"))
-        except ValueError:  # no larger size: one is what the spec takes
+            other = plan.nearest_valid_size(4 * 2**spec.depth, direction="up")
+            if other == size:
+                other = plan.nearest_valid_size(size + 1, direction="up")
+            sizes.append(other)
+        except ValueError:  # no other size: one is what the spec takes
             pass
     return tuple(sizes)
 
@@ -360,6 +384,7 @@ def listing() -> str:
 
 __all__ = [
     "BUILTIN",
+    "PROOF_CELLS",
     "SOURCES",
     "Output",
     "Reference",
@@ -372,6 +397,7 @@ __all__ = [
     "listing",
     "matches_suffix",
     "module_source",
+    "proof_size",
     "read_any",
     "reference_sizes",
     "register",

@@ -8,7 +8,7 @@ keep PyTorch layouts on both sides, so mapping is renaming.
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import functools
 import importlib
 import importlib.util
@@ -233,23 +233,28 @@ def reconcile(
 
 
 def module_reference(module: Any, description: str, output: Output = "logits") -> Reference:
-    """A torch module (eval mode, CPU) as a :class:`Reference`, with a float64 copy for its noise."""
+    """A torch module (eval mode, CPU) as a :class:`Reference`, with a float64 run for its noise.
+
+    The float64 run casts the module itself to ``double()`` rather than copying it (a copy of a
+    31 M-parameter model is 250 MB more), and the fp32 run casts it back, which is exact for
+    weights that were float32: a proof runs the source in fp32 on all its inputs first, then in
+    float64, so the module changes precision once.
+    """
     import torch
 
     module = module.eval().to("cpu")
 
-    def runner(model: Any, dtype: Any) -> Callable[[np.ndarray], np.ndarray]:
+    def runner(dtype: Any) -> Callable[[np.ndarray], np.ndarray]:
         def run(x: np.ndarray) -> np.ndarray:
+            if next(module.parameters(), torch.empty(0, dtype=dtype)).dtype != dtype:
+                module.to(dtype)
             with torch.no_grad():
-                out = model(torch.from_numpy(np.ascontiguousarray(x)).to(dtype))
+                out = module(torch.from_numpy(np.ascontiguousarray(x)).to(dtype))
             return out.detach().to("cpu").numpy().copy()
 
         return run
 
-    def run64(x: np.ndarray) -> np.ndarray:
-        return runner(copy.deepcopy(module).double(), torch.float64)(x)
-
-    return Reference(runner(module, torch.float32), output, description, run64)
+    return Reference(runner(torch.float32), output, description, runner(torch.float64))
 
 
 def load_strict(module: Any, state: Mapping[str, Any], where: str) -> Any:
@@ -287,11 +292,7 @@ def user_model(target: str, args_json: str | None = None) -> tuple[Any, str]:
         raise ValueError(f"--source-args is not valid JSON: {err}") from None
     if not isinstance(kwargs, dict):
         raise ValueError(f"--source-args must be a JSON object. Received: {args_json!r}")
-    # The user's code may import TensorFlow (a Keras builder) or torch: both frameworks first, in
-    # the one order that does not crash (triton before TensorFlow).
-    from unet_bridge.frameworks import import_frameworks
-
-    import_frameworks()
+    _triton_first()
     module = _import(target, module_name)
     factory = module
     for part in attr.split("."):
@@ -304,6 +305,16 @@ def user_model(target: str, args_json: str | None = None) -> tuple[Any, str]:
         raise ValueError(f"--source-model {target}: {err}") from None
     call = f"{target}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})"
     return model, call
+
+
+def _triton_first() -> None:
+    """Load triton before the user's code runs: that code may import TensorFlow (a Keras builder),
+    and TensorFlow followed by triton crashes the interpreter (``unet_keras._imports``, which does
+    the same when Keras is imported). TensorFlow itself is left for when a Keras model is built:
+    loading it here would add its 0.7 GB to the memory a torch source's proof runs in."""
+    if "tensorflow" not in sys.modules:
+        with contextlib.suppress(ImportError):
+            import triton  # noqa: F401
 
 
 def _import(target: str, module_name: str) -> Any:
