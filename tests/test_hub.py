@@ -80,8 +80,8 @@ def test_format_of_a_folder(tmp_path) -> None:
     assert format_of(tmp_path) is hub  # an existing folder
     assert format_of("my-unet/") is hub and format_of("my-unet") is hub
     assert format_of("out.savedmodel").suffix == ".savedmodel"
-    with pytest.raises(ValueError, match="unknown extension '.bin'"):
-        format_of("w.bin")
+    with pytest.raises(ValueError, match="unknown extension '.npz'"):
+        format_of("w.npz")
 
 
 # -- PyTorch ---------------------------------------------------------------------------------------

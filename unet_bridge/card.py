@@ -1,8 +1,11 @@
 """Model cards: a short README beside an artefact (the spec, its parity figures, how to load it).
 
 ``unet export`` writes one beside every artefact (``DST.README.md``; ``README.md`` inside a
-SavedModel folder); a training run can write one beside its ``model.safetensors`` with its metrics.
-The card is plain markdown built from what the caller proved; nothing in it is typed by hand.
+SavedModel folder). A hub folder's card (:func:`hub_card`: ``unet port`` and a training run write
+it) opens with the YAML metadata hubs index, rendered by huggingface_hub's ``ModelCardData``: the
+fields every folder carries (:mod:`unet_spec.hub`), and from a training run's ``metrics.json`` its
+data set, its validation figures (:data:`VALIDATION_FIGURES`) and the base model it was fine-tuned
+from. The card is built from what the caller proved; nothing in it is typed by hand.
 
 Example:
     >>> import tempfile, pathlib
@@ -22,6 +25,29 @@ from typing import Any
 
 from unet_runtime import atomic_write_bytes, suffix_in
 from unet_spec import UNetSpec, build_plan
+from unet_spec import hub as hub_folder
+
+#: The main figures of a training run's validation (``SegmentationSystem.summarize`` logs them as
+#: ``val/<name>``), in the order cards and run summaries show them, each with the metric id and
+#: name a hub card gives it. The per-class figures stay in ``metrics.json``.
+VALIDATION_FIGURES = {
+    "val/dice": ("dice", "mean Dice (validation)"),
+    "val/dice_fg": ("dice", "foreground Dice (validation)"),
+    "val/miou": ("mean_iou", "mean IoU (validation)"),
+    "val/pixel_error": ("pixel_error", "pixel error (validation)"),
+}
+
+#: How to load a hub folder (``{path}``: the folder or hub id).
+HUB_LOADING = """```python
+from unet_torch import UNet                       # pip install 'unet-twins[torch]'
+model = UNet.from_pretrained("{path}")            # eval mode; NCHW logits out
+
+import unet_keras                                 # pip install 'unet-twins[keras]'
+keras_model = unet_keras.from_pretrained("{path}")  # NHWC logits out
+
+import torch                                      # REPO: a clone of unet-twins
+model = torch.hub.load("REPO", "unet", source="local", weights="{path}")
+```"""
 
 #: How to load each format, by suffix (``{path}`` is the artefact's file name).
 LOADING = {
@@ -192,8 +218,8 @@ def _base_model_section(base: Any) -> list[str]:
     return [*lines, ""]
 
 
-#: Figures a training run's card shows, in this order (the per-class ones stay in metrics.json).
-_FIGURES = ("val/dice", "val/dice_fg", "val/miou", "val/pixel_error", "val/loss", "train/loss")
+#: Figures a training run's card shows, in this order.
+_FIGURES = (*VALIDATION_FIGURES, "val/loss", "train/loss")
 
 
 def _metrics_section(metrics: Mapping[str, Any]) -> list[str]:
@@ -223,11 +249,6 @@ def _metrics_section(metrics: Mapping[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
-def _short(value: Any) -> str:
-    text = json.dumps(value, sort_keys=True, default=str)
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
 def write_model_card(
     folder_or_path: str | os.PathLike[str],
     spec: UNetSpec,
@@ -253,6 +274,81 @@ def write_model_card(
     return atomic_write_bytes(path, text.encode())
 
 
+def card_metadata(
+    spec: UNetSpec, metrics: Mapping[str, Any] | None = None, name: str = "model"
+) -> dict[str, Any]:
+    """A hub card's YAML metadata as keyword arguments of huggingface_hub's ``ModelCardData``.
+
+    The fields every folder carries (:mod:`unet_spec.hub`) and the preset's tag; with
+    ``metrics`` (a training run's ``metrics.json``), its data set as ``datasets``, its best
+    epoch's validation figures as the ``metrics`` ids and ``eval_results`` (``model-index``),
+    and the weights a fine-tuned run started from (``base_model.name``) as ``base_model``.
+    """
+    from unet_spec.sizes import preset_name
+
+    preset = preset_name(spec)
+    meta: dict[str, Any] = {
+        "library_name": hub_folder.LIBRARY_NAME,
+        "license": hub_folder.LICENSE,
+        "pipeline_tag": hub_folder.PIPELINE_TAG,
+        "tags": [*hub_folder.TAGS, *([f"preset-{preset}"] if preset else [])],
+    }
+    if not metrics:
+        return meta
+    base = metrics.get("base_model")
+    if isinstance(base, Mapping) and base.get("name"):
+        meta["base_model"] = str(base["name"])  # a fine-tuned run's weights, named as hubs do
+    dataset = _dataset_name(metrics.get("data"))
+    if dataset:
+        meta["datasets"] = [dataset]
+    best = metrics.get("best")
+    figures = {
+        key: value
+        for key, value in (best.items() if isinstance(best, Mapping) else ())
+        if key in VALIDATION_FIGURES and isinstance(value, (int, float))
+    }
+    if figures:
+        meta["metrics"] = sorted({VALIDATION_FIGURES[k][0] for k in figures})
+        meta["model_name"] = name
+        meta["eval_results"] = [
+            {
+                "task_type": hub_folder.PIPELINE_TAG,
+                "dataset_type": dataset or "custom",
+                "dataset_name": dataset or "custom",
+                "dataset_split": "validation",
+                "metric_type": VALIDATION_FIGURES[key][0],
+                "metric_name": VALIDATION_FIGURES[key][1],
+                "metric_value": round(float(value), 6),
+            }
+            for key, value in figures.items()
+        ]
+    return meta
+
+
+def _dataset_name(data: Any) -> str | None:
+    """A short name for a run's data (its folder's name, else its data module's)."""
+    if not isinstance(data, Mapping):
+        return None
+    if data.get("root"):
+        return Path(str(data["root"])).name or None
+    module = str(data.get("module") or "")
+    module = module.removesuffix("DataModule").removesuffix("Data")
+    return module.lower() or None
+
+
+def card_header(
+    spec: UNetSpec, metrics: Mapping[str, Any] | None = None, name: str = "model"
+) -> str:
+    """A hub card's YAML front matter (``---`` lines included), rendered by huggingface_hub's
+    ``ModelCardData`` so that hubs read it as they read their own (:func:`card_metadata`)."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    meta = card_metadata(spec, metrics, name)
+    results = [EvalResult(**r) for r in meta.pop("eval_results", [])]
+    data = ModelCardData(**meta, eval_results=results or None)
+    return f"---\n{data.to_yaml()}\n---\n"
+
+
 def hub_card(
     spec: UNetSpec,
     parity: Any = None,
@@ -260,16 +356,11 @@ def hub_card(
     source: str | None = None,
     name: str = "model",
 ) -> str:
-    """A hub folder's card: the YAML metadata hubs index (``library_name``, ``tags``,
-    ``license``, ``pipeline_tag``, and ``datasets``, ``metrics`` and ``model-index`` from a run's
-    ``metrics.json``; :func:`unet_spec.hub.card_metadata`), then :func:`model_card` with the three
-    ways to load the folder. A training run's folder and ``unet port``'s hub folders get this card.
-    """
-    from unet_spec import hub
-
+    """A hub folder's card: :func:`card_header`, then :func:`model_card` with the three ways to
+    load the folder. A training run's folder and ``unet port``'s hub folders get this card."""
     body = model_card(spec, parity, metrics, source=source, name=name,
-                      loading=hub.LOADING.format(path=name))  # fmt: skip
-    return hub.card_header(spec, metrics, name) + body
+                      loading=HUB_LOADING.format(path=name))  # fmt: skip
+    return card_header(spec, metrics, name) + body
 
 
 def write_hub_card(
@@ -283,11 +374,15 @@ def write_hub_card(
     """Write :func:`hub_card` as ``folder/README.md`` atomically (``name``: the folder's)."""
     folder = Path(folder)
     text = hub_card(spec, parity, metrics, source, name or folder.name)
-    return atomic_write_bytes(folder / "README.md", text.encode())
+    return atomic_write_bytes(folder / hub_folder.CARD_NAME, text.encode())
 
 
 __all__ = [
+    "HUB_LOADING",
     "LOADING",
+    "VALIDATION_FIGURES",
+    "card_header",
+    "card_metadata",
     "card_path",
     "find_metrics",
     "hub_card",

@@ -2,7 +2,9 @@
 ``unet port my-unet/ model.keras`` reads one.
 
 The layout is :mod:`unet_spec.hub`'s (``config.json``, canonical ``model.safetensors``,
-``README.md`` with the YAML metadata hubs index, and ``model.keras`` with ``with_keras``). A folder
+``README.md`` with the YAML metadata hubs index, and ``model.keras`` with ``with_keras``), and
+:func:`write_hub_files` is its one writer: the registry's writer below and a training run's folder
+(:class:`unet_train.callbacks.RunArtifacts`) both go through it. A folder written by the registry
 goes through the same prove-then-write path as every port (:func:`unet_bridge.port.write_verified`):
 it is written to a temporary folder beside its destination, its weights are read back bit-exact
 and run in both twins against the float64 reference, a ``model.keras`` inside is run the same way,
@@ -29,7 +31,7 @@ import numpy as np
 
 from unet_bridge.card import write_hub_card
 from unet_bridge.formats import FORMATS, HUB_FOLDER, Size, Weights, format_of
-from unet_spec import UNetSpec, save_weights
+from unet_spec import UNetSpec
 from unet_spec import hub as hub_folder
 from unet_spec.sizes import model_size
 
@@ -70,14 +72,43 @@ def write_hub(
             know; a verified write's card is rewritten with the destination's name).
     """
     path.mkdir()
-    save_weights(weights, spec, path / hub_folder.WEIGHTS_NAME)
-    hub_folder.write_config(path, spec)
-    write_hub_card(path, spec, metrics=metrics, source=source, name=name or PLACEHOLDER)
+    write_hub_files(path, weights, spec, metrics=metrics, source=source, name=name or PLACEHOLDER)
     if with_keras:
         # Through the registry, so the .keras writer is the one every port uses.
         size = input_size if input_size is not None else model_size(spec)
         FORMATS[".keras"].write(weights, spec, path / hub_folder.KERAS_NAME, size)
     return path
+
+
+def write_hub_files(
+    folder: Path,
+    weights: Weights,
+    spec: UNetSpec,
+    *,
+    parity: Any = None,
+    metrics: Mapping[str, Any] | None = None,
+    source: str | None = None,
+    name: str | None = None,
+) -> dict[str, Path]:
+    """Write a hub folder's files into the existing ``folder``, each atomically: the contract's
+    ``model.safetensors`` and ``config.json`` (:func:`unet_spec.hub.write_model_files`), then the
+    card (:func:`unet_bridge.card.hub_card`).
+
+    Args:
+        folder: An existing folder (a training run's holds its checkpoints and logs beside).
+        weights: Canonical weights.
+        spec: Their spec.
+        parity: What was verified, for the card (see :func:`unet_bridge.card.model_card`).
+        metrics: A training run's ``metrics.json``, for the card.
+        source: Where the weights came from, for the card.
+        name: The card's title and the name its loading snippet uses (default: the folder's).
+
+    Returns:
+        The paths written: ``weights``, ``config`` and ``card``.
+    """
+    weights_path, config_path = hub_folder.write_model_files(folder, weights, spec)
+    card = write_hub_card(folder, spec, parity=parity, metrics=metrics, source=source, name=name)
+    return {"weights": weights_path, "config": config_path, "card": card}
 
 
 def members(path: Path) -> list[Path]:
@@ -128,4 +159,4 @@ def write_hub_folder(
     return write_verified(weights, spec, dst, options=options, **kwargs)
 
 
-__all__ = ["finish", "members", "read_hub", "write_hub", "write_hub_folder"]
+__all__ = ["finish", "members", "read_hub", "write_hub", "write_hub_files", "write_hub_folder"]

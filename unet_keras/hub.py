@@ -4,7 +4,14 @@
 The folder's canonical ``model.safetensors`` is the source of truth: the twin is built from the
 spec in ``config.json`` and the weights are loaded through the one adapter
 (:func:`unet_keras.from_canonical`), so a folder written by either twin loads in the other tensor
-for tensor. A hub id goes through huggingface_hub's cache (``HF_HUB_OFFLINE=1`` honoured).
+for tensor. A hub id is fetched through huggingface_hub's cache (``HF_HUB_OFFLINE=1`` honoured) by
+:func:`unet_runtime.downloads.fetch_folder`, the download the PyTorch twin uses too: the twins may
+not import the bridge, so it sits on the floor both stand on.
+
+``save_pretrained`` writes the contract's files (:func:`unet_spec.hub.write_model_files`) and a
+short card with the YAML metadata every folder of this library carries, rendered by
+huggingface_hub as the PyTorch twin's mixin renders its own; the full card (the spec, the
+verification, a run's figures) is the bridge's (``unet port``, a training run).
 
 Example:
     >>> import tempfile, pathlib
@@ -29,9 +36,19 @@ from unet_keras.adapters import from_canonical, to_canonical
 from unet_keras.builder import build_unet
 from unet_keras.io import save_keras
 from unet_runtime import atomic_path, atomic_write_bytes
-from unet_spec import UNetSpec, save_weights
+from unet_runtime.downloads import fetch_folder
+from unet_spec import UNetSpec
 from unet_spec import hub as hub_folder
 from unet_spec.sizes import model_size
+
+#: The body of the card ``save_pretrained`` writes, below its YAML metadata.
+CARD_BODY = """
+# U-Net
+
+Saved by `unet_keras.save_pretrained` (unet-twins): the spec is in `config.json`, the canonical
+weights in `model.safetensors`. Load it with `unet_keras.from_pretrained(PATH_OR_HUB_ID)` or
+`unet_torch.UNet.from_pretrained(PATH_OR_HUB_ID)`.
+"""
 
 
 def from_pretrained(
@@ -59,9 +76,9 @@ def from_pretrained(
             hub id not in the cache while offline.
         ValueError: Damaged files, specs that differ, or missing, unexpected or mis-shaped tensors.
     """
-    folder = hub_folder.resolve_folder(
-        path_or_id, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only,
-        token=token,
+    folder = fetch_folder(
+        path_or_id, hub_folder.FETCHED, revision=revision, cache_dir=cache_dir,
+        local_files_only=local_files_only, token=token,
     )  # fmt: skip
     weights, spec = hub_folder.load_hub_folder(folder, spec)
     size = input_size if input_size is not None else model_size(spec)
@@ -81,12 +98,20 @@ def save_pretrained(
     ``README.md`` and, with ``with_keras``, ``model.keras``. It is written beside its destination
     and renamed into place when complete.
     """
+    from huggingface_hub import ModelCardData
+
     weights = to_canonical(model, spec)
+    data = ModelCardData(
+        library_name=hub_folder.LIBRARY_NAME, license=hub_folder.LICENSE,
+        pipeline_tag=hub_folder.PIPELINE_TAG, tags=list(hub_folder.TAGS),
+    )  # fmt: skip
+    # The YAML rendered as huggingface_hub renders a card's (its templates would need Jinja2,
+    # which the [keras] extra does not bring).
+    card = f"---\n{data.to_yaml()}\n---\n{CARD_BODY}"
     with atomic_path(folder, folder=True) as tmp:
         tmp.mkdir()
-        save_weights(weights, spec, tmp / hub_folder.WEIGHTS_NAME)
-        hub_folder.write_config(tmp, spec)
-        atomic_write_bytes(tmp / hub_folder.CARD_NAME, hub_folder.card_text(spec).encode())
+        hub_folder.write_model_files(tmp, weights, spec)
+        atomic_write_bytes(tmp / hub_folder.CARD_NAME, card.encode())
         if with_keras:
             save_keras(model, tmp / hub_folder.KERAS_NAME, spec)
     return Path(folder)

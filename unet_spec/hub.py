@@ -1,5 +1,5 @@
-"""The hub folder: the layout model hubs and their libraries share (``config.json``,
-``model.safetensors``, ``README.md``), for both twins.
+"""The hub folder's contract: the layout model hubs and their libraries share (``config.json``,
+``model.safetensors``, ``README.md``), and ``config.json`` to and from the spec, for both twins.
 
 A hub folder holds:
 
@@ -8,19 +8,21 @@ A hub folder holds:
   a model's constructor arguments;
 - ``model.safetensors``: the canonical weights (:mod:`unet_spec.weights`; the spec is in its
   metadata too, and both must agree);
-- ``README.md``: the model card, opened by the YAML metadata that hubs index (``library_name``,
-  ``tags``, ``license``, ``pipeline_tag``, ``datasets``, ``metrics``);
+- ``README.md``: the model card, opened by the YAML metadata that hubs index; the fields every
+  folder of this library carries are here (:data:`LIBRARY_NAME`, :data:`LICENSE`,
+  :data:`PIPELINE_TAG`, :data:`TAGS`), so that a folder is indexed alike whoever wrote it;
 - ``model.keras``, optionally: the Keras twin as a full Keras model.
 
-``UNet.from_pretrained`` (``unet_torch``), ``unet_keras.from_pretrained``, ``hubconf.py`` and the
-bridge's format registry all read it through :func:`load_hub_folder`, which is strict: a missing
-``config.json``, a spec that does not fit the weights, a missing or unexpected tensor or a damaged
-file is a one-line ``ValueError``/``FileNotFoundError`` naming the file and what differs.
+Both files of the contract are written by :func:`write_model_files` (each twin's
+``save_pretrained`` and the bridge's hub writer), and read by :func:`load_hub_folder`, which is
+strict: a missing ``config.json``, a spec that does not fit the weights, a missing or unexpected
+tensor or a damaged file is a one-line ``ValueError``/``FileNotFoundError`` naming the file and
+what differs.
 
-A hub id (``user/name``) is fetched through huggingface_hub's cache (:func:`resolve_folder`), so
-``HF_HUB_OFFLINE=1`` and ``local_files_only`` work as everywhere else in that ecosystem. Importing
-this module loads the standard library and numpy only; huggingface_hub (the ``[torch]`` extra) is
-imported where a card is rendered or a hub id is fetched.
+What is not the contract lives above it: the card's text and the metadata a training run adds to
+it in the bridge (:mod:`unet_bridge.card`), the fetch of a hub id through huggingface_hub's cache
+on the floor both twins stand on (:mod:`unet_runtime.downloads`). Importing this module loads the
+standard library and numpy only.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from unet_spec.spec import UNetSpec
-from unet_spec.weights import read_weights
+from unet_spec.weights import read_weights, save_weights
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -49,32 +51,13 @@ MODEL_CLASS = "unet_torch.UNet"
 #: Bumped when the folder's layout changes in a way older readers cannot follow.
 HUB_FORMAT_VERSION = 1
 
-# The card's metadata (what hubs index and filter on). The license is the library's; weights
-# trained on data under other terms should say so in their card.
+# What every folder says about itself: the library that reads it (in config.json and in the
+# card), and the card's fields that hubs index and filter on. The license is the library's;
+# weights trained on data under other terms should say so in their card.
 LIBRARY_NAME = "unet-twins"
 LICENSE = "mit"
 PIPELINE_TAG = "image-segmentation"
 TAGS = ("unet", "image-segmentation", "semantic-segmentation", "pytorch", "keras", "safetensors")
-
-#: How to load a hub folder (``{path}``: the folder or hub id), in the card and in the docs.
-LOADING = """```python
-from unet_torch import UNet                       # pip install 'unet-twins[torch]'
-model = UNet.from_pretrained("{path}")            # eval mode; NCHW logits out
-
-import unet_keras                                 # pip install 'unet-twins[keras]'
-keras_model = unet_keras.from_pretrained("{path}")  # NHWC logits out
-
-import torch                                      # REPO: a clone of unet-twins
-model = torch.hub.load("REPO", "unet", source="local", weights="{path}")
-```"""
-
-#: Figures of a training run's ``metrics.json`` that become card metrics, with their metric ids.
-CARD_METRICS = {
-    "val/dice": ("dice", "mean Dice (validation)"),
-    "val/dice_fg": ("dice", "foreground Dice (validation)"),
-    "val/miou": ("mean_iou", "mean IoU (validation)"),
-    "val/pixel_error": ("pixel_error", "pixel error (validation)"),
-}
 
 
 def hub_config(spec: UNetSpec) -> dict[str, Any]:
@@ -93,6 +76,15 @@ def write_config(folder: str | os.PathLike[str], spec: UNetSpec) -> Path:
 
     text = json.dumps(hub_config(spec), indent=2, sort_keys=True) + "\n"
     return atomic_write_bytes(Path(folder) / CONFIG_NAME, text.encode())
+
+
+def write_model_files(
+    folder: str | os.PathLike[str], weights: Mapping[str, Any], spec: UNetSpec
+) -> tuple[Path, Path]:
+    """Write the contract's two files into the existing ``folder``, each atomically: the canonical
+    ``model.safetensors`` and ``config.json``. Returns their paths (weights, config)."""
+    folder = Path(folder)
+    return save_weights(weights, spec, folder / WEIGHTS_NAME), write_config(folder, spec)
 
 
 def spec_from_config(config: Any, source: str | os.PathLike[str]) -> UNetSpec:
@@ -175,174 +167,23 @@ def is_hub_folder(path: str | os.PathLike[str]) -> bool:
     return (Path(path) / CONFIG_NAME).is_file()
 
 
-def looks_like_hub_id(name: str) -> bool:
-    """Whether ``name`` (not an existing path) reads as a hub id ``owner/name`` rather than as a
-    local path: two non-empty parts around one ``/``, no leading ``.`` or ``~``, no ``\\``."""
-    parts = name.split("/")
-    return len(parts) == 2 and all(parts) and not name.startswith((".", "~")) and "\\" not in name
-
-
-def resolve_folder(
-    path_or_id: str | os.PathLike[str],
-    *,
-    revision: str | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-    local_files_only: bool = False,
-    token: str | bool | None = None,
-    keras: bool = False,
-) -> Path:
-    """A local hub folder for a path or a hub id.
-
-    A local folder is returned as it is. A hub id is fetched with huggingface_hub's
-    ``snapshot_download`` (its cache, ``HF_HUB_OFFLINE=1`` and ``local_files_only`` honoured):
-    ``config.json``, ``model.safetensors`` and ``README.md``, and ``model.keras`` when ``keras``.
-
-    Raises:
-        FileNotFoundError: A local path that does not exist or is a file, or a hub id that is not
-            in the cache while offline.
-    """
-    name = os.fspath(path_or_id)
-    path = Path(name)
-    if path.is_dir():
-        return path
-    if path.exists():
-        raise FileNotFoundError(f"{path}: a file, not a hub folder ({CONFIG_NAME}, {WEIGHTS_NAME})")
-    if not looks_like_hub_id(name):
-        raise FileNotFoundError(f"{path}: no such folder")
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-
-    patterns = [*FETCHED, KERAS_NAME] if keras else list(FETCHED)
-    try:
-        local = snapshot_download(
-            name, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only,
-            token=token, allow_patterns=patterns,
-        )  # fmt: skip
-    except LocalEntryNotFoundError:
-        raise FileNotFoundError(
-            f"{name}: not a local folder, and not in the hub cache while offline "
-            "(HF_HUB_OFFLINE or local_files_only)"
-        ) from None
-    except HfHubHTTPError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise FileNotFoundError(f"{name}: not found on the hub ({first})") from None
-    return Path(local)
-
-
-def card_metadata(
-    spec: UNetSpec, metrics: Mapping[str, Any] | None = None, name: str = "model"
-) -> dict[str, Any]:
-    """The card's YAML metadata as keyword arguments of huggingface_hub's ``ModelCardData``.
-
-    ``metrics`` is a training run's ``metrics.json``: its data set becomes ``datasets``, its
-    best epoch's validation figures the ``metrics`` ids and ``eval_results`` (``model-index``),
-    and the weights a fine-tuned run started from (``base_model.name``) ``base_model``.
-    """
-    from unet_spec.sizes import preset_name
-
-    preset = preset_name(spec)
-    tags = [*TAGS, *([f"preset-{preset}"] if preset else [])]
-    meta: dict[str, Any] = {
-        "library_name": LIBRARY_NAME,
-        "license": LICENSE,
-        "pipeline_tag": PIPELINE_TAG,
-        "tags": tags,
-    }
-    if not metrics:
-        return meta
-    base = metrics.get("base_model")
-    if isinstance(base, Mapping) and base.get("name"):
-        meta["base_model"] = str(base["name"])  # a fine-tuned run's weights, named as hubs do
-    dataset = _dataset_name(metrics.get("data"))
-    if dataset:
-        meta["datasets"] = [dataset]
-    best = metrics.get("best")
-    figures = {
-        key: value
-        for key, value in (best.items() if isinstance(best, Mapping) else ())
-        if key in CARD_METRICS and isinstance(value, (int, float))
-    }
-    if figures:
-        meta["metrics"] = sorted({CARD_METRICS[k][0] for k in figures})
-        meta["model_name"] = name
-        meta["eval_results"] = [
-            {
-                "task_type": PIPELINE_TAG,
-                "dataset_type": dataset or "custom",
-                "dataset_name": dataset or "custom",
-                "dataset_split": "validation",
-                "metric_type": CARD_METRICS[key][0],
-                "metric_name": CARD_METRICS[key][1],
-                "metric_value": round(float(value), 6),
-            }
-            for key, value in figures.items()
-        ]
-    return meta
-
-
-def _dataset_name(data: Any) -> str | None:
-    """A short name for a run's data (its folder's name, else its data module's)."""
-    if not isinstance(data, Mapping):
-        return None
-    if data.get("root"):
-        return Path(str(data["root"])).name or None
-    module = str(data.get("module") or "")
-    module = module.removesuffix("DataModule").removesuffix("Data")
-    return module.lower() or None
-
-
-def card_header(
-    spec: UNetSpec, metrics: Mapping[str, Any] | None = None, name: str = "model"
-) -> str:
-    """The card's YAML front matter (``---`` lines included), rendered by huggingface_hub's
-    ``ModelCardData`` so that hubs read it as they read their own."""
-    from huggingface_hub import EvalResult, ModelCardData
-
-    meta = card_metadata(spec, metrics, name)
-    results = [EvalResult(**r) for r in meta.pop("eval_results", [])]
-    data = ModelCardData(**meta, eval_results=results or None)
-    return f"---\n{data.to_yaml()}\n---\n"
-
-
-def card_text(spec: UNetSpec, name: str = "U-Net") -> str:
-    """The card ``save_pretrained`` writes (either twin): the YAML header, the architecture, its
-    spec and how to load the folder. The bridge's card (``unet port``, a training run) has the
-    same header and adds the verification and training figures."""
-    from unet_spec.plan import build_plan
-    from unet_spec.sizes import preset_name
-
-    preset = preset_name(spec)
-    params = build_plan(spec).trainable_params
-    body = [
-        f"# {name}", "",
-        f"U-Net ({'preset `' + preset + '`' if preset else 'custom spec'}): {spec.in_channels} → "
-        f"{spec.num_classes} channels, depth {spec.depth}, base {spec.base_filters} filters, "
-        f"{spec.padding} padding, head `{spec.head}`, {params:,} parameters.", "",
-        "## Spec", "", "```json", json.dumps(spec.to_dict(), indent=1, sort_keys=True), "```", "",
-        "## Loading", "", LOADING.format(path="PATH_OR_HUB_ID"), "",
-    ]  # fmt: skip
-    return card_header(spec, None, name) + "\n".join(body)
-
-
 __all__ = [
     "CARD_NAME",
     "CONFIG_NAME",
+    "FETCHED",
+    "HUB_FORMAT_VERSION",
     "KERAS_NAME",
     "LIBRARY_NAME",
     "LICENSE",
-    "LOADING",
     "MODEL_CLASS",
     "PIPELINE_TAG",
     "TAGS",
     "WEIGHTS_NAME",
-    "card_header",
-    "card_metadata",
-    "card_text",
     "hub_config",
     "is_hub_folder",
     "load_hub_folder",
     "read_config",
-    "resolve_folder",
     "spec_from_config",
     "write_config",
+    "write_model_files",
 ]

@@ -2,7 +2,7 @@
 
 :class:`UNetHubMixin` is huggingface_hub's ``PyTorchModelHubMixin`` with this library's hub folder
 (:mod:`unet_spec.hub`) as the saved form, through the two hooks the mixin asks an integration to
-fill (``_save_pretrained``, ``_from_pretrained``) and its card hook (``generate_model_card``):
+fill (``_save_pretrained``, ``_from_pretrained``):
 
 - ``config.json`` holds the spec and the model class (the mixin's own config would hold the
   constructor's arguments as ``dataclasses.asdict`` gives them; the spec's own ``to_dict`` is the
@@ -12,11 +12,15 @@ fill (``_save_pretrained``, ``_from_pretrained``) and its card hook (``generate_
   ``state_dict`` the mixin writes;
 - loading is strict, unlike the mixin's default: a missing or unexpected tensor, a spec that does
   not fit the weights, or a folder without ``config.json`` is a one-line error naming it;
-- the card opens with the YAML metadata hubs index (``library_name``, ``tags``, ``license``,
-  ``pipeline_tag``).
+- a hub id is fetched by :func:`unet_runtime.downloads.fetch_folder`, the download the Keras twin
+  and a training run's ``model.init_from`` use too (the twins may not import the bridge);
+- the card is the mixin's, rendered from :data:`CARD_TEMPLATE` with the YAML metadata every
+  folder of this library carries (``library_name``, ``tags``, ``license``, ``pipeline_tag``;
+  :mod:`unet_spec.hub`). The full card (the spec, the verification, a run's figures) is the
+  bridge's: ``unet port`` and a training run write it.
 
-Everything else (hub ids through huggingface_hub's cache, ``HF_HUB_OFFLINE``, ``revision``,
-``push_to_hub``) is the mixin's.
+Everything else (``push_to_hub``, the cache, ``HF_HUB_OFFLINE``, ``revision``) is the mixin's and
+huggingface_hub's.
 
 Example:
     >>> import tempfile
@@ -34,16 +38,31 @@ import os
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import ModelCard, PyTorchModelHubMixin, hf_hub_download
-from huggingface_hub.errors import LocalEntryNotFoundError
+from huggingface_hub import PyTorchModelHubMixin
 
-from unet_spec import UNetSpec, save_weights
+from unet_runtime.downloads import fetch_folder
+from unet_spec import UNetSpec
 from unet_spec import hub as hub_folder
 from unet_torch.adapters import canonical_state, load_canonical
 
 
+#: The card ``save_pretrained`` writes (huggingface_hub's template: ``card_data`` is the YAML
+#: metadata the mixin renders from the class's arguments).
+CARD_TEMPLATE = """---
+{{ card_data }}
+---
+
+# U-Net
+
+Saved by `UNet.save_pretrained` (unet-twins): the spec is in `config.json`, the canonical weights
+in `model.safetensors`. Load it with `unet_torch.UNet.from_pretrained(PATH_OR_HUB_ID)` or
+`unet_keras.from_pretrained(PATH_OR_HUB_ID)`.
+"""
+
+
 class UNetHubMixin(
     PyTorchModelHubMixin,
+    model_card_template=CARD_TEMPLATE,
     library_name=hub_folder.LIBRARY_NAME,
     license=hub_folder.LICENSE,
     pipeline_tag=hub_folder.PIPELINE_TAG,
@@ -59,17 +78,23 @@ class UNetHubMixin(
     """
 
     def _save_pretrained(self, save_directory: Path) -> None:
+        # config.json written here, so the mixin keeps it (it writes its own only when the hook
+        # wrote none).
         spec: UNetSpec = self.spec  # type: ignore[attr-defined]
-        save_weights(canonical_state(self), spec, save_directory / hub_folder.WEIGHTS_NAME)
-        # Written here, so the mixin keeps it (it writes its own only when the hook wrote none).
-        hub_folder.write_config(save_directory, spec)
-
-    def generate_model_card(self, *args: Any, **kwargs: Any) -> ModelCard:
-        spec: UNetSpec = self.spec  # type: ignore[attr-defined]
-        return ModelCard(hub_folder.card_text(spec))
+        hub_folder.write_model_files(save_directory, canonical_state(self), spec)
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike[str], **kwargs: Any):
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike[str],
+        *,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        force_download: bool = False,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+        **kwargs: Any,
+    ):
         """Load a hub folder or hub id (see the class docstring).
 
         Raises:
@@ -78,18 +103,14 @@ class UNetHubMixin(
             ValueError: Damaged files, specs that differ, or missing, unexpected or mis-shaped
                 tensors (each named).
         """
-        name = os.fspath(pretrained_model_name_or_path)
-        if Path(name).is_dir():
-            hub_folder.read_config(name)  # a missing or invalid config.json is named up front
-        elif Path(name).exists() or not hub_folder.looks_like_hub_id(name):
-            hub_folder.resolve_folder(name)  # raises the one-line error for a bad local path
-        try:
-            return super().from_pretrained(name, **kwargs)
-        except LocalEntryNotFoundError:
-            raise FileNotFoundError(
-                f"{name}: not a local folder, and not in the hub cache while offline "
-                "(HF_HUB_OFFLINE or local_files_only)"
-            ) from None
+        folder = fetch_folder(
+            pretrained_model_name_or_path, hub_folder.FETCHED, revision=revision,
+            cache_dir=cache_dir, force_download=force_download, local_files_only=local_files_only,
+            token=token,
+        )  # fmt: skip
+        hub_folder.read_config(folder)  # a missing or invalid config.json is named up front
+        # A local folder now: the mixin reads its config.json and calls _from_pretrained.
+        return super().from_pretrained(folder, **kwargs)
 
     @classmethod
     def _from_pretrained(
@@ -105,20 +126,10 @@ class UNetHubMixin(
         spec: UNetSpec | dict | None = None,
         **model_kwargs: Any,
     ):
-        if Path(model_id).is_dir():
-            folder = Path(model_id)
-        else:
-            # The mixin fetched config.json into the cache already; the weights join it there.
-            weights_file = hf_hub_download(
-                repo_id=model_id, filename=hub_folder.WEIGHTS_NAME, revision=revision,
-                cache_dir=cache_dir, force_download=force_download, token=token,
-                local_files_only=local_files_only,
-            )  # fmt: skip
-            folder = Path(weights_file).parent
-        if spec is None:
-            raise FileNotFoundError(f"{model_id}: no {hub_folder.CONFIG_NAME} with a spec")
+        # The hook's download options are the mixin's: from_pretrained fetched the folder already.
+        folder = Path(model_id)
         if not isinstance(spec, UNetSpec):  # config.json's spec, as the mixin passes it on
-            spec = hub_folder.spec_from_config({"spec": spec}, Path(folder, hub_folder.CONFIG_NAME))
+            spec = hub_folder.spec_from_config({"spec": spec}, folder / hub_folder.CONFIG_NAME)
         weights, spec = hub_folder.load_hub_folder(folder, spec)
         model = cls(spec, **model_kwargs)
         load_canonical(model, weights, source=str(folder / hub_folder.WEIGHTS_NAME))

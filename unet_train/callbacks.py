@@ -18,10 +18,11 @@ temporary file beside its destination and is renamed into place. ``train.py`` re
   figures, the views the model was trained with, the base model a fine-tuned run started from and
   its file's SHA-256, files, wall time);
 - ``README.md``: the model card (hub metadata with ``base_model`` for a fine-tuned run, spec,
-  base model, training figures, the export's parity, how to load it;
-  :func:`unet_bridge.card.write_hub_card`), and ``config.json`` (the spec): with
-  ``model.safetensors`` the folder is a hub folder (:mod:`unet_spec.hub`) that
-  ``UNet.from_pretrained``, ``unet_keras.from_pretrained`` and ``torch.hub`` load as it is.
+  base model, training figures, the export's parity, how to load it), and ``config.json`` (the
+  spec): with ``model.safetensors`` the folder is a hub folder that ``UNet.from_pretrained``,
+  ``unet_keras.from_pretrained`` and ``torch.hub`` load as it is. The three are written last, by
+  the bridge's one writer of hub folders (:func:`unet_bridge.hub.write_hub_files`), so a run that
+  fails before its end leaves no partial hub folder (its checkpoints stay).
 
 :class:`MaskWriter` writes what ``predict_step`` returns, one ``NAME_mask.png`` and
 ``NAME_overlay.png`` per image, as ``unet predict`` writes them.
@@ -42,8 +43,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from unet_infer.masks import encode_mask, overlay, png_bytes
 from unet_runtime import atomic_path, atomic_write_bytes, machine_info
-from unet_spec import NoiseTolerance, UNetSpec, save_weights
-from unet_spec.hub import write_config
+from unet_spec import NoiseTolerance, UNetSpec
 from unet_torch.model import UNet, canonical_state
 from unet_torch.predict import TorchPredictor
 from unet_train.figures import draw_curves, draw_overlays
@@ -185,11 +185,6 @@ class RunArtifacts(Callback):
         model.load_state_dict(weights)
         model.eval()
         files = {"best_checkpoint": best}
-        files["weights"] = str(
-            save_weights(canonical_state(model), spec, out / "model.safetensors")
-        )
-        # With config.json beside model.safetensors and the card, the run's folder is a hub folder.
-        files["config"] = str(write_config(out, spec))
         datamodule = trainer.datamodule
         # A sequence that may read its images when indexed: only the few used here are decoded.
         val = getattr(datamodule, "val_samples", None) or []
@@ -211,37 +206,22 @@ class RunArtifacts(Callback):
         if self.history:
             files["curves"] = str(draw_curves(self.history, out / "curves.png"))
         metrics = self._metrics(trainer, files, parity)
+        # Imported here: the bridge's modules come after the torch stack (see _export_keras).
+        from unet_bridge.card import VALIDATION_FIGURES
+        from unet_bridge.hub import write_hub_files
+
+        name = out.parent.name if out.name.startswith("version_") else out.name
+        written = write_hub_files(out, canonical_state(model), spec, parity=_parity_summary(parity),
+                                  metrics=metrics, source=best or None, name=name)  # fmt: skip
+        files.update({key: str(path) for key, path in written.items()})  # metrics["files"] too
         atomic_write_bytes(out / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
-        files["card"] = str(self._model_card(out, spec, metrics, parity, best))
         best_val = metrics.get("best", {})
         figures = ", ".join(
-            f"{k.split('/', 1)[1]}={best_val[k]:.4f}"
-            for k in ("val/dice", "val/dice_fg", "val/miou", "val/pixel_error")
-            if k in best_val
+            f"{k.split('/', 1)[1]}={best_val[k]:.4f}" for k in VALIDATION_FIGURES if k in best_val
         )
-        written = ", ".join(Path(p).name for k, p in files.items() if p and k != "best_checkpoint")
-        print(f"Results in {out}/ (metrics.json, {written}, checkpoints/); best epoch: {figures}",
+        listed = ", ".join(Path(p).name for k, p in files.items() if p and k != "best_checkpoint")
+        print(f"Results in {out}/ (metrics.json, {listed}, checkpoints/); best epoch: {figures}",
               flush=True)  # fmt: skip
-
-    def _model_card(
-        self, out: Path, spec: UNetSpec, metrics: dict, parity: dict | None, source: str
-    ) -> Path:
-        from unet_bridge.card import write_hub_card
-
-        summary = None
-        if parity is not None:
-            verdict = "passed" if parity["passed"] else "FAILED"
-            summary = {
-                "Keras export (model.keras) vs PyTorch on a validation crop": (
-                    f"relative error {parity['rel']:.3g} (PyTorch's fp32 noise "
-                    f"{parity['noise_rel']:.3g}, limit {parity['rel_limit']:.3g}), "
-                    f"{parity['flips']} label flips in {parity['decisive']} decisive pixels: "
-                    f"{verdict}"
-                )
-            }
-        name = out.parent.name if out.name.startswith("version_") else out.name
-        return write_hub_card(out, spec, parity=summary, metrics=metrics, source=source or None,
-                              name=name)  # fmt: skip
 
     def _export_keras(
         self, model: UNet, spec: UNetSpec, val: list, datamodule: Any, path: Path
@@ -346,6 +326,20 @@ class MaskWriter(BasePredictionWriter):
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.is_global_zero:
             print(f"{len(self.written)} mask(s) written to {self.folder(trainer)}", flush=True)
+
+
+def _parity_summary(parity: dict[str, Any] | None) -> dict[str, str] | None:
+    """The Keras export's check (:meth:`RunArtifacts._export_keras`) as a line of the card."""
+    if parity is None:
+        return None
+    verdict = "passed" if parity["passed"] else "FAILED"
+    return {
+        "Keras export (model.keras) vs PyTorch on a validation crop": (
+            f"relative error {parity['rel']:.3g} (PyTorch's fp32 noise {parity['noise_rel']:.3g}, "
+            f"limit {parity['rel_limit']:.3g}), {parity['flips']} label flips in "
+            f"{parity['decisive']} decisive pixels: {verdict}"
+        )
+    }
 
 
 def _describe_data(datamodule: Any) -> dict[str, Any] | None:

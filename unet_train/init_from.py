@@ -138,11 +138,12 @@ def read_base(
     from unet_bridge.parity import check_finite
     from unet_bridge.port import prove_read
     from unet_bridge.sources import read_any
-    from unet_spec.hub import WEIGHTS_NAME, looks_like_hub_id, resolve_folder
+    from unet_runtime.downloads import fetch_folder, looks_like_hub_id
+    from unet_spec.hub import FETCHED, WEIGHTS_NAME
 
     path = Path(name)
     if not path.exists() and looks_like_hub_id(name):
-        path = resolve_folder(name)
+        path = fetch_folder(name, FETCHED)
     elif not path.exists():
         raise FileNotFoundError(f"model.init_from {name}: no such file or folder")
     args = json.dumps(dict(source_args)) if source_args else None
