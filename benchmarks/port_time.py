@@ -36,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from unet_runtime import machine_line  # noqa: E402
+from unet_runtime import keep_freed_memory, machine_line  # noqa: E402
 
 CLASS = ["--source-model", "tests.peers.milesial_layout:UNet",
          "--source-args", '{"n_channels": 3, "n_classes": 2}']  # fmt: skip
@@ -113,6 +113,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--md", type=Path)
     args = parser.parse_args()
+    # The machine line names the allocator setting the measured `unet` processes make.
+    keep_freed_memory()
     rows = [r.strip() for r in args.rows.split(",") if r.strip()]
     unknown = [r for r in rows if r not in ROWS]
     if unknown:

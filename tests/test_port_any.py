@@ -62,6 +62,7 @@ def test_state_dict_and_class_both_ways(files, capsys, tmp_path) -> None:
     assert code == 0, err
     _proven(out)
     assert "spec read from its graph" in out
+    assert "the Keras twin not run" in out  # proven against its class: no TensorFlow needed
     back = tmp_path / "back.pth"
     code, out, err = _port(capsys, out_file, back, "--source-model", f"{FILE}:ListUNet")
     assert code == 0, err

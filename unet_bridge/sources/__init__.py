@@ -311,6 +311,14 @@ def read_any(
             raise ValueError(f"--source-model: the {source.name} layout cannot run a named module")
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such file")
+        from unet_bridge.sources._torch import carries_spec
+
+        if carries_spec(path):  # this project's own .pt: its own spec wins
+            raise ValueError(
+                f"{path}: this project's own weights (the file carries its spec); --source-model "
+                "reads a state dict from elsewhere. To write the class's own keys, port this file "
+                "to a state dict DST with --source-model"
+            )
         bound = module_source(source_model, source_args)
         return bound, bound.read(path, spec)
     if source is None:
