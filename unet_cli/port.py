@@ -24,8 +24,9 @@ the source itself at two sizes where it takes more than one. The reverse of a st
 loaded strictly by it and run against the twin before the file lands.
 
 The result is written to a temporary file next to DST, reloaded, checked tensor by tensor
-(bit-exact) and run against the other framework on random input; only then is it renamed to DST.
-On any failure nothing is left at DST.
+(bit-exact) and run against the other framework on random input (or, for a port a torch source
+proves into a file that is no Keras file, against the source only); only then is it renamed to
+DST. On any failure nothing is left at DST.
 """
 
 from __future__ import annotations
