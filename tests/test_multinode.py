@@ -1,9 +1,12 @@
 """Multi-node training on one machine: two "nodes" of one process each (gloo over localhost, the
 ``MASTER_ADDR``/``MASTER_PORT``/``NODE_RANK``/``WORLD_SIZE`` environment that SLURM or torchrun
-give) train to the same final weights as one node with two processes (docs/multinode.md)."""
+give) train to the same final weights as one node with two processes (docs/multinode.md). The
+one-node run is ``train.py``'s CPU DDP: each process takes half the images, and the run's Keras
+export passes its parity check."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -17,14 +20,14 @@ REPO = Path(__file__).resolve().parents[1]
 # No batch norm: its running statistics are each rank's own (DDP without SyncBatchNorm), so they
 # depend on which rank drew which crops; the parameters are averaged over ranks and must agree.
 ARGS = [
-    "--seed_everything", "0", "--trainer.max_steps", "3", "--trainer.accelerator", "cpu",
+    "--seed_everything", "0", "--trainer.max_epochs", "1", "--trainer.accelerator", "cpu",
     "--trainer.strategy", "ddp", "--trainer.enable_progress_bar",
-    "false", "--trainer.num_sanity_val_steps", "0", "--trainer.limit_val_batches", "0",
+    "false", "--trainer.num_sanity_val_steps", "0",
     "--trainer.deterministic", "true", "--model.preset", "modern-small", "--model.spec",
     '{"depth": 2, "base_filters": 4, "norm": "none"}', "--data.init_args.num_train", "8",
     "--data.init_args.num_val", "2", "--data.init_args.image_size", "32",
     "--data.init_args.crop_size", "32", "--data.init_args.batch_size", "2",
-    "--artifacts.keras_export", "false", "--artifacts.overlays", "0",
+    "--artifacts.overlays", "0",
 ]  # fmt: skip
 
 
@@ -59,11 +62,18 @@ def test_two_nodes_equal_one_node_with_two_processes(tmp_path):
     one = subprocess.run(_cmd(tmp_path / "one", "--trainer.devices", "2"), cwd=tmp_path / "one",
                          env=_env(), capture_output=True, text=True, timeout=300)  # fmt: skip
     assert one.returncode == 0, one.stderr[-3000:]
+    (metrics,) = (tmp_path / "one").rglob("metrics.json")
+    metrics = json.loads(metrics.read_text())
+    # 8 images, batch 2: each of the two processes takes half of them, so 2 steps instead of 4.
+    assert metrics["global_step"] == 2
+    assert metrics["keras_parity"]["passed"] and metrics["keras_parity"]["flips"] == 0
 
     port = str(_free_port())
+    node = ["--trainer.devices", "1", "--trainer.num_nodes", "2",
+            "--artifacts.keras_export", "false"]  # fmt: skip
     nodes = [
         subprocess.Popen(
-            _cmd(tmp_path / f"node{rank}", "--trainer.devices", "1", "--trainer.num_nodes", "2"),
+            _cmd(tmp_path / f"node{rank}", *node),
             cwd=tmp_path / f"node{rank}",
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -1,13 +1,19 @@
-"""``train.py`` end to end, in subprocesses: artifacts, bad input, ``--print_config``, resuming in
-the run's own folder, ``validate``/``test``/``predict`` on a checkpoint, and CPU DDP.
+"""``train.py`` end to end: artifacts, ``--print_config``, resuming in the run's own folder,
+``validate``/``test``/``predict`` on a checkpoint, runs without a logger, runs started together.
 
-Subprocesses because Lightning's ``ddp`` strategy relaunches the command that started it (under
-pytest that would be pytest itself), and because a CLI is judged by its exit status and output.
+A command runs as ``train.py`` runs it, :func:`unet_train.cli.main` with its arguments, in this
+process (:func:`_cli`): a CLI is judged by its exit status and output, and a fresh interpreter
+per command would cost more than the command. Runs started together are two ``train.py``
+processes. Lightning's ``ddp`` strategy relaunches the command that started it, so CPU DDP is
+tested in subprocesses too (tests/test_multinode.py); the terminal a user sees, in
+tests/test_first_hour.py.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import os
 import subprocess
@@ -19,6 +25,8 @@ import pytest
 import torch
 from PIL import Image
 
+from unet_train.cli import main
+
 REPO = Path(__file__).resolve().parents[1]
 TINY = [
     "--trainer.max_epochs", "1", "--trainer.log_every_n_steps", "1",
@@ -29,25 +37,50 @@ TINY = [
 ]  # fmt: skip
 
 
-def _train(
-    cwd: Path, *args: str, timeout: int = 300, subcommand: str = "fit"
-) -> subprocess.CompletedProcess:
+def _command(subcommand: str, *args: str) -> list[str]:
+    return [subcommand, "--config", str(REPO / "configs/demo.yaml"), *args]
+
+
+def _cli(cwd: Path, *args: str, subcommand: str = "fit") -> subprocess.CompletedProcess:
+    """``train.py SUBCOMMAND --config configs/demo.yaml ARGS`` run in ``cwd`` in this process:
+    its exit status and what it printed. What a run sets for the whole process is put back: the
+    working folder, the environment (LightningCLI exports the seed) and PyTorch's deterministic
+    algorithms (``--trainer.deterministic true``)."""
+    argv = _command(subcommand, *args)
+    here, env = os.getcwd(), dict(os.environ)
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(argv)
+            except SystemExit as exit_:  # --print_config, or an argument the parser refuses
+                code = exit_.code or 0
+    finally:
+        os.chdir(here)
+        os.environ.clear()
+        os.environ.update(env)
+        torch.use_deterministic_algorithms(deterministic)
+    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
+
+
+def _train_processes(cwd: Path, *args: str, count: int) -> list[subprocess.CompletedProcess]:
+    """``count`` ``train.py fit`` processes started together in ``cwd``."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
     env.pop("PYTEST_XDIST_WORKER", None)
-    cmd = [
-        sys.executable,
-        str(REPO / "train.py"),
-        subcommand,
-        "--config",
-        str(REPO / "configs/demo.yaml"),
+    cmd = [sys.executable, str(REPO / "train.py"), *_command("fit", *args)]
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    procs = [subprocess.Popen(cmd, cwd=cwd, env=env, **pipes) for _ in range(count)]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    return [
+        subprocess.CompletedProcess(cmd, p.returncode, *out)
+        for p, out in zip(procs, outputs, strict=True)
     ]
-    return subprocess.run(
-        [*cmd, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
 
 
 def test_run_writes_every_artifact(tmp_path):
-    proc = _train(tmp_path, *TINY)
+    proc = _cli(tmp_path, *TINY)
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = tmp_path / "runs" / "demo" / "version_0"
     assert f"Results in {Path('runs/demo/version_0')}" in proc.stdout
@@ -96,40 +129,45 @@ def test_runs_without_a_logger_get_their_own_folders(tmp_path):
     args = (*TINY, "--trainer.logger", "false", "--artifacts.keras_export", "false")
     for version in (0, 1):
         # The demo config's learning-rate monitor needs a logger: drop the callbacks.
-        proc = _train(tmp_path, *args, "--trainer.callbacks", "[]")
+        proc = _cli(tmp_path, *args, "--trainer.callbacks", "[]")
         assert proc.returncode == 0, proc.stderr[-3000:]
         run = tmp_path / "runs" / f"version_{version}"
         assert (run / "checkpoints" / "last.ckpt").is_file() and (run / "metrics.json").is_file()
     assert not (tmp_path / "runs" / "checkpoints").exists()
     # Keeping it is a configuration error: one line, no traceback.
-    proc = _train(tmp_path, *args)
+    proc = _cli(tmp_path, *args)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert (
         proc.stderr.strip().splitlines()[-1].startswith("error: Cannot use `LearningRateMonitor`")
     )
 
 
-def test_last_checkpoint_is_the_last_epoch_not_the_last_best(tmp_path):
-    # Monitoring ``step`` in ``min`` mode makes the first validation the best one for good:
-    # ``last.ckpt`` must still follow the run to its end (it is what a resumed run continues).
-    small = (*TINY, "--trainer.max_epochs", "3", "--artifacts.keras_export", "false",
-             "--model.spec", '{"depth": 2, "base_filters": 4}',
-             "--checkpoint.monitor", "step", "--checkpoint.mode", "min")  # fmt: skip
-    proc = _train(tmp_path, *small)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    ckpts = tmp_path / "runs" / "demo" / "version_0" / "checkpoints"
-    assert sorted(p.name for p in ckpts.iterdir()) == ["best.ckpt", "last.ckpt"]
-    step = {
-        name: torch.load(ckpts / f"{name}.ckpt", map_location="cpu", weights_only=True)[
-            "global_step"
-        ]
-        for name in ("best", "last")
-    }
-    assert step == {"best": 4, "last": 12}
+def test_runs_started_together_get_one_folder_each(tmp_path):
+    """Two ``train.py fit`` processes in one folder at once, as a parallel sweep starts them:
+    each claims its own ``version_<n>`` and writes a complete run there."""
+    args = (*TINY, "--artifacts.keras_export", "false", "--artifacts.overlays", "0")
+    procs = _train_processes(tmp_path, *args, count=2)
+    for proc in procs:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    said = sorted(line.split()[2] for p in procs for line in p.stdout.splitlines()
+                  if line.startswith("Results in "))  # fmt: skip
+    assert said == [f"{Path('runs/demo/version_0')}/", f"{Path('runs/demo/version_1')}/"]
+    assert sorted(p.name for p in (tmp_path / "runs" / "demo").iterdir()) == [
+        "version_0", "version_1"
+    ]  # fmt: skip
+    for version in (0, 1):
+        run = tmp_path / "runs" / "demo" / f"version_{version}"
+        # One run's rows in each metrics.csv: its 4 steps and its one validation.
+        rows = _csv_rows(run / "metrics.csv")
+        assert [r["step"] for r in rows if r["train/loss_step"]] == ["0", "1", "2", "3"]
+        assert sum(1 for r in rows if r["val/dice"]) == 1
+        assert len(list(run.glob("events.out.tfevents.*"))) == 1
+        assert json.loads((run / "metrics.json").read_text())["global_step"] == 4
+        assert (run / "checkpoints" / "last.ckpt").is_file()
 
 
 def test_print_config(tmp_path):
-    proc = _train(tmp_path, "--print_config")
+    proc = _cli(tmp_path, "--print_config")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (
         "preset: modern-small" in proc.stdout
@@ -144,11 +182,14 @@ def _csv_rows(path: Path) -> list[dict[str, str]]:
 
 
 def test_resume_validate_test_predict_share_the_run_folder(tmp_path):
-    # A tiny model (and the Keras export off) keeps the five runs short.
+    # A tiny model (and the Keras export off) keeps the five runs short. Monitoring ``step`` in
+    # ``min`` mode makes the first validation the best one for good: ``last.ckpt`` must still
+    # follow the run to its end (it is what a resumed run continues).
     small = (*TINY, "--data.init_args.num_test", "3", "--artifacts.keras_export", "false",
-             "--model.spec", '{"depth": 2, "base_filters": 4}')  # fmt: skip
+             "--model.spec", '{"depth": 2, "base_filters": 4}',
+             "--checkpoint.monitor", "step", "--checkpoint.mode", "min")  # fmt: skip
     run = tmp_path / "runs" / "demo" / "version_0"
-    proc = _train(tmp_path, *small, "--trainer.deterministic", "true")
+    proc = _cli(tmp_path, *small, "--trainer.deterministic", "true")
     assert proc.returncode == 0, proc.stderr[-3000:]
     epochs = {r["epoch"] for r in _csv_rows(run / "metrics.csv") if r["epoch"]}
     assert {float(e) for e in epochs} == {0.0}
@@ -161,12 +202,17 @@ def test_resume_validate_test_predict_share_the_run_folder(tmp_path):
         )
     # Resuming from the run's last checkpoint continues the same folder: no version_1.
     last = run / "checkpoints" / "last.ckpt"
-    proc = _train(tmp_path, *small, "--trainer.max_epochs", "2", "--ckpt_path", str(last))
+    proc = _cli(tmp_path, *small, "--trainer.max_epochs", "2", "--ckpt_path", str(last))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(p.name for p in (tmp_path / "runs" / "demo").iterdir()) == ["version_0"]
     assert f"Results in {Path('runs/demo/version_0')}" in proc.stdout
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
-    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 8
+    step = {
+        name: torch.load(run / "checkpoints" / f"{name}.ckpt", map_location="cpu",
+                         weights_only=True)["global_step"]
+        for name in ("best", "last")
+    }  # fmt: skip
+    assert step == {"best": 4, "last": 8}
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["global_step"] == 8 and [r["epoch"] for r in metrics["history"]] == [0, 1]
     rows = _csv_rows(run / "metrics.csv")  # the first run's rows are kept, not duplicated
@@ -182,7 +228,7 @@ def test_resume_validate_test_predict_share_the_run_folder(tmp_path):
     best = str(run / "checkpoints" / "best.ckpt")
     out = {}
     for subcommand in ("validate", "test", "predict"):
-        proc = _train(tmp_path, *small, "--ckpt_path", best, subcommand=subcommand)
+        proc = _cli(tmp_path, *small, "--ckpt_path", best, subcommand=subcommand)
         assert proc.returncode == 0, f"{subcommand}: {proc.stderr[-3000:]}"
         assert (run / f"config-{subcommand}.yaml").is_file()
         out[subcommand] = proc.stdout
@@ -253,20 +299,8 @@ def test_bad_input_exits_2_with_one_line(tmp_path, break_it, message):
     args = ["--data", "unet_train.data.FolderDataModule", "--data.root", str(root),
             "--data.num_classes", "2", "--data.crop_size", "32", "--data.val_fraction", "0.34",
             "--trainer.max_epochs", "1", "--artifacts.keras_export", "false"]  # fmt: skip
-    proc = _train(tmp_path, *args)
+    proc = _cli(tmp_path, *args)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and message in last
-
-
-@pytest.mark.slow
-def test_two_process_cpu_ddp(tmp_path):
-    proc = _train(
-        tmp_path, *TINY, "--trainer.devices", "2", "--trainer.strategy", "ddp", timeout=400
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    metrics = json.loads((tmp_path / "runs/demo/version_0/metrics.json").read_text())
-    # 8 images, batch 2: each of the two processes takes half of them, so 2 steps instead of 4.
-    assert metrics["global_step"] == 2
-    assert metrics["keras_parity"]["passed"] and metrics["keras_parity"]["flips"] == 0
