@@ -1,6 +1,6 @@
 """Port time and memory for a 31 M-parameter U-Net, through the command a user runs.
 
-    python benchmarks/port_time.py [--rows forward,source-model,graph,reverse,reverse-graph]
+    python benchmarks/port_time.py [--rows forward,source-model,graph,reverse,reverse-model,reverse-graph]
                                    [--work FOLDER] [--json FILE] [--md FILE] [--repeats N]
 
 Each row is ``unet port ...`` in a fresh process under ``/usr/bin/time -v`` (wall time, user CPU
@@ -13,6 +13,7 @@ statistics, written by the suite's stand-in of its layout (``tests/peers/milesia
 - ``graph``: the same state dict with the class named, read through the PyTorch graph reader
   (``--from graph``: no key names used) and proven against the class;
 - ``reverse``: canonical file back to a milesial state dict (``--to milesial``);
+- ``reverse-model``: the same, loaded by the class and run against the twin (``--source-model``);
 - ``reverse-graph``: back to the class's own keys through its graph (``--source-model``, no
   ``--to``), loaded strictly by the class and run against the twin.
 
@@ -53,6 +54,10 @@ ROWS = {
     "reverse": (
         ["ref.safetensors", "back.pth", "--to", "milesial"],
         "reload by the milesial reader",
+    ),
+    "reverse-model": (
+        ["ref.safetensors", "back-model.pth", "--to", "milesial", *CLASS],
+        "and the source's own forward pass vs the twin",
     ),
     "reverse-graph": (
         ["ref.safetensors", "back-graph.pth", *CLASS],
