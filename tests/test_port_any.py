@@ -141,6 +141,28 @@ def test_onnx_with_batch_norm_folded(capsys, tmp_path) -> None:
     assert spec.norm == "none" and spec.conv_bias and spec.skip_merge == "pad"
 
 
+@pytest.mark.parametrize("preset", ["seed-small", "paper-small"])
+def test_onnx_crops_and_resizes_measured_at_its_size(capsys, tmp_path, preset) -> None:
+    """A fixed-size ONNX model whose skips are resized (the starting model) or centre-cropped (the
+    paper's): the sizes the exporter computes are measured by running it, and the proof runs at
+    the file's own size."""
+    from unet_bridge.parity import torch_model
+    from unet_spec import get_preset, random_weights
+
+    spec = get_preset(preset).replace(depth=2, base_filters=4, dropout_at=("mid",))
+    size = spec.plan().nearest_valid_size(40)
+    model = torch_model(spec, random_weights(spec, seed=5))
+    path = tmp_path / f"{preset}.onnx"
+    with contextlib.redirect_stdout(io.StringIO()):
+        torch.onnx.export(model, (torch.rand(1, spec.in_channels, size, size),), path)
+    code, out, err = _port(capsys, path, tmp_path / "out.safetensors")
+    assert code == 0, err
+    _proven(out, times=1)
+    assert f"at {size}x{size}" in out
+    _, read, _ = load_any_weights(tmp_path / "out.safetensors")
+    assert read.replace(head=spec.head, dropout=spec.dropout) == spec
+
+
 def test_keras_builder_with_its_weights_file(capsys, tmp_path) -> None:
     """keras-unet's custom_unet as the builder, its .weights.h5 (no graph in the file): the model
     is built, loaded by its own load_weights and read from its layer graph."""
