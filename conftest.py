@@ -6,8 +6,12 @@ without oversubscribing them. The torch stack is imported before TensorFlow (see
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -58,3 +62,35 @@ def plant_keras_weights(monkeypatch: pytest.MonkeyPatch) -> Callable:
             monkeypatch.setitem(formats.FORMATS, suffix, planted)
 
     return plant
+
+
+@pytest.fixture
+def run_train() -> Callable[..., subprocess.CompletedProcess]:
+    """``run_train(cwd, *argv)`` runs ``train.py ARGV`` in folder ``cwd`` the way ``train.py``
+    does (``unet_train.cli.main``), in this process: its exit status and what it printed. A fresh
+    interpreter per command costs more than the command; what a run sets for the whole process is
+    put back (the working folder, the environment, where LightningCLI exports the seed, and
+    PyTorch's deterministic algorithms). Commands that must own their process (DDP relaunches
+    its command; the terminal a user sees) run ``train.py`` in a subprocess instead."""
+
+    def run(cwd: Path, *argv: str) -> subprocess.CompletedProcess:
+        from unet_train.cli import main
+
+        here, env = os.getcwd(), dict(os.environ)
+        deterministic = torch.are_deterministic_algorithms_enabled()
+        out, err = io.StringIO(), io.StringIO()
+        try:
+            os.chdir(cwd)
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                try:
+                    code = main(list(argv))
+                except SystemExit as exit_:  # --print_config, or an argument the parser refuses
+                    code = exit_.code or 0
+        finally:
+            os.chdir(here)
+            os.environ.clear()
+            os.environ.update(env)
+            torch.use_deterministic_algorithms(deterministic)
+        return subprocess.CompletedProcess(list(argv), code, out.getvalue(), err.getvalue())
+
+    return run

@@ -159,18 +159,22 @@ def test_a_folder_trains_with_the_documented_command(tmp_path, make):
 
 
 # -- failed runs, saved configs ----------------------------------------------------------------------
-def test_a_failed_data_check_leaves_no_run_folder_and_names_the_key(tmp_path):
+def test_a_failed_data_check_leaves_no_run_folder_and_names_the_key(
+    tmp_path, run_train, monkeypatch
+):
     data = rgb_folder(tmp_path / "mydata", n=3)
-    run = train(["--config", str(REPO / "configs" / "folder.yaml"), "--data.root", str(data),
-                 "--data.crop_size", "96", *SHORT], tmp_path)  # fmt: skip
+    monkeypatch.setenv(CACHE_ENV_VAR, str(tmp_path / "cache"))
+    run = run_train(tmp_path, "fit", "--config", str(REPO / "configs" / "folder.yaml"),
+                    "--data.root", str(data), "--data.crop_size", "96", *SHORT)  # fmt: skip
     assert run.returncode == 2
     line = run.stderr.strip().splitlines()[-1]
     assert line.startswith("error: data.crop_size 96 > ") and "valid crop sizes" in line
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("version_*"))
 
 
-@pytest.mark.slow  # a training run in a subprocess (about a minute on 2 cores)
-def test_saved_config_loads_again_with_a_group_name_yaml_reads_as_a_number(tmp_path):
+def test_saved_config_loads_again_with_a_group_name_yaml_reads_as_a_number(
+    tmp_path, run_train, monkeypatch
+):
     data = rgb_folder(tmp_path / "mydata", n=4)
     for i in range(2):  # a second group, to train on
         src = data / "images" / f"0016E5_{i:03d}.jpg"
@@ -179,14 +183,14 @@ def test_saved_config_loads_again_with_a_group_name_yaml_reads_as_a_number(tmp_p
     args = ["--config", str(REPO / "configs" / "folder.yaml"), "--data.root", str(data),
             "--data.split", "group", "--data.val_groups", "['0016E5']", *SHORT,
             "--artifacts.keras_export", "false"]  # fmt: skip
-    run = train(args, tmp_path)
+    monkeypatch.setenv(CACHE_ENV_VAR, str(tmp_path / "cache"))
+    run = run_train(tmp_path, "fit", *args)
     assert run.returncode == 0, run.stderr[-3000:]
     saved = tmp_path / "runs" / "mydata" / "version_0" / "config.yaml"
     assert "'0016E5'" in saved.read_text() or '"0016E5"' in saved.read_text()
 
     # The saved config is a config: it loads, and the group is still a name.
-    again = subprocess.run([sys.executable, str(REPO / "train.py"), "fit", "--config", str(saved),
-                            "--print_config"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    again = run_train(tmp_path, "fit", "--config", str(saved), "--print_config")
     assert again.returncode == 0, again.stderr[-2000:]
     assert "- '0016E5'" in again.stdout and "1600000" not in again.stdout
 
@@ -196,9 +200,9 @@ def test_saved_config_loads_again_with_a_group_name_yaml_reads_as_a_number(tmp_p
 def test_a_streaming_run_of_the_packed_folder_leaves_the_same_artefacts(tmp_path):
     data = rgb_folder(tmp_path / "mydata")
     shards = tmp_path / "shards"
-    pack = subprocess.run([sys.executable, "-m", "unet_cli", "data", "pack", str(data), str(shards)],
-                          capture_output=True, text=True, cwd=REPO, timeout=300)  # fmt: skip
-    assert pack.returncode == 0, pack.stderr
+    from unet_cli.main import main as unet
+
+    assert unet(["data", "pack", str(data), str(shards)]) == 0
     assert (shards / "val").is_dir() and (shards / "train").is_dir()
     run = train(["--config", str(REPO / "configs" / "folder.yaml"),
                  "--data", "unet_train.streaming.StreamingDataModule", "--data.root", str(shards),

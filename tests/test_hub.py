@@ -373,8 +373,7 @@ def test_offline_hub_id_and_torch_hub_import_no_tensorflow(folder, tmp_path) -> 
 
 
 # -- a training run's folder is a hub folder --------------------------------------------------------
-@pytest.mark.slow
-def test_a_training_run_folder_loads_everywhere(tmp_path) -> None:
+def test_a_training_run_folder_loads_everywhere(tmp_path, run_train) -> None:
     import torch
 
     import unet_keras
@@ -388,11 +387,7 @@ def test_a_training_run_folder_loads_everywhere(tmp_path) -> None:
         "--data.init_args.batch_size", "2", "--data.init_args.val_batch_size", "2",
         "--trainer.enable_progress_bar", "false", "--artifacts.keras_export", "false",
     ]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env.pop("PYTEST_XDIST_WORKER", None)
-    cmd = [sys.executable, str(ROOT / "train.py"), "fit", "--config",
-           str(ROOT / "configs/demo.yaml"), *tiny]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    proc = run_train(tmp_path, "fit", "--config", str(ROOT / "configs/demo.yaml"), *tiny)
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = tmp_path / "runs" / "demo" / "version_0"
     assert hub_folder.is_hub_folder(run)

@@ -2,18 +2,16 @@
 ``validate``/``test``/``predict`` on a checkpoint, runs without a logger, runs started together.
 
 A command runs as ``train.py`` runs it, :func:`unet_train.cli.main` with its arguments, in this
-process (:func:`_cli`): a CLI is judged by its exit status and output, and a fresh interpreter
-per command would cost more than the command. Runs started together are two ``train.py``
-processes. Lightning's ``ddp`` strategy relaunches the command that started it, so CPU DDP is
-tested in subprocesses too (tests/test_multinode.py); the terminal a user sees, in
+process (the ``run_train`` fixture, conftest.py): a CLI is judged by its exit status and output,
+and a fresh interpreter per command would cost more than the command. Runs started together are
+two ``train.py`` processes. Lightning's ``ddp`` strategy relaunches the command that started it,
+so CPU DDP is tested in subprocesses too (tests/test_multinode.py); the terminal a user sees, in
 tests/test_first_hour.py.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import json
 import os
 import subprocess
@@ -24,8 +22,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-
-from unet_train.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [
@@ -41,28 +37,15 @@ def _command(subcommand: str, *args: str) -> list[str]:
     return [subcommand, "--config", str(REPO / "configs/demo.yaml"), *args]
 
 
-def _cli(cwd: Path, *args: str, subcommand: str = "fit") -> subprocess.CompletedProcess:
-    """``train.py SUBCOMMAND --config configs/demo.yaml ARGS`` run in ``cwd`` in this process:
-    its exit status and what it printed. What a run sets for the whole process is put back: the
-    working folder, the environment (LightningCLI exports the seed) and PyTorch's deterministic
-    algorithms (``--trainer.deterministic true``)."""
-    argv = _command(subcommand, *args)
-    here, env = os.getcwd(), dict(os.environ)
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    out, err = io.StringIO(), io.StringIO()
-    try:
-        os.chdir(cwd)
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                code = main(argv)
-            except SystemExit as exit_:  # --print_config, or an argument the parser refuses
-                code = exit_.code or 0
-    finally:
-        os.chdir(here)
-        os.environ.clear()
-        os.environ.update(env)
-        torch.use_deterministic_algorithms(deterministic)
-    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
+@pytest.fixture
+def cli(run_train):
+    """``cli(cwd, *args, subcommand="fit")``: ``train.py SUBCOMMAND --config configs/demo.yaml
+    ARGS`` in this process (conftest.py's ``run_train``)."""
+
+    def run(cwd: Path, *args: str, subcommand: str = "fit") -> subprocess.CompletedProcess:
+        return run_train(cwd, *_command(subcommand, *args))
+
+    return run
 
 
 def _train_processes(cwd: Path, *args: str, count: int) -> list[subprocess.CompletedProcess]:
@@ -79,8 +62,8 @@ def _train_processes(cwd: Path, *args: str, count: int) -> list[subprocess.Compl
     ]
 
 
-def test_run_writes_every_artifact(tmp_path):
-    proc = _cli(tmp_path, *TINY)
+def test_run_writes_every_artifact(tmp_path, cli):
+    proc = cli(tmp_path, *TINY)
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = tmp_path / "runs" / "demo" / "version_0"
     assert f"Results in {Path('runs/demo/version_0')}" in proc.stdout
@@ -125,17 +108,17 @@ def test_run_writes_every_artifact(tmp_path):
     )
 
 
-def test_runs_without_a_logger_get_their_own_folders(tmp_path):
+def test_runs_without_a_logger_get_their_own_folders(tmp_path, cli):
     args = (*TINY, "--trainer.logger", "false", "--artifacts.keras_export", "false")
     for version in (0, 1):
         # The demo config's learning-rate monitor needs a logger: drop the callbacks.
-        proc = _cli(tmp_path, *args, "--trainer.callbacks", "[]")
+        proc = cli(tmp_path, *args, "--trainer.callbacks", "[]")
         assert proc.returncode == 0, proc.stderr[-3000:]
         run = tmp_path / "runs" / f"version_{version}"
         assert (run / "checkpoints" / "last.ckpt").is_file() and (run / "metrics.json").is_file()
     assert not (tmp_path / "runs" / "checkpoints").exists()
     # Keeping it is a configuration error: one line, no traceback.
-    proc = _cli(tmp_path, *args)
+    proc = cli(tmp_path, *args)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert (
         proc.stderr.strip().splitlines()[-1].startswith("error: Cannot use `LearningRateMonitor`")
@@ -166,8 +149,8 @@ def test_runs_started_together_get_one_folder_each(tmp_path):
         assert (run / "checkpoints" / "last.ckpt").is_file()
 
 
-def test_print_config(tmp_path):
-    proc = _cli(tmp_path, "--print_config")
+def test_print_config(tmp_path, cli):
+    proc = cli(tmp_path, "--print_config")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (
         "preset: modern-small" in proc.stdout
@@ -181,7 +164,7 @@ def _csv_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def test_resume_validate_test_predict_share_the_run_folder(tmp_path):
+def test_resume_validate_test_predict_share_the_run_folder(tmp_path, cli):
     # A tiny model (and the Keras export off) keeps the five runs short. Monitoring ``step`` in
     # ``min`` mode makes the first validation the best one for good: ``last.ckpt`` must still
     # follow the run to its end (it is what a resumed run continues).
@@ -189,7 +172,7 @@ def test_resume_validate_test_predict_share_the_run_folder(tmp_path):
              "--model.spec", '{"depth": 2, "base_filters": 4}',
              "--checkpoint.monitor", "step", "--checkpoint.mode", "min")  # fmt: skip
     run = tmp_path / "runs" / "demo" / "version_0"
-    proc = _cli(tmp_path, *small, "--trainer.deterministic", "true")
+    proc = cli(tmp_path, *small, "--trainer.deterministic", "true")
     assert proc.returncode == 0, proc.stderr[-3000:]
     epochs = {r["epoch"] for r in _csv_rows(run / "metrics.csv") if r["epoch"]}
     assert {float(e) for e in epochs} == {0.0}
@@ -202,7 +185,7 @@ def test_resume_validate_test_predict_share_the_run_folder(tmp_path):
         )
     # Resuming from the run's last checkpoint continues the same folder: no version_1.
     last = run / "checkpoints" / "last.ckpt"
-    proc = _cli(tmp_path, *small, "--trainer.max_epochs", "2", "--ckpt_path", str(last))
+    proc = cli(tmp_path, *small, "--trainer.max_epochs", "2", "--ckpt_path", str(last))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(p.name for p in (tmp_path / "runs" / "demo").iterdir()) == ["version_0"]
     assert f"Results in {Path('runs/demo/version_0')}" in proc.stdout
@@ -228,7 +211,7 @@ def test_resume_validate_test_predict_share_the_run_folder(tmp_path):
     best = str(run / "checkpoints" / "best.ckpt")
     out = {}
     for subcommand in ("validate", "test", "predict"):
-        proc = _cli(tmp_path, *small, "--ckpt_path", best, subcommand=subcommand)
+        proc = cli(tmp_path, *small, "--ckpt_path", best, subcommand=subcommand)
         assert proc.returncode == 0, f"{subcommand}: {proc.stderr[-3000:]}"
         assert (run / f"config-{subcommand}.yaml").is_file()
         out[subcommand] = proc.stdout
@@ -293,13 +276,13 @@ def _folder(root: Path) -> Path:
         (lambda r: (r / "masks" / "a1.png").unlink(), r"images/a1.png: no mask with the stem 'a1'"),
     ],
 )
-def test_bad_input_exits_2_with_one_line(tmp_path, break_it, message):
+def test_bad_input_exits_2_with_one_line(tmp_path, break_it, message, cli):
     root = _folder(tmp_path / "data")
     break_it(root)
     args = ["--data", "unet_train.data.FolderDataModule", "--data.root", str(root),
             "--data.num_classes", "2", "--data.crop_size", "32", "--data.val_fraction", "0.34",
             "--trainer.max_epochs", "1", "--artifacts.keras_export", "false"]  # fmt: skip
-    proc = _cli(tmp_path, *args)
+    proc = cli(tmp_path, *args)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
