@@ -318,10 +318,6 @@ def test_the_framework_free_packages_keep_their_places(
 #: redesign that opens it; the check leaves these edges out. An entry whose import is gone fails,
 #: so the list only shrinks.
 KNOWN_CIRCLE_EDGES: dict[tuple[str, str], str] = {
-    # The bridge's hub folder ⇄ format registry ⇄ port: formats.py wraps the hub folder's reader
-    # and writer lazily, and hub.write_hub_folder (unused) reaches for port.write_verified.
-    ("unet_bridge.formats", "unet_bridge.hub"): "formats' lazy wrappers of the hub folder",
-    ("unet_bridge.hub", "unet_bridge.port"): "hub.write_hub_folder",
     # The registry's .pt reader asks the converters to detect a layout, and the converters read
     # files through the registry.
     ("unet_bridge.formats", "unet_bridge.sources"): "formats.load_pt calls sources.detect",

@@ -6,7 +6,8 @@ export, the ``unet`` command, the parity tests, the benchmarks):
 - :mod:`unet_bridge.frameworks`: the import order (TensorFlow followed by triton crashes the
   interpreter) and the environment guard (TF32 off on both sides; versions, oneDNN settings,
   devices and threads recorded);
-- :mod:`unet_bridge.formats`: the format registry (suffix → reader, writer);
+- :mod:`unet_bridge.formats`: the format registry (suffix → reader, writer); the hub folder
+  (:mod:`unet_bridge.hub`) and the deployment artefacts register themselves in it;
 - :mod:`unet_bridge.predict`: tiled predictors from any weight file, on either runtime;
 - :mod:`unet_bridge.port`: writing a file only once it has proved to compute what its source does;
 - :mod:`unet_bridge.export`: deployment artefacts (ONNX, SavedModel, LiteRT, ``.pt2``), each run
@@ -49,6 +50,7 @@ from unet_bridge.formats import (
     weight_suffixes,
 )
 from unet_bridge.frameworks import environment_guard, import_frameworks
+from unet_bridge.hub import write_hub_files  # also registers the hub folder format
 from unet_bridge.inputs import random_input
 from unet_bridge.parity import ParityReport, keras_model, run_parity, torch_model
 from unet_bridge.port import PortResult, port, write_verified
@@ -91,6 +93,7 @@ __all__ = [
     "torch_model",
     "trained_views",
     "weight_suffixes",
+    "write_hub_files",
     "write_model_card",
     "write_verified",
 ]

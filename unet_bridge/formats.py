@@ -3,8 +3,9 @@
 Lightning ``.ckpt``, state-dict ``.pt`` and canonical ``.safetensors`` go through ``unet_torch.io``;
 ``.keras`` and ``.weights.h5`` through ``unet_keras``. ``unet port``, ``unet parity``,
 ``unet predict`` and the training run's export all pick the format here, so they accept the same
-files and give the same error for an unknown one. Deployment formats register themselves the same
-way (a writer and a runtime, and no reader, since weights are not read back from them).
+files and give the same error for an unknown one. The hub folder (:mod:`unet_bridge.hub`) and the
+deployment formats (:mod:`unet_bridge.export`; a writer and a runtime, and no reader, since weights
+are not read back from them) register themselves from their own modules, which import this one.
 
 Callers name a path and get canonical weights and the spec, whatever wrote the file. Each reader
 and writer imports only its own framework (``unet_keras`` loads triton before TensorFlow itself), so
@@ -229,32 +230,6 @@ def _write_legacy_h5(weights: Weights, spec: UNetSpec, path: Path, input_size: S
     return save_legacy_h5(weights, spec, path, input_size)
 
 
-def _read_hub(path: Path, spec: UNetSpec | None) -> tuple[dict[str, np.ndarray], UNetSpec, Any]:
-    from unet_bridge.hub import read_hub
-
-    return read_hub(path, spec)
-
-
-def _write_hub(
-    weights: Weights, spec: UNetSpec, path: Path, input_size: Size, **options: Any
-) -> Any:
-    from unet_bridge.hub import write_hub
-
-    return write_hub(weights, spec, path, input_size, **options)
-
-
-def _hub_members(path: Path) -> list[Path]:
-    from unet_bridge.hub import members
-
-    return members(path)
-
-
-def _finish_hub(*args: Any, **options: Any) -> None:
-    from unet_bridge.hub import finish
-
-    finish(*args, **options)
-
-
 for _fmt in (
     Format(".ckpt", "Lightning checkpoint", "torch", _read_ckpt, _write_ckpt),
     Format(".pt", "PyTorch state dict", "torch", _read_pt, _write_pt),
@@ -268,19 +243,12 @@ for _fmt in (
     # Legacy HDF5 models (zhixuhao/unet's ModelCheckpoint files); the spec is read from the graph.
     Format(".h5", "legacy Keras HDF5 model", "keras", _read_keras, _write_legacy_h5),
     Format(".hdf5", "legacy Keras HDF5 model", "keras", _read_keras, _write_legacy_h5),
-    # Reading needs no framework; writing renders the card with huggingface_hub ([torch]).
-    Format(HUB_FOLDER, "hub folder (config.json, model.safetensors, README.md)", "", _read_hub,
-           _write_hub, folder=True, members=_hub_members, finish=_finish_hub),
 ):  # fmt: skip
     register(_fmt)
-
-#: Suffixes of the weight formats (``unet port`` reads and writes each).
-SUFFIXES = weight_suffixes()
 
 __all__ = [
     "FORMATS",
     "HUB_FOLDER",
-    "SUFFIXES",
     "Format",
     "format_of",
     "load_any_weights",

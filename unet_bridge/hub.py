@@ -4,7 +4,8 @@
 The layout is :mod:`unet_spec.hub`'s (``config.json``, canonical ``model.safetensors``,
 ``README.md`` with the YAML metadata hubs index, and ``model.keras`` with ``with_keras``), and
 :func:`write_hub_files` is its one writer: the registry's writer below and a training run's folder
-(:class:`unet_train.callbacks.RunArtifacts`) both go through it. A folder written by the registry
+(:class:`unet_train.callbacks.RunArtifacts`) both go through it. The module registers the format
+itself (:data:`FORMAT`), as the deployment artefacts do. A folder written by the registry
 goes through the same prove-then-write path as every port (:func:`unet_bridge.port.write_verified`):
 it is written to a temporary folder beside its destination, its weights are read back bit-exact
 and run in both twins against the float64 reference, a ``model.keras`` inside is run the same way,
@@ -22,7 +23,6 @@ Example:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from unet_bridge.card import write_hub_card
-from unet_bridge.formats import FORMATS, HUB_FOLDER, Size, Weights, format_of
+from unet_bridge.formats import FORMATS, HUB_FOLDER, Format, Size, Weights, register
 from unet_spec import UNetSpec
 from unet_spec import hub as hub_folder
 from unet_spec.sizes import model_size
@@ -135,28 +135,12 @@ def finish(
     )  # fmt: skip
 
 
-def write_hub_folder(
-    weights: Weights,
-    spec: UNetSpec,
-    dst: str | os.PathLike[str],
-    *,
-    with_keras: bool = False,
-    metrics: Mapping[str, Any] | None = None,
-    source: str | None = None,
-    **kwargs: Any,
-):
-    """Write a verified hub folder at ``dst`` (see :func:`unet_bridge.port.write_verified`, which
-    takes ``kwargs``: ``input_size``, ``verify``, ``seed``, ``x``, ``tolerance``).
+# Reading needs no framework; writing renders the card with huggingface_hub ([torch]).
+FORMAT = register(
+    Format(
+        HUB_FOLDER, "hub folder (config.json, model.safetensors, README.md)", "", read_hub,
+        write_hub, folder=True, members=members, finish=finish,
+    )
+)  # fmt: skip
 
-    Raises:
-        RejectedError: The folder failed its verification; nothing is at ``dst``.
-    """
-    from unet_bridge.port import write_verified
-
-    if format_of(dst).suffix != HUB_FOLDER:
-        raise ValueError(f"{dst}: a hub folder's name has no format extension")
-    options = {"with_keras": with_keras, "metrics": metrics, "source": source}
-    return write_verified(weights, spec, dst, options=options, **kwargs)
-
-
-__all__ = ["finish", "members", "read_hub", "write_hub", "write_hub_files", "write_hub_folder"]
+__all__ = ["FORMAT", "finish", "members", "read_hub", "write_hub", "write_hub_files"]
