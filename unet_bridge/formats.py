@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from unet_bridge.inputs import model_size
 from unet_runtime import atomic_path, suffix_in
 from unet_spec import UNetSpec
+from unet_spec.sizes import model_size
 
 Weights = Mapping[str, np.ndarray]
 Size = int | Sequence[int] | None
@@ -143,7 +143,7 @@ def save_any_weights(
 ) -> Path:
     """Write ``weights`` in the format named by ``path``'s suffix, atomically.
 
-    ``input_size`` fixes the input of a Keras model (default: :func:`~unet_bridge.inputs.model_size`);
+    ``input_size`` fixes the input of a Keras model (default: :func:`~unet_spec.sizes.model_size`);
     ``options`` are keyword arguments of the format's writer (a hub folder's ``with_keras``,
     ``metrics``, ``source``, ``name``).
     """

@@ -13,10 +13,6 @@ import numpy as np
 
 from unet_spec import UNetSpec
 
-# Importable from here only until the last callers (unet_bridge.formats, unet_bridge.port,
-# unet_cli.port) import the size policy from unet_spec.sizes; then this import goes.
-from unet_spec.sizes import check_size, default_size, model_size, preset_name, small_size  # noqa: F401
-
 
 def random_input(spec: UNetSpec, size: int, batch: int = 1, seed: int = 0) -> np.ndarray:
     """An NCHW float32 batch uniform in [0, 1), like a scaled image."""

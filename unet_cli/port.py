@@ -107,11 +107,11 @@ def run(args: argparse.Namespace) -> int:
         return _run_back(args)
     from unet_bridge import find_metrics, format_of, port
     from unet_bridge.formats import HUB_FOLDER, suffix_of
-    from unet_bridge.inputs import check_size, model_size, preset_name
     from unet_bridge.parity import check_finite
     from unet_bridge.port import fixed_size
     from unet_bridge.sources import read_any
     from unet_runtime import check_destination
+    from unet_spec.sizes import check_size, model_size, preset_name
 
     src: Path = args.src
     dst: Path = args.dst
