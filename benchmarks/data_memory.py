@@ -126,7 +126,7 @@ def run(root: Path, steps: int, workers: int, preload: bool, out: Path) -> dict:
     times = out / "steps.json"
     cmd = [sys.executable, str(REPO / "train.py"), "fit", "--seed_everything", "0",
            "--model.preset", "modern-small",
-           "--data", "unet_train.data.FolderDataModule", "--data.in_channels", "3", "--data.root", str(root),
+           "--data", "unet_train.folder.FolderDataModule", "--data.in_channels", "3", "--data.root", str(root),
            "--data.num_classes", "3", "--data.crop_size", "128", "--data.batch_size", "8",
            "--data.num_workers", str(workers), "--data.preload", str(preload).lower(),
            "--trainer.max_steps", str(steps), "--trainer.accelerator", "cpu",

@@ -97,7 +97,10 @@ def _load(run: Path, tta: bool | str = False, checkpoint: str = "best"):
     path = run / "checkpoints" / f"{checkpoint}.ckpt"
     if not path.is_file():
         raise SystemExit(f"{path}: no such checkpoint")
-    system = SegmentationSystem.load_from_checkpoint(path, map_location="cpu", tta=tta).eval()
+    from dataclasses import replace
+
+    system = SegmentationSystem.load_from_checkpoint(path, map_location="cpu").eval()
+    system.inference = replace(system.inference, tta=tta)  # the stored tile stays
     return system, _data(run, system.spec), path
 
 
@@ -143,8 +146,8 @@ def evaluate_predict(run: Path, backend: str, split: str = "val") -> dict:
     out = run / f"predict-{split}-{backend}"
     cmd = [sys.executable, "-m", "unet_cli", "predict", *map(str, paths),
            "--weights", str(best), "--out", str(out), "--backend", backend]  # fmt: skip
-    if system.hparams.get("tile"):  # validation's tile, so both run the same tiles
-        cmd += ["--tile", str(system.hparams["tile"])]
+    if system.inference.tile:  # validation's tile, so both run the same tiles
+        cmd += ["--tile", str(system.inference.tile)]
     print("+", " ".join(cmd[:4]), f"<{len(paths)} {split} images>", " ".join(cmd[4 + len(paths) :]))
     start = time.monotonic()
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)

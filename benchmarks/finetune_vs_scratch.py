@@ -79,7 +79,8 @@ def config(work: Path, name: str, root: Path, classes: int, epochs: int, steps: 
     """``configs/camvid.yaml``'s recipe on ``root`` with this benchmark's budget."""
     base = yaml.safe_load((REPO / "configs" / "camvid.yaml").read_text())
     data = base["data"]["init_args"]
-    data.update(root=str(root), num_classes=classes, value_map=value_map, split="random",
+    data["masks"] = {**data.get("masks", {}), "value_map": value_map}
+    data.update(root=str(root), num_classes=classes, split="random",
                 val_groups=None, val_fraction=0.1, samples_per_epoch=steps * BATCH,
                 crop_size=CROP, batch_size=BATCH, val_batch_size=8)  # fmt: skip
     base["model"]["optimizer"]["init_args"].pop("fused", None)

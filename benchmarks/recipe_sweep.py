@@ -37,26 +37,27 @@ STEPS_PER_EPOCH = 25
 AUGMENT_FIELDS = {f.name for f in dataclasses.fields(Augmentation)}
 NO_DROPOUT_BN = {"norm": "batch", "dropout": 0.0}  # the ISBI config's spec override
 BALANCED = {"flips": "horizontal", "balance_classes": 0.5}  # the CamVid config's crops
+CE = {"name": "ce"}  # the loss fields a variant changes (the config's others stay)
 
 # name: (config, steps, model fields changed, data fields changed)
 VARIANTS = {
     "isbi/ce_dice": ("isbi2012", 500, {}, {}),
-    "isbi/ce": ("isbi2012", 500, {"loss": "ce"}, {}),
-    "isbi/ce_572b2": ("isbi2012", 500, {"loss": "ce"}, {"crop_size": 572, "batch_size": 2}),
-    "isbi/ce_w32": ("isbi2012", 500, {"loss": "ce", "spec": {**NO_DROPOUT_BN, "base_filters": 32}}, {}),
-    "isbi/ce_same256": ("isbi2012", 500, {"loss": "ce", "preset": "modern-small", "spec": None},
+    "isbi/ce": ("isbi2012", 500, {"loss": CE}, {}),
+    "isbi/ce_572b2": ("isbi2012", 500, {"loss": CE}, {"crop_size": 572, "batch_size": 2}),
+    "isbi/ce_w32": ("isbi2012", 500, {"loss": CE, "spec": {**NO_DROPOUT_BN, "base_filters": 32}}, {}),
+    "isbi/ce_same256": ("isbi2012", 500, {"loss": CE, "preset": "modern-small", "spec": None},
                         {"crop_size": 256, "batch_size": 8}),
-    "isbi/ce_2000": ("isbi2012", 2000, {"loss": "ce"}, {}),
-    "isbi/ce_border10": ("isbi2012", 500, {"loss": "ce"}, {"border_weight": 10.0}),
-    "isbi/ce_border3": ("isbi2012", 500, {"loss": "ce"}, {"border_weight": 3.0}),
+    "isbi/ce_2000": ("isbi2012", 2000, {"loss": CE}, {}),
+    "isbi/ce_border10": ("isbi2012", 500, {"loss": CE}, {"border_weight": 10.0}),
+    "isbi/ce_border3": ("isbi2012", 500, {"loss": CE}, {"border_weight": 3.0}),
     "camvid/base": ("camvid", 1200, {}, {"flips": True, "balance_classes": 0.0}),
     "camvid/hflip_bal": ("camvid", 1200, {}, BALANCED),
     "camvid/hflip_bal_lr2e-3": ("camvid", 1200, {"lr": 2e-3}, BALANCED),
     "camvid/hflip_bal0.8_lr2e-3": ("camvid", 1200, {"lr": 2e-3}, {**BALANCED, "balance_classes": 0.8}),
-    "camvid/hflip_bal_mf_lr2e-3": ("camvid", 1200, {"lr": 2e-3, "class_weighting": "median_frequency"}, BALANCED),
+    "camvid/hflip_bal_mf_lr2e-3": ("camvid", 1200, {"lr": 2e-3, "loss": {"class_weighting": "median_frequency"}}, BALANCED),
     "camvid/hflip_bal_w24": ("camvid", 1200, {"spec": {"base_filters": 24}}, BALANCED),
     "camvid/config": ("camvid", 1200, {}, {}),
-    "camvid/config_dice2": ("camvid", 1200, {"dice_weight": 2.0}, {}),
+    "camvid/config_dice2": ("camvid", 1200, {"loss": {"dice_weight": 2.0}}, {}),
     "camvid/config_bal0.8": ("camvid", 1200, {}, {"balance_classes": 0.8}),
 }  # fmt: skip
 
@@ -87,6 +88,8 @@ def run(name: str, root: Path, seed: int, workers: int, max_steps: int | None) -
         optimizer = model["optimizer"]
         lr = model_over.pop("lr")
         model["optimizer"] = {**optimizer, "init_args": {**optimizer["init_args"], "lr": lr}}
+    if "loss" in model_over:  # fields of the config's loss group
+        model["loss"] = {**model.get("loss", {}), **model_over.pop("loss")}
     model.update(model_over)
     L.seed_everything(seed, verbose=False)
     history = History()

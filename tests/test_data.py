@@ -83,7 +83,7 @@ def test_rgb_colour_masks_with_palette(tmp_path):
     p = _save(tmp_path / "m.png", arr)
     np.testing.assert_array_equal(read_mask(p, 3, palette=colours), [[0, 1], [2, 2]])
     with pytest.raises(
-        ValueError, match=r"m\.png: colours \[\[0, 128, 0\]\] are not in data\.palette"
+        ValueError, match=r"m\.png: colours \[\[0, 128, 0\]\] are not in data\.masks\.palette"
     ):
         read_mask(p, 2, palette=colours[:2])
 

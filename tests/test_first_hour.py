@@ -98,7 +98,7 @@ def test_masks_are_measured_binary_index_and_palette(tmp_path):
     assert found.palette == [[0, 0, 0], [0, 0, 255], [128, 64, 0]]
     noisy = tmp_path / "n.png"
     Image.fromarray(np.arange(256, dtype=np.uint8).reshape(16, 16)).save(noisy)
-    with pytest.raises(ValueError, match=r"n\.png: mask values 0, 1, .* data\.ignore_value"):
+    with pytest.raises(ValueError, match=r"n\.png: mask values 0, 1, .* data\.masks\.ignore_value"):
         survey_masks([noisy])
 
 

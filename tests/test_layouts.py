@@ -422,8 +422,8 @@ def test_ids_from_1_are_refused_and_the_pet_recipe_trains_two_classes(tmp_path):
         survey_masks(masks)
     line = str(err.value)
     assert "mask values 1, 2, 3 start at 1: class 0 would never occur" in line
-    assert "data.value_map to count from 0 (e.g. {1: 0, 2: 1, 3: 2})" in line
-    assert "data.ignore_value" in line and "docs/data.md" in line
+    assert "data.masks.value_map to count from 0 (e.g. {1: 0, 2: 1, 3: 2})" in line
+    assert "data.masks.ignore_value" in line and "docs/data.md" in line
     # The recipe of docs/data.md: background 0, pet 1, the border ignored.
     recipe = {"value_map": {1: 1, 2: 0}, "ignore_value": 3}
     assert survey_masks(masks, **recipe)[:2] == ("index", 2)

@@ -16,6 +16,7 @@ from unet_data.synthetic import make_sample
 from unet_infer.masks import decode_mask
 from unet_train.callbacks import AtomicCheckpointIO, MaskWriter
 from unet_train.data import FolderDataModule, SyntheticDataModule
+from unet_train.mask_fields import MaskFields
 from unet_train.system import SegmentationSystem
 
 ADAMW = partial(torch.optim.AdamW, lr=1e-2, weight_decay=1e-4)
@@ -113,7 +114,7 @@ def _write_folder(root: Path, split: str, count: int, size: int = 32) -> None:
 
 
 def _folder_module(root: Path, **kw) -> FolderDataModule:
-    data = FolderDataModule(str(root), num_classes=3, mask_encoding="index", crop_size=32, **kw)
+    data = FolderDataModule(str(root), num_classes=3, masks=MaskFields("index"), crop_size=32, **kw)
     data.attach_spec(SegmentationSystem(preset="modern-small", spec=SPEC, num_classes=3).spec)
     return data
 

@@ -154,7 +154,7 @@ def test_print_config(tmp_path, cli):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (
         "preset: modern-small" in proc.stdout
-        and "class_path: unet_train.data.SyntheticDataModule" in proc.stdout
+        and "class_path: unet_train.synthetic.SyntheticDataModule" in proc.stdout
     )
     assert "monitor: val/dice" in proc.stdout and "num_classes" in proc.stdout
 

@@ -117,7 +117,9 @@ def read_mask(
             encoding = "binary" if set(values.tolist()) <= {0, 255} and 255 in values else "index"
     if encoding == "palette":
         if palette is None:
-            raise ValueError(f"{name}: mask_encoding='palette' needs data.palette (RGB colours)")
+            raise ValueError(
+                f"{name}: mask_encoding='palette' needs data.masks.palette (RGB colours)"
+            )
         if img is not None:
             rgb = np.asarray(img.convert("RGB")).astype(np.int64)
         elif arr.ndim == 3 and arr.shape[-1] >= 3:
@@ -133,7 +135,7 @@ def read_mask(
             raw[code == ((r << 16) | (g << 8) | b)] = k
         if (raw < 0).any():
             bad = np.unique(rgb[raw < 0].reshape(-1, 3), axis=0)[:4].tolist()
-            raise ValueError(f"{name}: colours {bad} are not in data.palette")
+            raise ValueError(f"{name}: colours {bad} are not in data.masks.palette")
     else:
         raw = _grey_values(img, arr, name, encoding)
         if encoding == "binary" and value_map is None:
@@ -153,7 +155,7 @@ def read_mask(
         extra = f" nor the ignore value {ignore_value}" if ignore_value is not None else ""
         raise ValueError(
             f"{name}: mask values {values} are neither a class id (0..{num_classes - 1}){extra} "
-            f"(encoding={encoding!r}; set data.value_map or data.ignore_value)"
+            f"(encoding={encoding!r}; set data.masks.value_map or data.masks.ignore_value)"
         )
     return mask
 

@@ -214,10 +214,10 @@ def survey_masks(
 
     Args:
         masks: The mask files.
-        ignore_value: ``data.ignore_value``.
-        value_map: ``data.value_map`` (raw value → class id).
-        encoding: ``data.mask_encoding`` as given (``binary`` asks for a threshold).
-        palette: ``data.palette`` as given (JPEG colour masks snap to it).
+        ignore_value: ``data.masks.ignore_value``.
+        value_map: ``data.masks.value_map`` (raw value → class id).
+        encoding: ``data.masks.encoding`` as given (``binary`` asks for a threshold).
+        palette: ``data.masks.palette`` as given (JPEG colour masks snap to it).
         num_classes: ``data.num_classes`` as given: for JPEG masks, checked against the levels.
 
     Raises:
@@ -242,7 +242,7 @@ def survey_masks(
     if tally.first_grey is not None and tally.first_colour is not None:
         raise ValueError(
             f"{tally.first_colour} is a colour mask but {tally.first_grey} is grey: give every "
-            "mask one encoding (data.mask_encoding, data.palette)"
+            "mask one encoding (data.masks.encoding, data.masks.palette)"
         )
     if tally.first_colour is not None:
         return _colour_survey(tally, lossy, palette, num_classes)
@@ -281,7 +281,7 @@ def _colour_survey(
                     f"{first}: the JPEG colour masks hold {len(rgb)} colours that do not cluster "
                     f"near a few ({near:.0%} of pixels near the {len(colours)} densest); JPEG "
                     "noise cannot be told from classes here: save the masks losslessly (PNG), "
-                    "or give data.palette (the colour of each class)"
+                    "or give data.masks.palette (the colour of each class)"
                 )
             _check_asked(num_classes, len(colours), shown, lossy, first)
             on_level = np.isin(
@@ -298,12 +298,12 @@ def _colour_survey(
                 f"{first}: the colour masks hold {len(rgb)} colours, {near:.0%} of pixels "
                 f"near {len(colours)} of them ({shown}): colours between the classes (resampled "
                 "masks?); save masks with one colour per class (nearest-neighbour resizing), or "
-                "give data.palette (the colour of each class) and data.num_classes"
+                "give data.masks.palette (the colour of each class) and data.num_classes"
             )
     if len(rgb) >= IGNORE_INDEX:
         raise ValueError(
             f"{first}: the colour masks hold {len(rgb)} colours, too many for "
-            "classes; give data.palette (the colour of each class) and data.num_classes"
+            "classes; give data.masks.palette (the colour of each class) and data.num_classes"
         )
     measured = [[int(c) for c in row] for row in rgb]
     return MaskSurvey("palette", max(len(measured), 2), measured)
@@ -340,7 +340,7 @@ def _grey_survey(
                 f"{first}: mask values look like {len(levels)} level(s) ({_listed(levels)}) with "
                 f"{values.size - len(levels)} other values between them ({found.near:.0%} of "
                 "pixels near the levels): resampled masks? Save masks with one value per class "
-                "(nearest-neighbour resizing), set data.mask_encoding: binary to threshold two "
+                "(nearest-neighbour resizing), set data.masks.encoding: binary to threshold two "
                 "levels at their midpoint, or data.num_classes to take every value as a class"
             )
     present = set(values.tolist())
@@ -354,8 +354,8 @@ def _grey_survey(
     if top >= IGNORE_INDEX or min(present, default=0) < 0:
         raise ValueError(
             f"{first}: mask values {_listed(sorted(present))} are not class ids "
-            f"0..{IGNORE_INDEX - 1}; set data.ignore_value (a void label such as 255), "
-            "data.value_map (raw value → class) or data.num_classes"
+            f"0..{IGNORE_INDEX - 1}; set data.masks.ignore_value (a void label such as 255), "
+            "data.masks.value_map (raw value → class) or data.num_classes"
         )
     low = min(present, default=0)
     if low > 0 and not value_map:
@@ -363,7 +363,7 @@ def _grey_survey(
         raise ValueError(
             f"{first}: mask values {_listed(sorted(present))} start at {low}: class 0 would "
             "never occur (a class the model learns never to predict, with a Dice of 0 in the "
-            f"mean); set data.value_map to count from 0 (e.g. {shifted}), data.ignore_value for a "
+            f"mean); set data.masks.value_map to count from 0 (e.g. {shifted}), data.masks.ignore_value for a "
             "value that marks unlabelled pixels, or data.num_classes to keep the ids as they are "
             "(the Oxford-IIIT Pet trimaps: docs/data.md)"
         )
@@ -396,9 +396,9 @@ def _snapped(
     elif encoding == "binary" or (encoding == "auto" and len(classes) == 2):
         if len(classes) > 2:
             raise ValueError(
-                f"{first}: data.mask_encoding is binary but the masks cluster at {len(classes)} "
-                f"levels ({_listed(classes)}); set data.value_map (level → class) or leave "
-                "data.mask_encoding at auto"
+                f"{first}: data.masks.encoding is binary but the masks cluster at {len(classes)} "
+                f"levels ({_listed(classes)}); set data.masks.value_map (level → class) or leave "
+                "data.masks.encoding at auto"
             )
         low, high = (classes[0], classes[-1]) if len(classes) == 2 else (0, 255)
         mapping, found, encoding = {low: 0, high: 1}, 2, "binary"

@@ -197,7 +197,8 @@ class RunArtifacts(Callback):
             # live module keeps its own weights.
             device = "cuda" if pl_module.device.type == "cuda" else "cpu"
             predictor = TorchPredictor(spec, canonical_state(model), device)
-            tile = pl_module.hparams.get("tile")
+            inference = getattr(pl_module, "inference", None)
+            tile = inference.tile if inference is not None else None
             path = draw_overlays(predictor, val[: self.overlays], out / "overlays.png", tile)
             files["overlays"] = str(path)
         if not val:

@@ -17,6 +17,12 @@ of ``metrics.csv`` that are already there are kept (Lightning's CSV logger would
 afresh). Every checkpoint is written atomically through
 :class:`~unet_train.callbacks.AtomicCheckpointIO`.
 
+Settings that belong together are groups of keys (``model.loss.name``, ``model.inference.tta``,
+``data.init_args.masks.encoding``; :mod:`unet_train.settings`). A config, a command line or a
+checkpoint written with the flat keys of older versions is read through
+:class:`~unet_train.settings.SettingsParser`, which moves each such key into its group and says so
+in one line, once.
+
 A logger ``name`` holding ``{root}`` is given the data folder's name (``configs/folder.yaml`` files
 its runs under ``runs/<folder>/``). What the data measures (``in_channels``, ``num_classes``) is
 linked to the model. A run that fails before its first checkpoint (a data check, a bad option)
@@ -56,6 +62,7 @@ from unet_train.callbacks import (
 )
 from unet_train.data import SegmentationDataModule
 from unet_train.runs import claim_version
+from unet_train.settings import SettingsParser
 from unet_train.system import SegmentationSystem
 
 #: Loggers whose ``version`` argument names a ``version_<n>`` folder under ``save_dir/name``.
@@ -161,6 +168,7 @@ class TrainCLI(LightningCLI):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._new_runs: list[Path] = []
+        kwargs.setdefault("parser_class", SettingsParser)
         try:
             super().__init__(*args, **kwargs)
         except BaseException:

@@ -1,8 +1,10 @@
 """Data modules: a folder of images and masks, and the embedded synthetic dataset.
 
-This is their public home: configs and saved runs name ``unet_train.data.FolderDataModule``,
-``unet_train.data.SyntheticDataModule`` and the shared ``unet_train.data.SegmentationDataModule``.
-Each part lives in its own module:
+This is their public home in Python (``from unet_train.data import FolderDataModule``). Configs
+and saved runs name each class where it lives (``unet_train.folder.FolderDataModule``,
+``unet_train.synthetic.SyntheticDataModule``, ``unet_train.streaming.StreamingDataModule``);
+configs written with this module's paths (``class_path: unet_train.data.FolderDataModule``) load
+as they did, since the names here are those classes. Each part lives in its own module:
 
 - :mod:`unet_train.datamodule`: the training recipe they share (:class:`SegmentationDataModule`):
   random crops of the network's input size from mirror-padded images, augmented, with the center

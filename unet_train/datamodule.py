@@ -58,10 +58,6 @@ class SegmentationDataModule(L.LightningDataModule):
             model's preset decides.
     """
 
-    # Configs and saved runs name the class by its public home (``class_path:
-    # unet_train.data.SegmentationDataModule``); jsonargparse writes a class's path from this.
-    __module__ = "unet_train.data"
-
     def __init__(
         self,
         num_classes: int | None = None,

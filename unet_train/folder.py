@@ -39,7 +39,6 @@ from unet_data import (
     FileSamples,
     Found,
     Layout,
-    MaskEncoding,
     Pair,
     Sample,
     SampleRef,
@@ -60,6 +59,7 @@ from unet_runtime.cache import cache_dir
 from unet_spec import UNetSpec
 from unet_train.datamodule import SegmentationDataModule
 from unet_train.mask_fields import MaskFields
+from unet_train.settings import DATA_MOVES, as_settings, move_kwargs
 from unet_train.splits import held_out
 
 
@@ -107,12 +107,10 @@ class FolderDataModule(SegmentationDataModule):
             the encoding (:func:`unet_data.survey.survey_masks`: 0/255 masks are binary, grey
             masks class ids, colour masks one class per colour, JPEG masks their levels), every
             mask decoded once; an nnU-Net folder's labels give them.
-        mask_encoding: ``auto``, ``index``, ``binary`` (0/255; JPEG or other noisy masks are
-            thresholded between their two levels) or ``palette`` (see :func:`read_mask`).
-        value_map: Raw mask value → class id (e.g. ``{0: 1, 255: 0}`` to make white class 0).
-        ignore_value: Raw mask value whose pixels are ignored (e.g. CamVid's void, 11).
-        palette: RGB colour of each class, for colour masks (measured when not given: the
-            colours of the masks in colour order).
+        masks: How the masks are read (:class:`~unet_train.mask_fields.MaskFields`; in a
+            config: ``masks: {encoding: index, ignore_value: 11}``): ``encoding`` (``auto``:
+            measured), ``value_map``, ``ignore_value`` and ``palette`` (measured for colour
+            masks when not given).
         background: RGB colour that images with alpha are composited on (e.g.
             ``[255, 255, 255]``); ``None`` (the default): alpha is dropped, with a note.
         in_channels: Image channels; ``None`` (the default): read from the image headers.
@@ -141,23 +139,20 @@ class FolderDataModule(SegmentationDataModule):
         scan_cache: Folder of the scan's cache file (default: ``scans/`` in the user's cache
             folder, :func:`unet_runtime.cache.cache_dir`; the data folder stays untouched unless
             named here, e.g. ``<root>/.unet-cache``).
-        **kwargs: The training recipe (see :class:`SegmentationDataModule`).
+        **kwargs: The training recipe (see :class:`SegmentationDataModule`); the flat mask keys
+            of older configs (``mask_encoding``, ``value_map``, ``ignore_value``, ``palette``)
+            are read into ``masks`` (:mod:`unet_train.settings`).
 
     Example:
         ``python train.py fit --config configs/isbi2012.yaml --data.root ../shared/data/isbi2012``
     """
-
-    __module__ = "unet_train.data"  # the class path configs name (see SegmentationDataModule)
 
     def __init__(
         self,
         root: str,
         files: Layout | None = None,
         num_classes: int | None = None,
-        mask_encoding: MaskEncoding = "auto",
-        value_map: dict[int, int] | None = None,
-        ignore_value: int | None = None,
-        palette: list[list[int]] | None = None,
+        masks: MaskFields = MaskFields(),  # noqa: B008 (frozen: LightningCLI shows its fields)
         background: list[int] | None = None,
         val_fraction: float = 0.2,
         split: Literal["random", "tail", "group"] = "random",
@@ -170,6 +165,7 @@ class FolderDataModule(SegmentationDataModule):
         scan_cache: str | None = None,
         **kwargs: Any,
     ) -> None:
+        moved = {k: kwargs.pop(k) for k in DATA_MOVES if k in kwargs}
         super().__init__(num_classes=num_classes, **kwargs)
         self.cache_bytes = parse_bytes(cache_bytes, "data.cache_bytes")
         if scan not in ("full", "headers"):
@@ -184,7 +180,10 @@ class FolderDataModule(SegmentationDataModule):
         self.root = Path(root)
         self.files = files if files is not None else Layout()
         self._found: Found | None = None
-        self.masks = MaskFields(mask_encoding, value_map, ignore_value, palette)
+        groups = move_kwargs(moved, DATA_MOVES, "data", type(self).__name__)
+        self.masks = as_settings(MaskFields, masks, groups.get("masks"))
+        #: Measured, not a key: lossy masks' values go to the nearest level.
+        self.snap = False
         if background is not None and (
             len(background) not in (1, 3) or not all(0 <= int(c) <= 255 for c in background)
         ):
@@ -200,7 +199,7 @@ class FolderDataModule(SegmentationDataModule):
         """:func:`~unet_data.read_mask`'s keyword arguments (the measured encoding included)."""
         if self._num_classes is None or self.masks.needs_palette:
             self._measure()
-        return self.masks.read_options(self.num_classes)
+        return self.masks.read_options(self.num_classes, self.snap)
 
     @property
     def found(self) -> Found:
@@ -244,8 +243,8 @@ class FolderDataModule(SegmentationDataModule):
                     encoding=measured.encoding,
                     palette=masks.palette if masks.palette is not None else measured.palette,
                     value_map=masks.value_map or measured.value_map,
-                    snap=measured.snap,
                 )
+                self.snap = measured.snap
             if measured.note:
                 rank_zero_info(measured.note)
             if self._num_classes is None:
@@ -254,7 +253,7 @@ class FolderDataModule(SegmentationDataModule):
                 rank_zero_info(
                     f"data: {self._in_channels}-channel images, {self.masks.encoding} masks with "
                     f"{self._num_classes} classes (measured; set data.num_classes, "
-                    "data.mask_encoding or data.palette to override)"
+                    "data.masks.encoding or data.masks.palette to override)"
                 )
 
     def _channels(self, pairs: list[Pair]) -> int:

@@ -8,7 +8,10 @@ configuration time, before the run's step count is known; this is one ``LambdaLR
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
+from typing import Any
 
 import torch
 
@@ -54,3 +57,19 @@ class WarmupCosine(torch.optim.lr_scheduler.LambdaLR):
             return 0.5 * (1.0 + math.cos(math.pi * progress))
 
         super().__init__(optimizer, factor)
+
+
+def takes_total_steps(factory: Any) -> bool:
+    """Whether a schedule factory leaves ``total_steps`` to the run.
+
+    LightningCLI (through jsonargparse) injects a ``functools.partial`` that holds every argument
+    of the configured class, ``total_steps=None`` when the config leaves it out; a class given in
+    Python shows the argument in its signature.
+    """
+    if isinstance(factory, functools.partial):
+        return "total_steps" in factory.keywords and factory.keywords["total_steps"] is None
+    try:
+        parameter = inspect.signature(factory).parameters.get("total_steps")
+    except (TypeError, ValueError):  # a callable without a readable signature
+        return False
+    return parameter is not None and parameter.default in (None, inspect.Parameter.empty)

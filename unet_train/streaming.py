@@ -25,12 +25,13 @@ from lightning.pytorch.utilities import rank_zero_warn
 from litdata import StreamingDataLoader, StreamingDataset, optimize
 from litdata.streaming.writer import BinaryWriter
 
-from unet_data import MaskEncoding, find_pairs, parse_bytes, read_mask
+from unet_data import find_pairs, parse_bytes, read_mask
 from unet_data.images import image_info, read_array, read_image, slice_name, tiff_slice
 from unet_runtime import atomic_path
 from unet_train.datamodule import SegmentationDataModule
 from unet_train.datasets import BorderMaps, DataFileError, TrainCrops
 from unet_train.mask_fields import MaskFields
+from unet_train.settings import DATA_MOVES, as_settings, move_kwargs
 from unet_train.splits import held_out
 
 SPLITS = ("train", "val", "test")
@@ -70,7 +71,7 @@ def pack(
     """Write ``folder``'s image/mask pairs as LitData shards under ``out/<split>``.
 
     A folder of ``images/`` and ``masks/`` holds out ``val_fraction`` of its images as ``out/val``
-    (the images :class:`~unet_train.data.FolderDataModule` validates on with the same fraction and
+    (the images :class:`~unet_train.folder.FolderDataModule` validates on with the same fraction and
     seed; 0 packs them all as ``out/train``).
 
     Returns:
@@ -252,9 +253,8 @@ class StreamingDataModule(SegmentationDataModule):
     Args:
         root: The packed folder (``root/train``, optional ``root/val`` and ``root/test``): a path
             or a URL LitData reads (``s3://bucket/data``).
-        num_classes, mask_encoding, value_map, ignore_value, palette: As for
-            :class:`~unet_train.data.FolderDataModule`, except that the classes are not measured
-            (give ``num_classes`` for more than two).
+        num_classes, masks: As for :class:`~unet_train.folder.FolderDataModule`, except that
+            the classes are not measured (give ``num_classes`` for more than two).
         shuffle: Shuffle the training chunks and samples each epoch (seeded by ``seed``).
         seed: The shuffle's seed (the same on every rank).
         cache_dir: Where chunks of a URL are downloaded (default: LitData's).
@@ -262,7 +262,7 @@ class StreamingDataModule(SegmentationDataModule):
         validation: Validate on ``root/val`` (``unet data pack`` writes one; a local root without
             it trains without validation, and says so: no best checkpoint by a validation figure,
             no Keras export or overlays, which are checked and drawn on validation images).
-        **kwargs: The training recipe (:class:`~unet_train.data.SegmentationDataModule`);
+        **kwargs: The training recipe (:class:`~unet_train.datamodule.SegmentationDataModule`);
             ``samples_per_epoch`` does not apply (an epoch is one pass over the shards).
             ``in_channels`` is read from the first training sample when not given, and
             ``crop_size`` chosen from its size (or, when given, checked against it).
@@ -272,10 +272,7 @@ class StreamingDataModule(SegmentationDataModule):
         self,
         root: str,
         num_classes: int | None = None,
-        mask_encoding: MaskEncoding = "auto",
-        value_map: dict[int, int] | None = None,
-        ignore_value: int | None = None,
-        palette: list[list[int]] | None = None,
+        masks: MaskFields = MaskFields(),  # noqa: B008 (frozen: LightningCLI shows its fields)
         shuffle: bool = True,
         seed: int = 0,
         cache_dir: str | None = None,
@@ -283,9 +280,11 @@ class StreamingDataModule(SegmentationDataModule):
         validation: bool = True,
         **kwargs: Any,
     ) -> None:
+        moved = {k: kwargs.pop(k) for k in DATA_MOVES if k in kwargs}
         super().__init__(num_classes=num_classes if num_classes is not None else 2, **kwargs)
         self.root = root.rstrip("/")
-        self.masks = MaskFields(mask_encoding, value_map, ignore_value, palette)
+        groups = move_kwargs(moved, DATA_MOVES, "data", type(self).__name__)
+        self.masks = as_settings(MaskFields, masks, groups.get("masks"))
         self._first_size: tuple[int, int] | None = None
         self.shuffle, self.seed, self.validation = shuffle, seed, validation
         self.stream_options: dict[str, Any] = {"max_cache_size": max_cache_size}

@@ -29,8 +29,6 @@ class SyntheticDataModule(SegmentationDataModule):
         **kwargs: The training recipe (see :class:`SegmentationDataModule`).
     """
 
-    __module__ = "unet_train.data"  # the class path configs name (see SegmentationDataModule)
-
     def __init__(
         self,
         num_train: int = 64,

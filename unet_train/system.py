@@ -15,9 +15,8 @@ and the engine's one label rule, so the validation and test metrics are those of
 
 from __future__ import annotations
 
-import functools
-import inspect
 import math
+from dataclasses import asdict
 from typing import Any, Literal
 
 import lightning as L
@@ -45,10 +44,14 @@ from unet_infer import (
 from unet_spec import make_spec
 from unet_torch.model import UNet, probabilities
 from unet_train.init_from import start_from
-from unet_train.losses import LossName, SegmentationLoss
-from unet_train.schedules import WarmupCosine
-
-ClassWeighting = Literal["none", "median_frequency", "sqrt_median_frequency"]
+from unet_train.losses import SegmentationLoss
+from unet_train.schedules import WarmupCosine, takes_total_steps
+from unet_train.settings import (
+    InferenceSettings,
+    LossSettings,
+    moved_checkpoint,
+    system_settings,
+)
 
 
 class SegmentationSystem(L.LightningModule):
@@ -60,11 +63,11 @@ class SegmentationSystem(L.LightningModule):
             preset, a whole spec.
         in_channels: Input channels (overrides the preset; 1 grey, 3 RGB).
         num_classes: Classes (``train.py`` links it from the data module).
-        loss: ``ce``, ``bce``, ``dice``, ``ce_dice`` or ``bce_dice``.
-        dice_weight: Weight of the Dice term in ``ce_dice``/``bce_dice``.
-        class_weights: One loss weight per class, or ``None``.
-        class_weighting: Compute class weights from the training masks instead:
-            ``median_frequency`` or its square root ``sqrt_median_frequency`` (gentler).
+        loss: The loss (:class:`~unet_train.settings.LossSettings`; in a config:
+            ``loss: {name: ce_dice, dice_weight: 2.0}``): ``name`` (``ce``, ``bce``, ``dice``,
+            ``ce_dice``, ``bce_dice``), ``dice_weight``, and ``class_weights`` or
+            ``class_weighting`` (``median_frequency``, ``sqrt_median_frequency``: computed from
+            the training masks).
         optimizer: The optimiser, a class LightningCLI injects with its arguments (a config names
             it: ``optimizer: {class_path: torch.optim.AdamW, init_args: {lr: 0.002}}``);
             called with the model's parameters.
@@ -73,12 +76,11 @@ class SegmentationSystem(L.LightningModule):
             unset (:class:`~unet_train.schedules.WarmupCosine`, ``OneCycleLR``) is given the
             run's optimiser steps (``trainer.estimated_stepping_batches``) and stepped per batch;
             any other is stepped per epoch, as Lightning does by default.
-        tile: Tile input size for validation (``None``: the tiling engine chooses, as
-            ``unet predict`` does without ``--tile``).
-        tta: Test-time augmentation of validation, test and prediction, in the vocabulary of
-            :mod:`unet_infer.tta`: ``false``, a mode (``d4`` the 8 flips/rotations, ``flips`` the
-            4 flips, ``hflip`` the image and its mirror image) or ``true``: the views the model
-            was trained with (``symmetries``; all 8 when nothing is recorded).
+        inference: How validation, test and prediction run whole images
+            (:class:`~unet_train.settings.InferenceSettings`; ``inference: {tile: 256, tta:
+            true}``): ``tile`` (the tile input size; ``None``: the tiling engine chooses, as
+            ``unet predict`` does) and ``tta`` (test-time augmentation: ``false``, ``d4``,
+            ``flips``, ``hflip``, or ``true``: the views the model was trained with).
         symmetries: The views the training augmentation made alike: the largest TTA mode whose
             views it draws, or ``none``. ``fit`` records it from the data module's ``augment``
             (:meth:`~unet_train.datasets.Augmentation.symmetries`), so checkpoints carry it.
@@ -97,6 +99,9 @@ class SegmentationSystem(L.LightningModule):
         init_source_model: The source's own torch class or factory (``pkg.module:factory``) for
             a layout from elsewhere, to prove ``init_from`` against its forward pass.
         init_source_args: Keyword arguments of ``init_source_model``.
+        **moved: The keys of older configs and checkpoints that are now fields of ``loss`` and
+            ``inference`` (``dice_weight``, ``class_weights``, ``class_weighting``, ``tile``,
+            ``tta``; :data:`unet_train.settings.MODEL_MOVES`), read into them with a note.
 
     Example:
         >>> system = SegmentationSystem(preset="modern-small", num_classes=3)
@@ -110,14 +115,10 @@ class SegmentationSystem(L.LightningModule):
         spec: dict[str, Any] | None = None,
         in_channels: int | None = None,
         num_classes: int | None = None,
-        loss: LossName = "ce_dice",
-        dice_weight: float = 1.0,
-        class_weights: list[float] | None = None,
-        class_weighting: ClassWeighting = "none",
+        loss: LossSettings = LossSettings(),  # noqa: B008 (frozen: LightningCLI shows its fields)
         optimizer: OptimizerCallable = torch.optim.AdamW,
         scheduler: LRSchedulerCallable | None = WarmupCosine,
-        tile: int | None = None,
-        tta: TTAChoice = False,
+        inference: InferenceSettings = InferenceSettings(),  # noqa: B008 (likewise)
         symmetries: TTAMode | Literal["none"] | None = None,
         channels_last: bool = False,
         compile: bool = False,
@@ -125,8 +126,11 @@ class SegmentationSystem(L.LightningModule):
         init_from: str | None = None,
         init_source_model: str | None = None,
         init_source_args: dict[str, Any] | None = None,
+        **moved: Any,
     ) -> None:
         super().__init__()
+        #: The loss and inference settings (``self.hparams`` holds them as plain mappings).
+        self.loss_settings, self.inference = system_settings(loss, inference, moved)
         start = None
         if init_from is not None:
             start = start_from(init_from, preset, spec, in_channels, num_classes,
@@ -146,9 +150,11 @@ class SegmentationSystem(L.LightningModule):
             self.spec = make_spec(preset, spec, in_channels, num_classes)
         #: Where the starting weights came from (``metrics.json`` and the model card record it).
         self.base_model: dict[str, Any] | None = start.provenance() if start else None
-        if class_weights is not None and class_weighting != "none":
-            raise ValueError("give model.class_weights or model.class_weighting, not both")
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=list(moved))
+        # Plain mappings, so a checkpoint loads with ``torch.load(weights_only=True)`` and
+        # rebuilds the system (the groups of older keys included).
+        self.hparams["loss"] = asdict(self.loss_settings)
+        self.hparams["inference"] = asdict(self.inference)
         # LightningCLI records the optimiser and schedule as their config (class path and
         # arguments), which rebuilds them from a checkpoint; given in Python they are code, which a
         # weights-only checkpoint cannot hold, so they are not recorded.
@@ -167,7 +173,9 @@ class SegmentationSystem(L.LightningModule):
                     state[name].copy_(torch.from_numpy(np.asarray(value, dtype=np.float32)))
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.loss_fn = SegmentationLoss(loss, class_weights, IGNORE_INDEX, dice_weight)
+        losses = self.loss_settings
+        self.loss_fn = SegmentationLoss(losses.name, losses.class_weights, IGNORE_INDEX,
+                                        losses.dice_weight)  # fmt: skip
         k = max(self.spec.num_classes, 2)
         metric_args = {"num_classes": k, "ignore_index": IGNORE_INDEX}
         self.val_metrics = MetricCollection(
@@ -185,6 +193,14 @@ class SegmentationSystem(L.LightningModule):
         object.__setattr__(self, "_compiled", torch.compile(self.model) if compile else None)
 
     # -- checkpoints -----------------------------------------------------------------------------
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> Any:
+        """Lightning's ``load_from_checkpoint``; a checkpoint written before ``loss`` and
+        ``inference`` were groups, and overrides given by their old keys (``tta="hflip"``), are
+        read into the groups (:func:`unet_train.settings.moved_checkpoint`)."""
+        checkpoint_path, kwargs = moved_checkpoint(checkpoint_path, kwargs)
+        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # The checkpoint holds the run's weights and its resolved spec (``spec``): it rebuilds
         # the model alone, without reading the base model again.
@@ -201,7 +217,7 @@ class SegmentationSystem(L.LightningModule):
 
     # -- setup -----------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
-        weighting = self.hparams["class_weighting"]
+        weighting = self.loss_settings.class_weighting
         try:
             trainer = self.trainer
         except RuntimeError:  # called by hand, outside a Trainer
@@ -288,7 +304,7 @@ class SegmentationSystem(L.LightningModule):
             return torch.cat(parts, 1).cpu().numpy()
 
         n, _, h, w = images.shape
-        tile = self.hparams["tile"]
+        tile = self.inference.tile
         # About as many pixels per forward pass as the loader's batch of whole images, the memory
         # that val_batch_size budgets; tiles of several images share a pass.
         grid = tile_grid(self.spec, (h, w), tile or default_tile(self.spec, (h, w)))
@@ -323,7 +339,7 @@ class SegmentationSystem(L.LightningModule):
         images, masks = batch
         # One pass gives the loss its logits and the metrics the labels of ``unet predict``
         # (with TTA, both averaged over the same views).
-        logits, probs = self._infer(images, ("logits", "probs"), self.hparams["tta"])
+        logits, probs = self._infer(images, ("logits", "probs"), self.inference.tta)
         labels = self._labels(probs)
         loss = self.loss_fn(logits, masks)
         self.log(f"{stage}/loss", loss, prog_bar=True, sync_dist=True, batch_size=len(images))
@@ -377,7 +393,7 @@ class SegmentationSystem(L.LightningModule):
         ``NAME_overlay.png``.
         """
         images, names = batch
-        labels = self.predict_labels(images, self.hparams["tta"])
+        labels = self.predict_labels(images, self.inference.tta)
         # The smallest type that holds the ids: the trainer may keep every batch's result.
         small = torch.uint8 if max(self.spec.num_classes, 2) <= 256 else torch.int64
         return {"names": list(names), "labels": labels.to(small)}
@@ -389,7 +405,7 @@ class SegmentationSystem(L.LightningModule):
         optimizer = self.optimizer([p for p in self.model.parameters() if p.requires_grad])
         if self.scheduler is None:
             return optimizer
-        if not _takes_total_steps(self.scheduler):
+        if not takes_total_steps(self.scheduler):
             return {"optimizer": optimizer, "lr_scheduler": self.scheduler(optimizer)}
         total = self.trainer.estimated_stepping_batches
         if not math.isfinite(total) or total < 1:
@@ -399,19 +415,3 @@ class SegmentationSystem(L.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
-
-
-def _takes_total_steps(factory: Any) -> bool:
-    """Whether a schedule factory leaves ``total_steps`` to the run.
-
-    LightningCLI (through jsonargparse) injects a ``functools.partial`` that holds every argument
-    of the configured class, ``total_steps=None`` when the config leaves it out; a class given in
-    Python shows the argument in its signature.
-    """
-    if isinstance(factory, functools.partial):
-        return "total_steps" in factory.keywords and factory.keywords["total_steps"] is None
-    try:
-        parameter = inspect.signature(factory).parameters.get("total_steps")
-    except (TypeError, ValueError):  # a callable without a readable signature
-        return False
-    return parameter is not None and parameter.default in (None, inspect.Parameter.empty)
