@@ -6,10 +6,7 @@ loads, each move said in one line, once."""
 
 from __future__ import annotations
 
-import contextlib
 import importlib
-import io
-import os
 from pathlib import Path
 
 import lightning as L
@@ -18,7 +15,6 @@ import torch
 import yaml
 
 from unet_train import settings
-from unet_train.cli import main
 from unet_train.data import FolderDataModule
 from unet_train.mask_fields import MaskFields
 from unet_train.settings import DATA_CLASS_PATHS, InferenceSettings, LossSettings
@@ -71,39 +67,20 @@ def fresh_notes(monkeypatch):
     monkeypatch.setattr(settings, "_noted", set())
 
 
-def _run(cwd: Path, *argv: str) -> tuple[int, str, str]:
-    """``train.py ARGV`` in this process, in ``cwd``: exit status, stdout, stderr (the working
-    folder and the environment, where LightningCLI exports the seed, are put back)."""
-    here, env = os.getcwd(), dict(os.environ)
-    out, err = io.StringIO(), io.StringIO()
-    try:
-        os.chdir(cwd)
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                code = main(list(argv))
-            except SystemExit as exit_:  # --print_config
-                code = exit_.code or 0
-    finally:
-        os.chdir(here)
-        os.environ.clear()
-        os.environ.update(env)
-    return code, out.getvalue(), err.getvalue()
-
-
-def _config(tmp_path: Path, text: str, *args: str) -> tuple[dict, list[str]]:
+def _config(run_train, tmp_path: Path, text: str, *args: str) -> tuple[dict, list[str]]:
     """The config ``fit --config TEXT ARGS`` resolves to (``--print_config``: what a run saves as
     its ``config.yaml``), and the notes it printed."""
     path = tmp_path / f"config-{abs(hash(text))}.yaml"
     path.write_text(text)
-    code, out, err = _run(tmp_path, "fit", "--config", str(path), *args, "--print_config")
-    assert code == 0, err[-3000:]
-    notes = [line for line in err.splitlines() if line.startswith("note: ")]
-    return yaml.safe_load(out), notes
+    proc = run_train(tmp_path, "fit", "--config", str(path), *args, "--print_config")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    notes = [line for line in proc.stderr.splitlines() if line.startswith("note: ")]
+    return yaml.safe_load(proc.stdout), notes
 
 
-def test_an_old_config_loads_as_the_new_one_saying_each_move_once(tmp_path):
-    old, notes = _config(tmp_path, OLD)
-    new, quiet = _config(tmp_path, NEW)
+def test_an_old_config_loads_as_the_new_one_saying_each_move_once(run_train, tmp_path):
+    old, notes = _config(run_train, tmp_path, OLD)
+    new, quiet = _config(run_train, tmp_path, NEW)
     assert old == new and not quiet
     # A run saves the data module's real class path, whichever path its config gave.
     assert new["data"]["class_path"] == "unet_train.folder.FolderDataModule"
@@ -118,7 +95,7 @@ def test_an_old_config_loads_as_the_new_one_saying_each_move_once(tmp_path):
     )
     assert {n.removeprefix("note: ").split(" is now ")[0] for n in notes} == MOVED
     assert len(notes) == len(MOVED) and all(n.endswith("the old form still loads") for n in notes)
-    again, twice = _config(tmp_path, OLD)
+    again, twice = _config(run_train, tmp_path, OLD)
     assert again == new and not twice  # once per process
     for old_path, real in DATA_CLASS_PATHS.items():  # the old paths name the same classes
         assert _resolve(old_path) is _resolve(real) and _resolve(real).__module__ in real
@@ -129,8 +106,9 @@ def _resolve(path: str) -> type:
     return getattr(importlib.import_module(module), name)
 
 
-def test_old_command_line_keys_reach_their_groups(tmp_path):
+def test_old_command_line_keys_reach_their_groups(run_train, tmp_path):
     config, notes = _config(
+        run_train,
         tmp_path, NEW, "--model.loss", "bce", "--model.tta=true", "--model.tile", "32",
         "--data.init_args.ignore_value", "7", "--data.mask_encoding", "binary",
     )  # fmt: skip
@@ -141,7 +119,7 @@ def test_old_command_line_keys_reach_their_groups(tmp_path):
     assert len(notes) == 5
 
 
-def test_a_checkpoint_of_an_old_run_validates(tmp_path):
+def test_a_checkpoint_of_an_old_run_validates(run_train, tmp_path):
     """``train.py validate --ckpt_path`` reads the checkpoint's hyper-parameters into the config
     (LightningCLI does), and ``load_from_checkpoint`` rebuilds the system from them: those of a
     run written before the groups carry the flat keys."""
@@ -160,18 +138,18 @@ def test_a_checkpoint_of_an_old_run_validates(tmp_path):
             "--data.init_args.image_size", "32", "--data.init_args.crop_size", "32",
             "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false",
             "--trainer.logger", "false"]  # fmt: skip
-    code, out, err = _run(tmp_path, "validate", "--config", str(REPO / "configs/demo.yaml"),
-                          *tiny, "--ckpt_path", str(ckpt))  # fmt: skip
-    assert code == 0, err[-3000:]
-    assert "val/dice" in out
-    notes = {line.split(" is now ")[0] for line in err.splitlines() if line.startswith("note: ")}
+    proc = run_train(tmp_path, "validate", "--config", str(REPO / "configs/demo.yaml"), *tiny,
+                     "--ckpt_path", str(ckpt))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "val/dice" in proc.stdout
+    lines = proc.stderr.splitlines()
+    notes = {line.split(" is now ")[0] for line in lines if line.startswith("note: ")}
     assert {"note: model.loss: ce", "note: model.tta", "note: model.dice_weight"} <= notes
     # In Python too (Lightning rebuilds a train.py run's system through jsonargparse), with an
     # override by its old key merged into the stored group.
     restored = SegmentationSystem.load_from_checkpoint(ckpt, tile=48)
-    assert restored.loss_settings.name == "ce" and restored.inference == InferenceSettings(
-        48, "hflip"
-    )
+    assert restored.loss_settings.name == "ce"
+    assert restored.inference == InferenceSettings(48, "hflip")
     torch.testing.assert_close(restored.state_dict(), system.state_dict())
 
 
