@@ -1,5 +1,6 @@
-"""Every config shows early stopping, commented out, watching what its checkpoint watches, and
-keeps freed memory the Lightning way (a callback), as a user's own Trainer would."""
+"""Every config shows early stopping, commented out, watching what its checkpoint watches, keeps
+freed memory the Lightning way (a callback), as a user's own Trainer would, and writes its
+settings with the current keys and class paths (:mod:`unet_train.settings`)."""
 
 from __future__ import annotations
 
@@ -37,3 +38,12 @@ def test_commented_early_stopping_matches_the_checkpoint(path):
 
 def test_every_config_is_checked():
     assert {p.stem for p in CONFIGS} >= {"demo", "camvid", "isbi2012", "seed"}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_configs_use_the_current_keys_and_class_paths(path):
+    from unet_train.settings import move_config
+
+    config = yaml.safe_load(path.read_text())
+    assert move_config(config) is config  # no flat key that moved, no unet_train.data.* path
+    assert config["data"]["class_path"].split(".")[1] in ("folder", "synthetic", "streaming")
