@@ -17,7 +17,8 @@ import torch
 from tests.peers.milesial_layout import UNet as MilesialUNet
 from tests.peers.milesial_layout import randomise
 from unet_bridge import load_any_weights, port, random_input, sources
-from unet_bridge.port import RejectedError, compare_with_reference, write_source, write_verified
+from unet_bridge.judge import judge, proof_inputs
+from unet_bridge.port import RejectedError, write_source, write_verified
 from unet_bridge.sources import _torch as tio
 from unet_bridge.sources import milesial, monai_basicunet
 from unet_cli.main import main
@@ -55,11 +56,14 @@ def _x(spec, size: int, seed: int = 0) -> np.ndarray:
     return random_input(spec, size, 1, seed)
 
 
-def _assert_proven(rows) -> None:
-    for size, (check, what) in rows:
-        assert check.passed, f"{size}: {check}"
-        assert check.rel <= REL, f"{size}: {check}"
-        assert what == "logits"
+def _assert_proven(reference, spec, weights, x) -> None:
+    """The judge at each size a source is proven at (``x``'s, and an odd one for a pad merge)."""
+    runs = proof_inputs(reference, spec, x)
+    verdicts = judge(reference, spec, weights, [xi for _, xi in runs])
+    for (size, _), verdict in zip(runs, verdicts, strict=True):
+        assert verdict.check.passed, f"{size}: {verdict.check}"
+        assert verdict.check.rel <= REL, f"{size}: {verdict.check}"
+        assert verdict.what == "logits"
 
 
 # -- milesial --------------------------------------------------------------------------------------
@@ -89,8 +93,8 @@ def test_milesial_port_matches_its_forward_pass(tmp_path, bilinear, bias) -> Non
     assert spec.conv_bias is bias and spec.upsample == ("bilinear" if bilinear else "transpose")
     ref = milesial.reference_from_module(_milesial(bilinear, bias, seed=1), path, "stand-in")
     # 64: a valid size; 79 and 250 (+15): odd sizes, where milesial zero-pads around the map.
-    _assert_proven(compare_with_reference(ref, spec, weights, _x(spec, 64)))
-    _assert_proven(compare_with_reference(ref, spec, weights, _x(spec, 250)))
+    _assert_proven(ref, spec, weights, _x(spec, 64))
+    _assert_proven(ref, spec, weights, _x(spec, 250))
 
 
 @pytest.mark.parametrize("bilinear", [False, True], ids=["transpose", "bilinear"])
@@ -135,8 +139,8 @@ def test_basicunet_port_matches_monai(tmp_path, variant) -> None:
     weights, spec, reference, note = monai_basicunet.read(path)
     assert reference is not None and "BasicUNet" in reference.description
     # 32: a valid size; 47 (+15) and 37 + 15: odd sizes, where UpCat replicates the far edge.
-    _assert_proven(compare_with_reference(reference, spec, weights, _x(spec, 32)))
-    _assert_proven(compare_with_reference(reference, spec, weights, _x(spec, 37)))
+    _assert_proven(reference, spec, weights, _x(spec, 32))
+    _assert_proven(reference, spec, weights, _x(spec, 37))
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))

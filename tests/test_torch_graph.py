@@ -18,7 +18,8 @@ from torch import nn
 from tests.peers import plain_unets as plain
 from tests.peers.milesial_layout import UNet as MilesialUNet
 from unet_bridge import random_input
-from unet_bridge.port import compare_with_reference
+from unet_bridge.judge import judge, proof_inputs
+from unet_bridge.reads import module_reference
 from unet_bridge.sources import _torch as tio
 from unet_bridge.sources import monai_basicunet
 from unet_graph import GraphMismatchError
@@ -100,7 +101,7 @@ def _read(name: str) -> tuple[nn.Module, TorchGraphSpec]:
 
 def _sizes(spec: UNetSpec) -> list[int]:
     """A valid size near 64, and for a spec that takes any size the bridge's odd one joins it
-    (:func:`unet_bridge.port.reference_sizes`); otherwise the next valid size."""
+    (:func:`unet_bridge.reads.reference_sizes`); otherwise the next valid size."""
     size = spec.plan().nearest_valid_size(64)
     if spec.skip_merge == "pad":
         return [size]
@@ -109,13 +110,15 @@ def _sizes(spec: UNetSpec) -> list[int]:
 
 def _prove(model: nn.Module, read: TorchGraphSpec, weights: dict[str, np.ndarray]) -> list[int]:
     output = "logits" if read.head == "none" else read.head
-    reference = tio.module_reference(model, "the source module", output)
+    reference = module_reference(model, "the source module", output)
     proven = []
     for size in _sizes(read.spec):
         x = random_input(read.spec, size, 1, seed=size)
-        for n, (check, what) in compare_with_reference(reference, read.spec, weights, x):
-            assert check.passed, f"{n}x{n}: {check}"
-            assert what == output
+        runs = proof_inputs(reference, read.spec, x)
+        verdicts = judge(reference, read.spec, weights, [xi for _, xi in runs])
+        for (n, _), verdict in zip(runs, verdicts, strict=True):
+            assert verdict.check.passed, f"{n}x{n}: {verdict.check}"
+            assert verdict.what == output
             proven.append(n)
     return proven
 

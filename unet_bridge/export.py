@@ -7,8 +7,8 @@ the LiteRT interpreter, ``torch.export.load``) on an NCHW float32 batch and retu
 converting layouts where the runtime is NHWC. :func:`export_model` writes through
 :func:`unet_runtime.atomic_path` and proves the artefact like ``unet port`` proves a port: the
 artefact runs in its runtime on random input (and an image when given), and its logits and final
-outputs are judged against the canonical PyTorch model in fp32 and its float64 run by the
-noise-aware comparison (:func:`unet_spec.check_against_noise`). Only an artefact that passes lands
+outputs are judged against the PyTorch twin in fp32 and its float64 run by the one judge
+(:func:`unet_bridge.judge.judge`). Only an artefact that passes lands
 at the destination, with a model card beside it (:mod:`unet_bridge.card`).
 
 Sizes: the batch dimension is always dynamic. Height and width are dynamic where the spec takes any
@@ -49,8 +49,9 @@ from unet_bridge.artefacts.common import (  # the shared parts, re-exported as t
 )
 from unet_bridge.formats import FORMATS, Weights, format_of, register
 from unet_bridge.proving import land
+from unet_bridge.reads import Reference
 from unet_runtime import check_destination
-from unet_spec import NoiseCheck, NoiseTolerance, UNetSpec, build_plan, compare
+from unet_spec import NoiseCheck, NoiseTolerance, UNetSpec
 from unet_spec.compare import FP32_EPS
 
 #: Unit roundoff of each precision (half the spacing of numbers near 1, relative): fp32 2⁻²⁴,
@@ -220,30 +221,15 @@ def verify_artefact(
     tolerance: NoiseTolerance,
     run: Runner | None = None,
 ) -> list[ExportCheck]:
-    """Run ``path`` in its runtime on each input and judge it against the PyTorch model (fp32, and
-    float64 for the noise). Needs PyTorch, not Keras. ``run`` is the loaded artefact (default:
-    loaded by its suffix)."""
-    from unet_bridge.parity import check_outputs, torch_model, torch_taps
+    """Run ``path`` in its runtime on each input and judge it against the PyTorch twin (the one
+    judge, :func:`unet_bridge.judge.judge`: fp32, and float64 for the noise). Needs PyTorch, not
+    Keras. ``run`` is the loaded artefact (default: loaded by its suffix)."""
+    from unet_bridge.judge import judge
 
-    run = run or load_artefact(path)
-    out_name = build_plan(spec).output.name
-    model = torch_model(spec, weights)
-    model64 = torch_model(spec, weights).double()
-    checks = []
-    for name, x in xs.items():
-        got = run(x)
-        ref = torch_taps(model, x, [out_name])[out_name]
-        ref64 = torch_taps(model64, x, [out_name])[out_name]
-        if got.shape != ref.shape:
-            raise ValueError(
-                f"{path}: the artefact gives shape {got.shape} for input {x.shape}; "
-                f"the model gives {ref.shape}"
-            )
-        logits, output = check_outputs(spec, got, ref, ref64, tolerance)
-        checks.append(
-            ExportCheck(name, tuple(x.shape), logits, output, compare(got, ref64).argmax_agreement)
-        )
-    return checks
+    artefact = Reference(run or load_artefact(path), "logits", f"{path}: the artefact")
+    verdicts = judge(artefact, spec, weights, list(xs.values()), tolerance=tolerance)
+    return [ExportCheck(name, v.shape, v.check, v.final, v.agreement)
+            for name, v in zip(xs, verdicts, strict=True)]  # fmt: skip
 
 
 def export_model(

@@ -90,11 +90,30 @@ def torch_taps(
     return taps
 
 
+def twin_taps(
+    spec: UNetSpec,
+    weights: Mapping[str, np.ndarray],
+    xs: Sequence[np.ndarray],
+    names: Sequence[str],
+    *,
+    float64: bool = False,
+    device: str = "cpu",
+) -> list[dict[str, np.ndarray]]:
+    """The PyTorch twin built once, in fp32 on ``device`` or as the float64 reference on the CPU
+    (:func:`unet_torch.adapters.to_float64`), its blocks ``names`` tapped on each NCHW input."""
+    from unet_torch.adapters import to_float64
+
+    model = torch_model(spec, weights, "cpu" if float64 else device)
+    if float64:
+        model = to_float64(model)
+    return [torch_taps(model, x, names, "cpu" if float64 else device) for x in xs]
+
+
 def reference_taps(
     spec: UNetSpec, weights: Mapping[str, np.ndarray], x: np.ndarray, names: Sequence[str]
 ) -> dict[str, np.ndarray]:
-    """The float64 reference: the PyTorch model run in double precision on the CPU."""
-    return torch_taps(torch_model(spec, weights).double(), x, names)
+    """The float64 reference: the PyTorch twin run in double precision on the CPU."""
+    return twin_taps(spec, weights, [x], names, float64=True)[0]
 
 
 def keras_taps(model: Any, x: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
@@ -299,16 +318,40 @@ def check_outputs(
     reference: np.ndarray,
     reference64: np.ndarray,
     tolerance: NoiseTolerance | None = None,
+    *,
+    output: str = "logits",
+    candidate64: np.ndarray | None = None,
 ) -> tuple[NoiseCheck, NoiseCheck]:
-    """Logits and final outputs (through ``spec.head``) of a candidate, with the label check."""
-    logits = check_against_noise(
-        candidate, reference, reference64, tolerance, labels=label_rule(spec, False)
-    )
-    output = check_against_noise(
-        head(candidate, spec.head), head(reference, spec.head), head(reference64, spec.head),
-        tolerance, labels=label_rule(spec, spec.head != "none"),
+    """The noise rule and the label rule on a candidate's outputs against the twin's logits.
+
+    Args:
+        spec: The spec (its head and class count pick the label rule).
+        candidate: The candidate's fp32 output, NCHW.
+        reference: The twin's fp32 logits on the same input.
+        reference64: The twin's float64 logits (what its fp32 noise is measured against).
+        tolerance: Margin and floor (default :class:`~unet_spec.NoiseTolerance`).
+        output: What the candidate gives: ``"logits"``, or probabilities through ``"sigmoid"``
+            or ``"softmax"`` (the twin's logits go through the same activation).
+        candidate64: The candidate's own float64 output, when it runs in float64 too: its noise
+            then counts (:func:`unet_spec.check_against_noise`).
+
+    Returns:
+        ``(check, final)``: the candidate's own output judged, and the final outputs through
+        ``spec.head`` (for logits: both sides through the head; for probabilities: ``check``).
+    """
+    act = "none" if output == "logits" else output
+    check = check_against_noise(
+        candidate, head(reference, act), head(reference64, act), tolerance,
+        labels=label_rule(spec, act != "none"), candidate64=candidate64,
     )  # fmt: skip
-    return logits, output
+    if act != "none":
+        return check, check
+    c64 = None if candidate64 is None else head(candidate64, spec.head)
+    final = check_against_noise(
+        head(candidate, spec.head), head(reference, spec.head), head(reference64, spec.head),
+        tolerance, labels=label_rule(spec, spec.head != "none"), candidate64=c64,
+    )  # fmt: skip
+    return check, final
 
 
 def run_parity(
@@ -339,9 +382,7 @@ def run_parity(
     names = tapped_blocks(spec) if per_layer else [out_name]
     seconds: dict[str, float] = {}
     start = time.perf_counter()
-    model = torch_model(spec, weights, device)
-    ref = torch_taps(model, x, names, device)
-    del model
+    ref = twin_taps(spec, weights, [x], names, device=device)[0]
     seconds["torch"] = time.perf_counter() - start
     start = time.perf_counter()
     ref64 = reference_taps(spec, weights, x, names)

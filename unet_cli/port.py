@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     from unet_bridge import find_metrics, format_of, port
     from unet_bridge.formats import HUB_FOLDER, suffix_of
     from unet_bridge.parity import check_finite
-    from unet_bridge.port import fixed_size
+    from unet_bridge.reads import fixed_size
     from unet_bridge.sources import read_any
     from unet_runtime import check_destination
     from unet_spec.sizes import check_size, model_size, preset_name

@@ -46,12 +46,18 @@ def load_canonical(model: M, weights: Mapping[str, np.ndarray], source: str = "w
     return model
 
 
+def to_float64(model: M) -> M:
+    """``model`` itself on the CPU in double precision: the one float64 reference that parity
+    checks, port proofs and exports measure fp32 noise against (the twin's, and a torch source's).
+    Cast in place, so no copy is held; casting float32 weights there and back is exact."""
+    return model.to("cpu", torch.float64)
+
+
 @torch.no_grad()
 def float64_reference(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``model`` on ``x`` in double precision, on the CPU: the reference every parity check
-    measures fp32 noise against (``model`` itself is left as it is)."""
-    reference = copy.deepcopy(model).to("cpu", torch.float64)
-    return reference(x.detach().to("cpu", torch.float64))
+    """``model`` on ``x`` in double precision, on the CPU (:func:`to_float64` of a copy: ``model``
+    itself is left as it is)."""
+    return to_float64(copy.deepcopy(model))(x.detach().to("cpu", torch.float64))
 
 
-__all__ = ["canonical_state", "float64_reference", "load_canonical"]
+__all__ = ["canonical_state", "float64_reference", "load_canonical", "to_float64"]

@@ -25,57 +25,15 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any
 
 import numpy as np
 
+from unet_bridge.reads import Reference, SourceRead, keras_model_reference
 from unet_runtime import suffix_in
 from unet_spec import UNetSpec
 
 Weights = Mapping[str, np.ndarray]
-#: What a reference outputs: logits, or the logits through an activation.
-Output = Literal["logits", "sigmoid", "softmax"]
-
-
-@dataclass(frozen=True)
-class Reference:
-    """Something runnable that computes what the source computes.
-
-    Attributes:
-        run: NCHW float32 numpy in, numpy out (same layout as the twins' outputs).
-        output: Whether ``run`` gives ``"logits"`` or probabilities (``"sigmoid"``/``"softmax"``).
-        description: What runs, for the proof line (``"MONAI BasicUNet"``, ``"unet.unet_model:UNet"``).
-        run64: The same source run in float64, when it can be (a torch module in ``double()``);
-            its noise then counts in the comparison, like a second framework's.
-        keras_model: The Keras model ``run`` calls, when the source is a Keras model loaded from
-            its file: it is run at its own fixed input size (if it has one), and that size is
-            the size of a written ``.keras`` model.
-        sizes: The input sizes the proof runs the source at (its own size when it has a fixed
-            one); empty: the proof's default (:func:`reference_sizes`).
-    """
-
-    run: Callable[[np.ndarray], np.ndarray]
-    output: Output
-    description: str
-    run64: Callable[[np.ndarray], np.ndarray] | None = None
-    keras_model: Any = None
-    sizes: tuple[int, ...] = ()
-
-
-class SourceRead(NamedTuple):
-    """What a source's ``read`` returns (unpacks as ``weights, spec, reference, note``).
-
-    Attributes:
-        weights: Canonical weights (plan names, torch layouts, float32).
-        spec: The spec inferred from the file's tensor shapes (and the layout's fixed choices).
-        reference: The source itself, runnable, or ``None`` when only weights exist.
-        note: What the file held and what a port of it can and cannot prove, one line.
-    """
-
-    weights: dict[str, np.ndarray]
-    spec: UNetSpec
-    reference: Reference | None
-    note: str
 
 
 #: ``recognise(path or loaded object) -> bool``.
@@ -204,54 +162,6 @@ def detect(path_or_object: Any) -> Source | None:
     return None
 
 
-def reference_sizes(spec: UNetSpec, size: int) -> list[int]:
-    """The check size, and for a spec that takes any size (a pad merge) a small odd one too: sizes
-    whose poolings drop a row are where padding conventions (zeros split around the map, or the
-    far edge replicated) show. Four pooling cells and one less than a fifth drop a row at every
-    level, and a small map keeps the second run cheap."""
-    sizes = [size]
-    if spec.skip_merge == "pad":
-        cell = 2**spec.depth
-        odd = 5 * cell - 1
-        try:
-            spec.plan().layout(odd)
-            if odd != size:
-                sizes.append(odd)
-        except ValueError:
-            pass
-    return sizes
-
-
-#: Pooling cells per side of a port's proof input: the bottleneck still sees an 8x8 map, every
-#: tensor of the model takes part, and a float64 run of a 31 M-parameter model stays affordable
-#: (its memory and time grow with the area; see docs/results.md).
-PROOF_CELLS = 8
-
-
-def proof_size(spec: UNetSpec) -> int:
-    """The input size a port is proven at: the smallest valid size of :data:`PROOF_CELLS`
-    pooling cells per side or more."""
-    return spec.plan().nearest_valid_size(PROOF_CELLS * 2**spec.depth, direction="up")
-
-
-def two_sizes(spec: UNetSpec, size: int | None = None) -> tuple[int, ...]:
-    """Two input sizes where the spec takes two: ``size`` (default: :func:`proof_size`) and a
-    small odd one where the spec takes any size (:func:`reference_sizes`), else the smallest valid
-    size of at least four pooling cells (or, that being ``size``, the next one)."""
-    size = size or proof_size(spec)
-    sizes = reference_sizes(spec, size)
-    if len(sizes) == 1:
-        plan = spec.plan()
-        try:
-            other = plan.nearest_valid_size(4 * 2**spec.depth, direction="up")
-            if other == size:
-                other = plan.nearest_valid_size(size + 1, direction="up")
-            sizes.append(other)
-        except ValueError:  # no other size: one is what the spec takes
-            pass
-    return tuple(sizes)
-
-
 def read_any(
     path: str | os.PathLike[str],
     *,
@@ -334,7 +244,7 @@ def read_any(
                 "`unet port --sources`); any other U-Net's state dict is read with its class: "
                 "--source-model MODULE:CLASS --source-args JSON"
             ) from None
-        reference = None if model is None else keras_model_reference(model)
+        reference = None if model is None else keras_model_reference(model, spec)
         return None, SourceRead(weights, spec, reference, "")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
@@ -363,20 +273,6 @@ def module_source(source_model: str, source_args: str | None = None) -> Source:
     return get_source(GRAPH).for_model(model, call)
 
 
-def keras_model_reference(model: Any) -> Reference:
-    """A Keras model loaded from a file as the reference: what its last layer outputs (logits or
-    an activation) is compared."""
-    from unet_keras import to_nchw, to_nhwc
-
-    activation = model.layers[-1].get_config().get("activation", "linear")
-    output = activation if activation in ("sigmoid", "softmax") else "logits"
-
-    def run(x: np.ndarray) -> np.ndarray:
-        return to_nchw(np.asarray(model(to_nhwc(x), training=False), dtype=np.float32))
-
-    return Reference(run, output, "source model", keras_model=model)
-
-
 def listing() -> str:
     """The table ``unet port --sources`` prints."""
     rows = [("source", "formats", "directions", "extra", "description")]
@@ -392,22 +288,14 @@ def listing() -> str:
 
 __all__ = [
     "BUILTIN",
-    "PROOF_CELLS",
     "SOURCES",
-    "Output",
-    "Reference",
     "Source",
-    "SourceRead",
     "all_sources",
     "detect",
     "get_source",
-    "keras_model_reference",
     "listing",
     "matches_suffix",
     "module_source",
-    "proof_size",
     "read_any",
-    "reference_sizes",
     "register",
-    "two_sizes",
 ]

@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from unet_bridge.sources import Output, Reference
 from unet_spec import UNetSpec, build_plan
 
 # Wrappers other code stores a network under (DDP, torch.compile, Lightning's self.model).
@@ -230,31 +229,6 @@ def reconcile(
         raise ValueError(f"{where}: the given spec does not fit the file: {'; '.join(problems)}")
     changes = {k: b for k, (_, b) in inferred.diff(given).items()}
     return inferred.replace(**changes) if changes else inferred
-
-
-def module_reference(module: Any, description: str, output: Output = "logits") -> Reference:
-    """A torch module (eval mode, CPU) as a :class:`Reference`, with a float64 run for its noise.
-
-    The float64 run casts the module itself to ``double()`` rather than copying it (a copy of a
-    31 M-parameter model is 250 MB more), and the fp32 run casts it back, which is exact for
-    weights that were float32: a proof runs the source in fp32 on all its inputs first, then in
-    float64, so the module changes precision once.
-    """
-    import torch
-
-    module = module.eval().to("cpu")
-
-    def runner(dtype: Any) -> Callable[[np.ndarray], np.ndarray]:
-        def run(x: np.ndarray) -> np.ndarray:
-            if next(module.parameters(), torch.empty(0, dtype=dtype)).dtype != dtype:
-                module.to(dtype)
-            with torch.no_grad():
-                out = module(torch.from_numpy(np.ascontiguousarray(x)).to(dtype))
-            return out.detach().to("cpu").numpy().copy()
-
-        return run
-
-    return Reference(runner(torch.float32), output, description, runner(torch.float64))
 
 
 def load_strict(module: Any, state: Mapping[str, Any], where: str) -> Any:

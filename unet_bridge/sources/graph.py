@@ -34,15 +34,15 @@ from typing import Any
 
 import numpy as np
 
-from unet_bridge.sources import (
-    GRAPH,
+from unet_bridge.reads import (
     Output,
     Reference,
-    Source,
     SourceRead,
-    register,
+    keras_model_reference,
+    module_reference,
     two_sizes,
 )
+from unet_bridge.sources import GRAPH, Source, register
 from unet_bridge.sources import _torch as tio
 from unet_runtime import suffix_in
 from unet_spec import UNetSpec
@@ -59,7 +59,7 @@ def _output(head: str) -> Output:
 
 def proof_sizes(spec: UNetSpec, fixed: tuple[int, int] | None = None) -> tuple[int, ...]:
     """Where a source is run against the twin: its own size when it has one, else two sizes
-    (:func:`~unet_bridge.sources.two_sizes`)."""
+    (:func:`~unet_bridge.reads.two_sizes`)."""
     if fixed is not None:
         if fixed[0] != fixed[1]:
             raise ValueError(
@@ -278,7 +278,7 @@ def _torch_source(module: Any, call: str) -> Source:
         tio.load_strict(module, state, f"{path} into {call}")
         weights = canonical_weights(state, found.mapping)
         result = tio.reconcile(found.spec, spec, (), str(path))
-        reference = tio.module_reference(module, call, _output(found.head))
+        reference = module_reference(module, call, _output(found.head))
         reference = dataclasses.replace(reference, sizes=proof_sizes(found.spec))
         parts = [f"state dict of {call}, spec read from its graph ({found.traced})", *found.notes]
         if other:
@@ -318,7 +318,6 @@ def _fit_prefix(state: dict[str, Any], expected: Any) -> dict[str, Any]:
 
 
 def _keras_source(model: Any, call: str) -> Source:
-    from unet_bridge.sources import keras_model_reference
     from unet_keras.foreign.transfer import canonical_from_graph
     from unet_keras.graph import read_unet_graph
 
@@ -333,7 +332,7 @@ def _keras_source(model: Any, call: str) -> Source:
         result = tio.reconcile(found.spec, spec, (), str(path))
         parts = [f"weights of {call}, spec read from its layer graph", *found.notes]
         weights = canonical_from_graph(found)
-        return SourceRead(weights, result, keras_model_reference(model), "; ".join(parts))
+        return SourceRead(weights, result, keras_model_reference(model, result), "; ".join(parts))
 
     return Source(
         name=NAME, description=f"weights of {call}", framework="keras",

@@ -32,7 +32,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from unet_bridge.sources import Reference, Source, SourceRead, register
+from unet_bridge.reads import Reference, SourceRead
+from unet_bridge.sources import Source, register
 from unet_spec import UNetSpec, get_preset
 
 KERAS_UNET = "keras-unet"

@@ -22,7 +22,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from unet_bridge.sources import Reference, Source, SourceRead, register
+from unet_bridge.reads import Reference, SourceRead, module_reference
+from unet_bridge.sources import Source, register
 from unet_bridge.sources import _torch as tio
 from unet_spec import UNetSpec
 
@@ -232,7 +233,7 @@ def reference_from_module(module: Any, path: Path, description: str) -> Referenc
     """A user-named module (milesial's ``UNet``, or a fork) with ``path``'s tensors loaded strictly."""
     state, _ = tio.load_state(path)
     tio.load_strict(module, state, f"{path} into {description}")
-    return tio.module_reference(module, description)
+    return module_reference(module, description)
 
 
 def runnable_hint(spec: UNetSpec) -> str:

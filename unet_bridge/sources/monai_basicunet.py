@@ -24,7 +24,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from unet_bridge.sources import Reference, Source, SourceRead, register
+from unet_bridge.reads import Reference, SourceRead, module_reference
+from unet_bridge.sources import Source, register
 from unet_bridge.sources import _torch as tio
 from unet_spec import UNetSpec
 
@@ -275,7 +276,7 @@ def build_module(spec: UNetSpec) -> Any:
 def reference_for(spec: UNetSpec, state: Any, where: str) -> Reference:
     """BasicUNet built for ``spec`` with ``state`` loaded strictly, as a :class:`Reference`."""
     module = tio.load_strict(build_module(spec), state, f"{where} into BasicUNet")
-    return tio.module_reference(module, f"MONAI BasicUNet(features={features_of(spec)})")
+    return module_reference(module, f"MONAI BasicUNet(features={features_of(spec)})")
 
 
 def write(weights: Any, spec: UNetSpec, path: Path) -> Path:
@@ -290,7 +291,7 @@ def reference_from_module(
     """A user-named module with ``path``'s tensors loaded strictly."""
     state, _ = tio.load_state(path)
     tio.load_strict(module, state, f"{path} into {description}")
-    return tio.module_reference(module, description)
+    return module_reference(module, description)
 
 
 SOURCE = register(
