@@ -134,7 +134,7 @@ def main() -> int:
         if args.demo is not None:
             from unet_data.synthetic import make_dataset
 
-            weights, spec, _ = load_any_weights(args.demo / "model.safetensors")
+            weights, spec, *_ = load_any_weights(args.demo / "model.safetensors")
             # The demo run's validation images (configs/demo.yaml: 256 train, 32 val, 64 px).
             images, masks = make_dataset(32, 64, spec.in_channels, spec.num_classes, 0, 256)
             models.append((f"demo ({args.demo.parent.name}/{args.demo.name})", spec, weights,

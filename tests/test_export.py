@@ -165,7 +165,7 @@ def test_planted_defect_exits_1_and_writes_nothing(
 
 
 def test_fp16_needs_and_states_its_looser_tolerance(files, tmp_path) -> None:
-    weights, spec, _ = load_any_weights(files / "any.safetensors")
+    weights, spec, *_ = load_any_weights(files / "any.safetensors")
     result = export_model(weights, spec, tmp_path / "h.onnx", precision="fp16", card=False)
     assert result.ok and result.tolerance.margin == 16 * 8192
     xs = {"random": np.random.default_rng(1).random((1, 3, 16, 16), dtype=np.float32)}

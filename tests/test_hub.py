@@ -66,8 +66,8 @@ def test_registry_writes_the_layout(folder, weights) -> None:
     config = json.loads((folder / "config.json").read_text())
     assert config["model_class"] == "unet_torch.UNet"
     assert UNetSpec.from_dict(config["spec"]) == SPEC
-    loaded, spec, model = load_any_weights(folder)
-    assert spec == SPEC and model is None
+    loaded, spec, reference, _ = load_any_weights(folder)
+    assert spec == SPEC and reference is None
     _assert_same(loaded, weights)
     card = ModelCard.load(folder / "README.md")  # the metadata hubs index
     assert card.data.library_name == "unet-twins" and card.data.license == "mit"
@@ -197,12 +197,12 @@ def test_port_checkpoint_to_folder_and_folder_to_keras(tmp_path, capsys, run_che
     dice = [r for r in card.data.eval_results if r.metric_type == "dice"]
     assert [r.metric_value for r in dice] == [0.8125]
     assert "verified: reload bit-exact" in card.text and "## Training" in card.text
-    _, _, keras_model = load_any_weights(dst / "model.keras")
-    assert keras_model is not None
+    reference = load_any_weights(dst / "model.keras").reference
+    assert reference is not None and reference.keras_model is not None
 
     back = tmp_path / "model.keras"
     assert main(["port", str(dst), str(back)]) == 0
-    ported, spec, _ = load_any_weights(back)
+    ported, spec, *_ = load_any_weights(back)
     assert spec == SPEC
     _assert_same(ported, weights)
 

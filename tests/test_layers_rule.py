@@ -318,9 +318,6 @@ def test_the_framework_free_packages_keep_their_places(
 #: redesign that opens it; the check leaves these edges out. An entry whose import is gone, or
 #: that closes no circle any more, fails, so the list only shrinks.
 KNOWN_CIRCLE_EDGES: dict[tuple[str, str], str] = {
-    # The registry's .pt reader asks the converters to detect a layout, and the converters read
-    # files through the registry.
-    ("unet_bridge.formats", "unet_bridge.sources"): "formats.load_pt calls sources.detect",
     # UNetSpec.plan() builds the plan, whose module reads the spec.
     ("unet_spec.spec", "unet_spec.plan"): "UNetSpec.plan()",
 }

@@ -35,7 +35,7 @@ def test_every_pair_is_bit_exact(sources, tmp_path, src, dst) -> None:
     out = tmp_path / f"out{dst}"
     argv = ["port", str(folder / f"src{src}"), str(out), "--spec", str(folder / "spec.json")]
     assert main([*argv, "--no-verify"]) == 0
-    ported, spec, _ = load_any_weights(out)
+    ported, spec, *_ = load_any_weights(out)
     assert spec == SPEC
     for name, value in weights.items():
         np.testing.assert_array_equal(ported[name], value, err_msg=name)
@@ -189,7 +189,7 @@ def test_a_bare_safetensors_state_dict_is_read_with_a_spec(sources, tmp_path, pr
     save_file({prefix + k: torch.from_numpy(v.copy()) for k, v in weights.items()}, bare)
     with pytest.raises(ValueError, match="no spec"):
         load_any_weights(bare)
-    read, spec, _ = load_any_weights(bare, SPEC)
+    read, spec, *_ = load_any_weights(bare, SPEC)
     assert spec == SPEC and all(np.array_equal(read[k], v) for k, v in weights.items())
     out = tmp_path / "out.safetensors"
     assert main(["port", str(bare), str(out), "--spec", str(folder / "spec.json")]) == 0

@@ -81,7 +81,7 @@ def test_class_from_a_file_with_a_sigmoid_in_forward(files, capsys, tmp_path) ->
     assert code == 0, err
     _proven(out)
     assert "(sigmoid)" in out
-    weights, spec, _ = load_any_weights(dst)
+    weights, spec, *_ = load_any_weights(dst)
     assert spec.head == "sigmoid" and spec.upsample == "nearest" and spec.up_conv_kernel == 2
     np.testing.assert_array_equal(
         weights["head.weight"], flat.layers["out"].weight.detach().numpy()
@@ -116,7 +116,7 @@ def test_files_that_carry_their_graph_need_no_flags(capsys, tmp_path) -> None:
     code, out, err = _port(capsys, exported, tmp_path / "exported.safetensors")
     assert code == 0, err
     _proven(out)
-    weights, spec, _ = load_any_weights(tmp_path / "exported.safetensors")
+    weights, spec, *_ = load_any_weights(tmp_path / "exported.safetensors")
     assert spec.norm == "batch" and spec.act_before_norm and spec.bn_epsilon == 1e-3
 
 
@@ -137,7 +137,7 @@ def test_onnx_with_batch_norm_folded(capsys, tmp_path) -> None:
     _proven(out)
     assert "onnxruntime on milesial.onnx vs PyTorch" in out
     assert "batch norm folded into the convs" in out
-    _, spec, _ = load_any_weights(tmp_path / "onnx.safetensors")
+    _, spec, *_ = load_any_weights(tmp_path / "onnx.safetensors")
     assert spec.norm == "none" and spec.conv_bias and spec.skip_merge == "pad"
 
 
@@ -159,7 +159,7 @@ def test_onnx_crops_and_resizes_measured_at_its_size(capsys, tmp_path, preset) -
     assert code == 0, err
     _proven(out, times=1)
     assert f"at {size}x{size}" in out
-    _, read, _ = load_any_weights(tmp_path / "out.safetensors")
+    _, read, *_ = load_any_weights(tmp_path / "out.safetensors")
     assert read.replace(head=spec.head, dropout=spec.dropout) == spec
 
 

@@ -16,11 +16,11 @@ import torch
 
 from tests.peers.milesial_layout import UNet as MilesialUNet
 from tests.peers.milesial_layout import randomise
-from unet_bridge import load_any_weights, port, random_input, sources
+from unet_bridge import port, random_input, sources
 from unet_bridge.judge import judge, proof_inputs
 from unet_bridge.port import RejectedError, write_source, write_verified
+from unet_bridge.sources import SourceFile, milesial, monai_basicunet
 from unet_bridge.sources import _torch as tio
-from unet_bridge.sources import milesial, monai_basicunet
 from unet_cli.main import main
 from unet_spec import PRESETS, random_weights
 
@@ -87,11 +87,13 @@ def test_milesial_port_matches_its_forward_pass(tmp_path, bilinear, bias) -> Non
     state["mask_values"] = [0, 1]  # newer checkpoints carry it
     path = tmp_path / "carvana.pth"
     torch.save(state, path)
-    assert sources.detect(path) is sources.get_source("milesial")
-    weights, spec, reference, note = milesial.read(path)
+    assert sources.detect(SourceFile(path)) is sources.get_source("milesial")
+    weights, spec, reference, note = milesial.SOURCE.read(SourceFile(path))
     assert reference is None and "mask_values" in note
     assert spec.conv_bias is bias and spec.upsample == ("bilinear" if bilinear else "transpose")
-    ref = milesial.reference_from_module(_milesial(bilinear, bias, seed=1), path, "stand-in")
+    ref = milesial.SOURCE.reference_from_module(
+        _milesial(bilinear, bias, seed=1), SourceFile(path), "stand-in"
+    )
     # 64: a valid size; 79 and 250 (+15): odd sizes, where milesial zero-pads around the map.
     _assert_proven(ref, spec, weights, _x(spec, 64))
     _assert_proven(ref, spec, weights, _x(spec, 250))
@@ -104,14 +106,14 @@ def test_milesial_written_back_loads_strictly(tmp_path, bilinear, bias) -> None:
     weights = random_weights(spec, seed=3)
     dst = tmp_path / "back.pth"
 
-    def stand_in(path):
-        return milesial.reference_from_module(_milesial(bilinear, bias), path, "stand-in")
+    def stand_in(file):
+        return milesial.SOURCE.reference_from_module(_milesial(bilinear, bias), file, "stand-in")
 
     result = write_source(weights, spec, dst, sources.get_source("milesial"), stand_in)
     assert result.ok and "stand-in vs PyTorch" in result.summary
     model = MilesialUNet(3, 2, bilinear, base=4, bias=bias)
     model.load_state_dict(torch.load(dst, weights_only=True), strict=True)
-    back = milesial.read(dst)
+    back = milesial.SOURCE.read(SourceFile(dst))
     assert back.spec == spec
     assert all(np.array_equal(back.weights[k], v) for k, v in weights.items())
 
@@ -135,8 +137,8 @@ VARIANTS = {
 def test_basicunet_port_matches_monai(tmp_path, variant) -> None:
     path = tmp_path / "basicunet.pth"
     torch.save(_basicunet(**VARIANTS[variant]).state_dict(), path)
-    assert sources.detect(path) is sources.get_source("monai")
-    weights, spec, reference, note = monai_basicunet.read(path)
+    assert sources.detect(SourceFile(path)) is sources.get_source("monai")
+    weights, spec, reference, note = monai_basicunet.SOURCE.read(SourceFile(path))
     assert reference is not None and "BasicUNet" in reference.description
     # 32: a valid size; 47 (+15) and 37 + 15: odd sizes, where UpCat replicates the far edge.
     _assert_proven(reference, spec, weights, _x(spec, 32))
@@ -148,7 +150,7 @@ def test_basicunet_written_back_loads_strictly(tmp_path, variant) -> None:
     kwargs = VARIANTS[variant]
     path = tmp_path / "src.pth"
     torch.save(_basicunet(**kwargs).state_dict(), path)
-    _, spec, _, _ = monai_basicunet.read(path)
+    _, spec, _, _ = monai_basicunet.SOURCE.read(SourceFile(path))
     weights = random_weights(spec, seed=5)
     dst = tmp_path / "back.pth"
     result = write_source(weights, spec, dst, sources.get_source("monai"))
@@ -166,11 +168,13 @@ def test_wrong_concat_order_is_refused(tmp_path, peer) -> None:
     path = tmp_path / "src.pth"
     if peer == "milesial":
         torch.save(_milesial(False, False).state_dict(), path)
-        weights, spec, _, _ = milesial.read(path)
-        reference = milesial.reference_from_module(_milesial(False, False, seed=7), path, "src")
+        weights, spec, _, _ = milesial.SOURCE.read(SourceFile(path))
+        reference = milesial.SOURCE.reference_from_module(
+            _milesial(False, False, seed=7), SourceFile(path), "src"
+        )
     else:
         torch.save(_basicunet(features=(4, 4, 8, 8, 16, 8)).state_dict(), path)
-        weights, spec, reference, _ = monai_basicunet.read(path)
+        weights, spec, reference, _ = monai_basicunet.SOURCE.read(SourceFile(path))
     wrong = spec.replace(concat_order="up_skip")
     dst = tmp_path / "wrong.safetensors"
     assert port(weights, wrong, dst, verify=True).ok  # twin against twin cannot tell
@@ -199,6 +203,24 @@ def test_wrong_concat_order_is_refused_by_the_command(tmp_path, monkeypatch, cap
     assert not dst.exists()
 
 
+def test_parity_judges_the_twins_against_the_source_too(tmp_path, monkeypatch, capsys) -> None:
+    """``unet parity`` reads a layout from elsewhere as ``unet port`` does, and judges the twin
+    against the source as well: a wrong concat order passes twin against twin and fails there."""
+    path = tmp_path / "src.pth"
+    torch.save(_milesial(False, False, depth=2).state_dict(), path)
+    args = json.dumps({"n_channels": 3, "n_classes": 2, "base": 4, "depth": 2})
+    argv = ["parity", str(path), "--size", "32", "--source-model", STANDIN, "--source-args", args]
+    assert main(argv) == 0
+    assert f"against the source: {STANDIN}(" in capsys.readouterr().out
+    infer = milesial.infer
+    monkeypatch.setattr(
+        milesial, "infer", lambda shapes: (infer(shapes)[0].replace(concat_order="up_skip"), [])
+    )
+    assert main(argv) == 1
+    out = capsys.readouterr().out
+    assert "verdict: PASS" in out and f"against the source: {STANDIN}(" in out
+
+
 # -- the command ---------------------------------------------------------------------------------
 def test_command_ports_milesial_with_no_flags(tmp_path, capsys) -> None:
     path = tmp_path / "carvana.pth"
@@ -207,8 +229,8 @@ def test_command_ports_milesial_with_no_flags(tmp_path, capsys) -> None:
     assert main(["port", str(path), str(dst)]) == 0
     out = capsys.readouterr().out
     assert "PyTorch vs Keras" in out and "not proven" in out and "--source-model" in out
-    # Every reader of the format registry (unet predict, unet parity) takes the file as it is.
-    weights, spec, _ = load_any_weights(path)
+    # Every reader (unet predict, unet parity, unet export: sources.read_any) takes it as it is.
+    weights, spec, *_ = sources.read_any(path)[1]
     assert spec == milesial.milesial_spec(3, 2, True, base=4, depth=2)
     args = json.dumps({"n_channels": 3, "n_classes": 2, "bilinear": True, "base": 4, "depth": 2})
     proven = tmp_path / "proven.safetensors"

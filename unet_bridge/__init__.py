@@ -9,6 +9,12 @@ export, the ``unet`` command, the parity tests, the benchmarks):
 - :mod:`unet_bridge.formats`: the format registry (suffix → reader, writer); the hub folder
   (:mod:`unet_bridge.hub`) and the deployment artefacts register themselves in it;
 - :mod:`unet_bridge.predict`: tiled predictors from any weight file, on either runtime;
+- :mod:`unet_bridge.reads`: what every reader returns (:class:`~unet_bridge.reads.SourceRead`)
+  and the source itself as something runnable (:class:`~unet_bridge.reads.Reference`);
+- :mod:`unet_bridge.sources`: models from elsewhere, and :func:`~unet_bridge.sources.read_any`,
+  the one reader of everything ``unet port`` reads; :mod:`unet_bridge.graphs`: the ONNX front-end
+  of the U-Net graph reader;
+- :mod:`unet_bridge.judge`: the one judge of anything runnable against the PyTorch twin;
 - :mod:`unet_bridge.port`: writing a file only once it has proved to compute what its source does;
 - :mod:`unet_bridge.export`: deployment artefacts (ONNX, SavedModel, LiteRT, ``.pt2``), each run
   in its own runtime and proven against the PyTorch model before it lands;

@@ -7,8 +7,10 @@ files and give the same error for an unknown one. The hub folder (:mod:`unet_bri
 deployment formats (:mod:`unet_bridge.export`; a writer and a runtime, and no reader, since weights
 are not read back from them) register themselves from their own modules, which import this one.
 
-Callers name a path and get canonical weights and the spec, whatever wrote the file. Each reader
-and writer imports only its own framework (``unet_keras`` loads triton before TensorFlow itself), so
+Callers name a path and get canonical weights and the spec, whatever wrote the file, as the same
+:class:`~unet_bridge.reads.SourceRead` the converters of layouts from elsewhere return (those are
+read by :func:`unet_bridge.sources.read_any`, which comes here for this project's own formats).
+Each reader and writer imports only its own framework (``unet_keras`` loads triton before TensorFlow itself), so
 a ``.safetensors`` file needs neither.
 """
 
@@ -22,14 +24,16 @@ from typing import Any
 
 import numpy as np
 
+from unet_bridge.reads import SourceRead, keras_model_reference
 from unet_runtime import atomic_path, suffix_in
 from unet_spec import UNetSpec
 from unet_spec.sizes import model_size
 
 Weights = Mapping[str, np.ndarray]
 Size = int | Sequence[int] | None
-#: ``read(path, spec) -> (weights, spec, model)``; ``model`` is a loaded Keras model or ``None``.
-Reader = Callable[[Path, UNetSpec | None], tuple[dict[str, np.ndarray], UNetSpec, Any]]
+#: ``read(path, spec) -> SourceRead``: what every reader returns (a Keras model file's reference
+#: is the model loaded from it).
+Reader = Callable[[Path, UNetSpec | None], SourceRead]
 #: ``write(weights, spec, path, input_size)`` writes the file or folder at ``path``.
 Writer = Callable[[Weights, UNetSpec, Path, Size], Any]
 
@@ -108,14 +112,13 @@ def suffix_of(path: str | os.PathLike[str]) -> str:
     return format_of(path).suffix
 
 
-def load_any_weights(
-    path: str | os.PathLike[str], spec: UNetSpec | None = None
-) -> tuple[dict[str, np.ndarray], UNetSpec, Any]:
-    """Canonical weights and spec from any readable format.
+def load_any_weights(path: str | os.PathLike[str], spec: UNetSpec | None = None) -> SourceRead:
+    """Canonical weights and spec from any of this project's readable formats.
 
     Returns:
-        ``(weights, spec, keras_model)``; ``keras_model`` is the model loaded from a ``.keras``
-        file (possibly one this project did not build), ``None`` for other formats.
+        ``(weights, spec, reference, note)``: the reference is the model loaded from a Keras model
+        file (``.keras``, legacy ``.h5``; possibly one this project did not build), ``None`` for
+        other formats; the note is empty.
 
     Raises:
         FileNotFoundError: No such file.
@@ -154,10 +157,10 @@ def save_any_weights(
 
 
 # -- the weight formats ---------------------------------------------------------------------------
-def _read_ckpt(path: Path, spec: UNetSpec | None) -> tuple[dict[str, np.ndarray], UNetSpec, Any]:
+def _read_ckpt(path: Path, spec: UNetSpec | None) -> SourceRead:
     from unet_torch.io import load_ckpt
 
-    return (*load_ckpt(path, spec), None)
+    return SourceRead(*load_ckpt(path, spec), None, "")
 
 
 def _write_ckpt(weights: Weights, spec: UNetSpec, path: Path, input_size: Size) -> Any:
@@ -166,18 +169,12 @@ def _write_ckpt(weights: Weights, spec: UNetSpec, path: Path, input_size: Size) 
     return save_ckpt(weights, spec, path)
 
 
-def _read_pt(path: Path, spec: UNetSpec | None) -> tuple[dict[str, np.ndarray], UNetSpec, Any]:
-    # A state dict saved by other code (milesial/Pytorch-UNet, MONAI's BasicUNet) is recognised by
-    # its key names and read by its converter, which infers the spec; a TorchScript file by its
-    # graph (unet_bridge.sources).
-    from unet_bridge.sources import detect
+def _read_pt(path: Path, spec: UNetSpec | None) -> SourceRead:
+    # This project's own .pt, or a bare state dict under plan names (with ``spec``); layouts from
+    # elsewhere are told apart and read before this (unet_bridge.sources.read_any).
     from unet_torch.io import load_pt
 
-    source = detect(path)
-    if source is not None:
-        weights, spec, _, _ = source.read(path, spec)
-        return weights, spec, None
-    return (*load_pt(path, spec), None)
+    return SourceRead(*load_pt(path, spec), None, "")
 
 
 def _write_pt(weights: Weights, spec: UNetSpec, path: Path, input_size: Size) -> Any:
@@ -186,18 +183,16 @@ def _write_pt(weights: Weights, spec: UNetSpec, path: Path, input_size: Size) ->
     return save_pt(weights, spec, path)
 
 
-def _read_canonical(
-    path: Path, spec: UNetSpec | None
-) -> tuple[dict[str, np.ndarray], UNetSpec, Any]:
+def _read_canonical(path: Path, spec: UNetSpec | None) -> SourceRead:
     from unet_spec.weights import is_canonical_file, load_weights
 
     if is_canonical_file(path):
-        return (*load_weights(path, spec), None)
+        return SourceRead(*load_weights(path, spec), None, "")
     # A bare state dict saved by other code: names may carry a prefix, which PyTorch's reader
     # strips (the canonical file itself needs no framework).
     from unet_torch.io import load_safetensors
 
-    return (*load_safetensors(path, spec), None)
+    return SourceRead(*load_safetensors(path, spec), None, "")
 
 
 def _write_canonical(weights: Weights, spec: UNetSpec, path: Path, input_size: Size) -> Any:
@@ -206,10 +201,12 @@ def _write_canonical(weights: Weights, spec: UNetSpec, path: Path, input_size: S
     return save_weights(weights, spec, path)
 
 
-def _read_keras(path: Path, spec: UNetSpec | None) -> tuple[dict[str, np.ndarray], UNetSpec, Any]:
+def _read_keras(path: Path, spec: UNetSpec | None) -> SourceRead:
     from unet_keras.foreign import load_keras_weights
 
-    return load_keras_weights(path, spec)
+    weights, spec, model = load_keras_weights(path, spec)
+    reference = None if model is None else keras_model_reference(model, spec)
+    return SourceRead(weights, spec, reference, "")
 
 
 def _write_keras(weights: Weights, spec: UNetSpec, path: Path, input_size: Size) -> Any:

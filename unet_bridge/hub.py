@@ -27,10 +27,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from unet_bridge.card import write_hub_card
 from unet_bridge.formats import FORMATS, HUB_FOLDER, Format, Size, Weights, register
+from unet_bridge.reads import SourceRead
 from unet_spec import UNetSpec
 from unet_spec import hub as hub_folder
 from unet_spec.sizes import model_size
@@ -39,10 +38,10 @@ from unet_spec.sizes import model_size
 PLACEHOLDER = "PATH"
 
 
-def read_hub(path: Path, spec: UNetSpec | None) -> tuple[dict[str, np.ndarray], UNetSpec, Any]:
-    """The format's reader: canonical weights and spec, strictly checked (no Keras model: the
+def read_hub(path: Path, spec: UNetSpec | None) -> SourceRead:
+    """The format's reader: canonical weights and spec, strictly checked (no reference: the
     folder's weights are its canonical file)."""
-    return (*hub_folder.load_hub_folder(path, spec), None)
+    return SourceRead(*hub_folder.load_hub_folder(path, spec), None, "")
 
 
 def write_hub(

@@ -33,7 +33,7 @@ from unet_bridge.reads import (
     keras_model_reference,
     proof_size,
 )
-from unet_bridge.sources import Source
+from unet_bridge.sources import Source, SourceFile
 from unet_spec import NoiseTolerance, UNetSpec
 
 
@@ -144,7 +144,9 @@ def verify_file(
         Whether everything held, a one-line summary and the parity report.
     """
     shown = shown or written
-    reloaded, _, written_model = load_any_weights(written, spec)  # also checks the stored spec
+    back = load_any_weights(written, spec)  # also checks the stored spec
+    reloaded = back.weights
+    written_model = None if back.reference is None else back.reference.keras_model
     for name, value in weights.items():
         if not np.array_equal(value, reloaded[name]):
             delta = float(np.abs(np.asarray(value) - reloaded[name]).max())
@@ -153,7 +155,7 @@ def verify_file(
             )
     # The written tensors equal the given ones to the bit: the proof runs on the given ones, and
     # the reloaded copy (124 MB for a 31 M-parameter model) is not kept.
-    del reloaded
+    del reloaded, back
     if x is None:
         x = random_input(spec, fixed_size(written_model) or proof_size(spec), 1, seed)
     # A model file whose head folds in its activation (a legacy .h5, as that era's code saves
@@ -301,8 +303,8 @@ def write_source(
     The written file is read back by the source's converter, which infers its spec again from
     the tensor shapes: the spec must come back unchanged and every tensor bit-exact. When the
     source can run (its package is installed, or ``reference`` builds the user's own module from
-    the written file: ``reference(path) -> Reference``), the file is loaded into it and run
-    against the PyTorch twin by the noise rule. Only then does the file land at ``dst``.
+    the written file: ``reference(file: SourceFile) -> Reference``), the file is loaded into it
+    and judged against the PyTorch twin. Only then does the file land at ``dst``.
 
     Raises:
         ValueError: ``spec`` cannot be written in this layout (the field named).
@@ -315,7 +317,8 @@ def write_source(
     dst = Path(dst)
 
     def prove(tmp: Path) -> PortResult:
-        back = source.read(tmp, None)
+        file = SourceFile(tmp)
+        back = source.read(file, None)
         parts = []
         ok = back.spec.replace(head=spec.head) == spec
         if not ok:
@@ -327,7 +330,7 @@ def write_source(
                 parts.append(f"tensor {name} changed on reload")
         if ok:
             parts.append(f"reload by the {source.name} reader bit-exact, spec inferred unchanged")
-            ref = reference(tmp) if reference is not None else back.reference
+            ref = reference(file) if reference is not None else back.reference
             if ref is None:
                 parts.append(
                     f"not proven against {source.name}'s own code (it cannot run here; name its "

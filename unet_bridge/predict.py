@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from unet_bridge.artefacts import ARTEFACTS
-from unet_bridge.formats import load_any_weights
+from unet_bridge.sources import read_any
 from unet_infer import TiledPredictor
 from unet_runtime import suffix_in
 from unet_spec import UNetSpec
@@ -136,11 +136,11 @@ def load_predictor(
         # The torch stack loads before any Keras reader (see unet_keras._imports).
         from unet_torch.predict import TorchPredictor
 
-        weights, stored, _ = load_any_weights(path, spec)
+        weights, stored, _, _ = read_any(path, spec=spec)[1]
         return TorchPredictor(stored, weights, device, **kwargs)
     from unet_keras.predict import KerasPredictor
 
-    weights, stored, _ = load_any_weights(path, spec)
+    weights, stored, _, _ = read_any(path, spec=spec)[1]
     return KerasPredictor(stored, weights, **kwargs)
 
 

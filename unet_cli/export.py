@@ -31,7 +31,7 @@ HELP = "export to .onnx, .savedmodel, .tflite or .pt2 (run in its runtime and ve
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from unet_bridge import EXPORTS, PRECISIONS
 
-    parser.add_argument("weights", type=Path, help="weights in any readable format")
+    parser.add_argument("weights", type=Path, help="weights in any format `unet port` reads")
     parser.add_argument(
         "dst", type=Path, help=f"the artefact: {', '.join(EXPORTS)} (.savedmodel is a folder)"
     )
@@ -59,8 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from unet_bridge import RejectedError, export_model, find_metrics, load_any_weights
+    from unet_bridge import RejectedError, export_model, find_metrics
     from unet_bridge.export import export_of
+    from unet_bridge.sources import read_any
     from unet_runtime import atomic_write_bytes
 
     export = export_of(args.dst)  # the suffix first: no framework loads for a typo
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"{args.weights}: no such file")
     if args.image is not None and not args.image.is_file():
         raise FileNotFoundError(f"{args.image}: no such image")
-    weights, spec, _ = load_any_weights(args.weights, spec_from_args(args))
+    weights, spec, _, _ = read_any(args.weights, spec=spec_from_args(args))[1]
     try:
         result = export_model(
             weights, spec, args.dst, size=args.size, dynamic=args.dynamic or None,

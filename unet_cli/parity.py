@@ -4,8 +4,11 @@ PyTorch in fp32 is the reference; the same model in float64 measures its fp32 no
 and each Keras block must stay within ``--margin`` times that noise (see
 :func:`unet_spec.check_against_noise`). Prints one row per plan block (name, shape, max |Δ|,
 relative error, the noise floor, the limit, status), the first block out of tolerance and a
-verdict. Exit code 0 within tolerance, 1 outside it, 2 on bad input (non-finite weights or input
-included).
+verdict. The file is read as ``unet port`` reads it (layouts from elsewhere with no flags, any
+plain U-Net's state dict with ``--source-model``), and where its source can run (the class named
+with ``--source-model``, MONAI, the model in a Keras file, onnxruntime) the twin is also judged
+against the source itself, as a port is proven. Exit code 0 within tolerance, 1 outside it, 2 on
+bad input (non-finite weights or input included).
 """
 
 from __future__ import annotations
@@ -31,9 +34,18 @@ HELP = "compare the PyTorch and Keras models of a weight file, block by block"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "weights", type=Path, help=".ckpt, .pt, .safetensors, .keras or .weights.h5"
+        "weights", type=Path, help="any file `unet port` reads (.ckpt, .pt, .safetensors, ...)"
     )
     add_spec_arguments(parser)
+    parser.add_argument(
+        "--source-model",
+        metavar="MODULE:FACTORY",
+        help="the source's own class or builder (as for unet port): the file is read through "
+        "its graph where needed, and the twin is judged against it too",
+    )
+    parser.add_argument(
+        "--source-args", metavar="JSON", help="keyword arguments of --source-model, a JSON object"
+    )
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--image", type=Path, help="an image file as input (resized to --size)")
     source.add_argument("--random", action="store_true", help="random input in [0, 1) (default)")
@@ -65,9 +77,11 @@ def _check_output(path: Path | None, option: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from unet_bridge import load_any_weights, random_input, run_parity
+    from unet_bridge import random_input, run_parity
     from unet_bridge.formats import suffix_of
     from unet_bridge.inputs import image_input
+    from unet_bridge.port import prove_read
+    from unet_bridge.sources import read_any
     from unet_spec.sizes import check_size, default_size
     from unet_torch.predict import resolve_device
 
@@ -76,7 +90,11 @@ def run(args: argparse.Namespace) -> int:
     if args.plot is not None and args.plot.suffix.lower() != ".png":
         raise ValueError(f"--plot {args.plot}: the plot is a PNG file (end the name in .png)")
     suffix_of(args.weights)
-    weights, spec, _ = load_any_weights(args.weights, spec_from_args(args))
+    _, read = read_any(
+        args.weights, spec=spec_from_args(args), source_model=args.source_model,
+        source_args=args.source_args,
+    )  # fmt: skip
+    weights, spec, reference, note = read
     size = check_size(spec, args.size or default_size(spec))
     if args.image is not None:
         x = image_input(args.image, spec, size, args.batch_size)
@@ -93,9 +111,16 @@ def run(args: argparse.Namespace) -> int:
     )
     for line in report.lines():
         print(line)
+    passed = report.passed
+    if note:
+        print(f"{args.weights}: {note}")
+    if reference is not None:  # the source itself, judged as a port's proof judges it
+        proof = prove_read(read, seed=args.seed, tolerance=tol)
+        print(f"against the source: {proof.summary}")
+        passed = passed and proof.ok
     if args.json is not None:
         text = json.dumps(report.to_json_dict(), indent=2) + "\n"
         atomic_write_bytes(args.json, text.encode("utf-8"))
     if args.plot is not None:
         atomic_write_bytes(args.plot, report.plot_png())
-    return 0 if report.passed else 1
+    return 0 if passed else 1

@@ -184,11 +184,11 @@ def _back_to_class(args: argparse.Namespace) -> bool:
     """A state-dict destination, the class named and SRC this project's own weights: the reverse,
     to the class's own keys (a state dict from elsewhere as SRC is the forward port)."""
     from unet_bridge.formats import suffix_of
-    from unet_bridge.sources._torch import STATE_SUFFIXES, carries_spec
+    from unet_bridge.sources import STATE_SUFFIXES, own_state_dict
 
     if args.src is None or args.dst is None or suffix_of(args.dst) not in STATE_SUFFIXES:
         return False
-    return suffix_of(args.src) not in STATE_SUFFIXES or carries_spec(args.src)
+    return suffix_of(args.src) not in STATE_SUFFIXES or own_state_dict(args.src)
 
 
 def _run_back(args: argparse.Namespace) -> int:
@@ -252,8 +252,8 @@ def _run_to(args: argparse.Namespace) -> int:
             raise ValueError(f"--source-model: the {source.name} layout cannot run a named module")
         module, call = user_module(args.source_model, args.source_args)
 
-        def reference(path: Path):
-            return source.reference_from_module(module, path, call)
+        def reference(file):
+            return source.reference_from_module(module, file, call)
 
     if args.no_verify:
         if source.check_spec is not None:

@@ -4,24 +4,31 @@ A *source* is a layout of weights that another project writes (milesial/Pytorch-
 dicts, MONAI's ``BasicUNet``, the Keras U-Nets built by their own code). Each converter module in
 this package (``milesial.py``, ``monai_basicunet.py``, ...) registers one :class:`Source`:
 
-- ``recognise(path or loaded object) -> bool``: the layout, told from key names or the layer graph;
-- ``read(path, spec or None) -> SourceRead``: canonical weights, the spec *inferred from the tensor
-  shapes* (no flags needed; a given spec must agree), a runnable :class:`Reference` when the source
-  itself can run, and a note saying what the file held and what it cannot prove;
+- ``recognise(file) -> bool``: the layout, told from key names or the file's graph;
+- ``read(file, spec or None) -> SourceRead``: canonical weights, the spec *inferred from the tensor
+  shapes* (no flags needed; a given spec must agree), a runnable
+  :class:`~unet_bridge.reads.Reference` when the source itself can run, and a note saying what the
+  file held and what it cannot prove;
 - ``write(weights, spec, path)`` (optional): the reverse, a file the source project's own code
   loads; a spec the layout cannot hold is a one-line ``ValueError`` naming the field.
 
-``unet port`` asks :func:`detect` which source a file is (``--from NAME`` forces one), reads it,
-and proves the port against the :class:`Reference` whenever there is one (see
-:mod:`unet_bridge.port`). Converters import their framework inside functions, so importing this
-package loads numpy and ``unet_spec`` only.
+A file is a value, :class:`SourceFile`: loaded once (a ``torch.save`` file's state dict, when a
+converter first asks for it), and handed to every converter that is asked whether it recognises
+the file and to the one that reads it. The torch state-dict converters share one skeleton
+(:mod:`unet_bridge.sources.state_dicts`); each states its layout only.
+
+:func:`read_any` is the one reader: it asks :func:`detect` which source a file is (``--from NAME``
+forces one), reads it, and goes to the format registry for this project's own files. ``unet port``
+and ``unet parity`` prove the read against its :class:`~unet_bridge.reads.Reference` whenever
+there is one (:func:`unet_bridge.port.prove_read`). Converters import their framework inside
+functions, so importing this package loads numpy and ``unet_spec`` only.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,17 +36,47 @@ from typing import Any
 
 import numpy as np
 
-from unet_bridge.reads import Reference, SourceRead, keras_model_reference
+from unet_bridge.formats import format_of, load_any_weights
+from unet_bridge.reads import Reference, SourceRead
 from unet_runtime import suffix_in
 from unet_spec import UNetSpec
 
 Weights = Mapping[str, np.ndarray]
 
 
-#: ``recognise(path or loaded object) -> bool``.
-Recogniser = Callable[[Any], bool]
-#: ``read(path, spec or None) -> SourceRead``.
-SourceReader = Callable[[Path, UNetSpec | None], SourceRead]
+class SourceFile:
+    """A file as the converters see it: its path, and the state dict of a ``torch.save`` file,
+    loaded when a converter first asks for it and then kept with the value. Detection asks every
+    converter about the same value, so a 31 M-parameter file is read once, and its tensors go
+    when the value does."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    @functools.cached_property
+    def _loaded(self) -> tuple[dict[str, Any], list[str]]:
+        from unet_bridge.sources._torch import load_state
+
+        return load_state(self.path)
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """The file's tensors (wrapper prefixes stripped; see :func:`~._torch.state_of`)."""
+        return self._loaded[0]
+
+    @property
+    def other(self) -> list[str]:
+        """The names of the non-tensor entries set aside (milesial's ``mask_values``)."""
+        return self._loaded[1]
+
+    def __repr__(self) -> str:
+        return f"SourceFile({str(self.path)!r})"
+
+
+#: ``recognise(file) -> bool``.
+Recogniser = Callable[[SourceFile], bool]
+#: ``read(file, spec or None) -> SourceRead``.
+SourceReader = Callable[[SourceFile, UNetSpec | None], SourceRead]
 #: ``write(weights, spec, path)``: the file the source's own code loads.
 SourceWriter = Callable[[Weights, UNetSpec, Path], Any]
 
@@ -53,19 +90,22 @@ class Source:
         description: One line for ``unet port --sources`` and errors.
         framework: The install extra that reads it (``torch``, ``keras``).
         suffixes: File suffixes it comes in (``.pth``, ``.pt``, ...).
-        recognise: Whether a path (or an already loaded object) has this layout.
+        recognise: Whether a file has this layout.
         read: Canonical weights, inferred spec, reference and note from a file.
         write: The reverse (``None`` when the layout cannot be written back).
         check_spec: Raises a one-line ``ValueError`` naming the field when ``spec`` cannot be
             written in this layout (``None``: every spec can).
-        reference_from_module: Wraps a module the user names (``--source-model``), loaded with
-            the file's own tensors, as a :class:`Reference` (``None``: not supported).
+        reference_from_module: ``reference_from_module(module, file, description)``: a module the
+            user names (``--source-model``), loaded with the file's own tensors, as a
+            :class:`~unet_bridge.reads.Reference` (``None``: not supported).
         homepage: Where the source project lives, for the docs and ``--sources``.
         runnable_hint: The ``--source-model ... --source-args ...`` that would run the source's
             own class for ``spec``, shown when a port could not be proven against it.
         for_model: The source bound to a model the user's own code builds (``--source-model``):
             ``for_model(model, call) -> Source``, which reads (and for torch writes) that model's
             weight files through its graph (``None``: not supported).
+        module: The converter module that states it (default: the module of ``read``), which
+            places it in the order of detection (:data:`BUILTIN`).
     """
 
     name: str
@@ -76,10 +116,11 @@ class Source:
     read: SourceReader
     write: SourceWriter | None = None
     check_spec: Callable[[UNetSpec], None] | None = None
-    reference_from_module: Callable[[Any, Path, str], Reference] | None = None
+    reference_from_module: Callable[[Any, SourceFile, str], Reference] | None = None
     homepage: str = ""
     runnable_hint: Callable[[UNetSpec], str] | None = None
     for_model: Callable[[Any, str], Source] | None = None
+    module: str = ""
 
     @property
     def directions(self) -> str:
@@ -89,6 +130,8 @@ class Source:
 SOURCES: dict[str, Source] = {}
 #: The source that reads any plain U-Net from its graph (:mod:`unet_bridge.sources.graph`).
 GRAPH = "graph"
+#: Suffixes ``torch.save`` users give a state dict.
+STATE_SUFFIXES = (".pth", ".pt", ".pkl", ".bin")
 
 # Converter modules; each calls :func:`register` on import. Listed here (not discovered) so the
 # order of detection is fixed: the first source that recognises a file wins. A converter imports
@@ -124,7 +167,7 @@ def all_sources() -> dict[str, Source]:
     _load()
 
     def rank(source: Source) -> int:
-        module = getattr(source.read, "__module__", "")
+        module = source.module or getattr(source.read, "__module__", "")
         return BUILTIN.index(module) if module in BUILTIN else len(BUILTIN)
 
     return dict(sorted(SOURCES.items(), key=lambda item: rank(item[1])))
@@ -146,19 +189,11 @@ def matches_suffix(source: Source, path: str | os.PathLike[str]) -> bool:
     return suffix_in(path, source.suffixes) is not None
 
 
-def detect(path_or_object: Any) -> Source | None:
-    """The first source that recognises ``path_or_object`` (a path: only sources of its suffix)."""
+def detect(file: SourceFile) -> Source | None:
+    """The first source of the file's suffix that recognises ``file``."""
     for source in all_sources().values():
-        if isinstance(path_or_object, (str, os.PathLike)) and not matches_suffix(
-            source, path_or_object
-        ):
-            continue
-        if source.recognise(path_or_object):
+        if matches_suffix(source, file.path) and source.recognise(file):
             return source
-    # Nothing will read the file now: drop what recognising it loaded.
-    loaded = sys.modules.get("unet_bridge.sources._torch")
-    if loaded is not None:
-        loaded.forget()
     return None
 
 
@@ -203,17 +238,18 @@ def read_any(
             model that does not trace, or a ``source_model`` that cannot run the file; one line
             naming what is wrong (a graph the spec cannot express names every mismatch).
     """
-    from unet_bridge.formats import format_of, load_any_weights
-
     path = Path(path)
     if source_args and not source_model:
         raise ValueError("--source-args needs --source-model")
+    file = SourceFile(path)
     if from_source:
         source = get_source(from_source)
+    elif own_state_dict(path):  # this project's own .pt: the registry reads it, once
+        source = None
     elif any(matches_suffix(s, path) for s in all_sources().values()):
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such file")
-        source = detect(path)
+        source = detect(file)
     else:
         source = None
     if source_model and (source is None or source.reference_from_module is None):
@@ -221,21 +257,20 @@ def read_any(
             raise ValueError(f"--source-model: the {source.name} layout cannot run a named module")
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such file")
-        from unet_bridge.sources._torch import carries_spec
-
-        if carries_spec(path):  # this project's own .pt: its own spec wins
+        if own_state_dict(path):  # its own spec wins
             raise ValueError(
                 f"{path}: this project's own weights (the file carries its spec); --source-model "
                 "reads a state dict from elsewhere. To write the class's own keys, port this file "
                 "to a state dict DST with --source-model"
             )
         bound = module_source(source_model, source_args)
-        return bound, bound.read(path, spec)
+        return bound, bound.read(file, spec)
     if source is None:
+        del file  # what detection loaded goes before the registry loads the file its own way
         try:
-            weights, spec, model = load_any_weights(path, spec)
+            return None, load_any_weights(path, spec)
         except ValueError as err:
-            if format_of(path).suffix not in (".pt", ".pth", ".pkl", ".bin"):
+            if format_of(path).suffix not in STATE_SUFFIXES:
                 raise
             # Neither this project's file nor a layout from elsewhere: say both, and what reads
             # any other U-Net.
@@ -244,17 +279,25 @@ def read_any(
                 "`unet port --sources`); any other U-Net's state dict is read with its class: "
                 "--source-model MODULE:CLASS --source-args JSON"
             ) from None
-        reference = None if model is None else keras_model_reference(model, spec)
-        return None, SourceRead(weights, spec, reference, "")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    read = source.read(path, spec)
+    read = source.read(file, spec)
     if source_model:
         from unet_bridge.sources._torch import user_module
 
         module, call = user_module(source_model, source_args)
-        read = read._replace(reference=source.reference_from_module(module, path, call))
+        read = read._replace(reference=source.reference_from_module(module, file, call))
     return source, read
+
+
+def own_state_dict(path: str | os.PathLike[str]) -> bool:
+    """A ``torch.save`` file of this project (it carries its spec), told without loading its
+    tensors; only state-dict suffixes are looked into (no torch import for other files)."""
+    if suffix_in(path, STATE_SUFFIXES) is None or not Path(path).is_file():
+        return False
+    from unet_bridge.sources._torch import carries_spec
+
+    return carries_spec(path)
 
 
 def module_source(source_model: str, source_args: str | None = None) -> Source:
@@ -289,13 +332,16 @@ def listing() -> str:
 __all__ = [
     "BUILTIN",
     "SOURCES",
+    "STATE_SUFFIXES",
     "Source",
+    "SourceFile",
     "all_sources",
     "detect",
     "get_source",
     "listing",
     "matches_suffix",
     "module_source",
+    "own_state_dict",
     "read_any",
     "register",
 ]

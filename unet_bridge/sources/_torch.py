@@ -2,14 +2,14 @@
 layout a spec implies (every mismatch, named by feature), and running a torch module as the
 reference a port is proven against.
 
-The converters state the layout as a name map, canonical plan name → source module path; the tensors
-keep PyTorch layouts on both sides, so mapping is renaming.
+The converters state the layout as a name map, canonical plan name → source module path, which
+:func:`unet_torch.graph.tensor_mapping` turns into the tensor mapping the graph source uses too; the
+tensors keep PyTorch layouts on both sides, so mapping is renaming.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import importlib
 import importlib.util
 import json
@@ -19,8 +19,6 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from unet_spec import UNetSpec, build_plan
 
 # Wrappers other code stores a network under (DDP, torch.compile, Lightning's self.model).
@@ -29,8 +27,6 @@ _PREFIXES = ("module.", "_orig_mod.", "model.")
 # state and the epoch (Lightning's "state_dict", the "model"/"net"/"model_state_dict" of
 # hand-written loops).
 _WRAPPERS = ("state_dict", "model_state_dict", "model", "net", "network", "state")
-#: Suffixes torch.save users give a state dict.
-STATE_SUFFIXES = (".pth", ".pt", ".pkl", ".bin")
 
 
 def state_of(obj: Any) -> tuple[dict[str, Any], list[str]]:
@@ -70,34 +66,11 @@ def carries_spec(path: str | os.PathLike[str]) -> bool:
     return isinstance(obj, Mapping) and "spec" in obj and isinstance(obj.get("state_dict"), Mapping)
 
 
-def load_state(path_or_object: Any) -> tuple[dict[str, Any], list[str]]:
-    """:func:`state_of` a path (loaded safely) or of an already loaded object."""
-    if isinstance(path_or_object, (str, os.PathLike)):
-        from unet_torch.io import torch_load  # checks the TensorFlow/triton import order first
+def load_state(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[str]]:
+    """:func:`state_of` a ``torch.save`` file, loaded safely (``weights_only``)."""
+    from unet_torch.io import torch_load  # checks the TensorFlow/triton import order first
 
-        return state_of(torch_load(Path(path_or_object)))
-    if hasattr(path_or_object, "state_dict") and callable(path_or_object.state_dict):
-        return state_of(path_or_object.state_dict())
-    return state_of(path_or_object)
-
-
-@functools.lru_cache(maxsize=1)
-def _cached(path: str, stamp: tuple[int, int]) -> tuple[dict[str, Any], list[str]]:
-    return load_state(path)
-
-
-def cached_state(path_or_object: Any) -> tuple[dict[str, Any], list[str]]:
-    """:func:`load_state`, remembering the last file: detection asks every converter whether it
-    recognises a file, then one reads it, and a 31 M-parameter file is loaded once. A converter's
-    ``read`` calls :func:`forget` when done, so the tensors are not kept."""
-    if isinstance(path_or_object, (str, os.PathLike)):
-        stat = os.stat(path_or_object)
-        return _cached(str(Path(path_or_object).resolve()), (stat.st_mtime_ns, stat.st_size))
-    return load_state(path_or_object)
-
-
-def forget() -> None:
-    _cached.cache_clear()
+    return state_of(torch_load(Path(path)))
 
 
 def shapes_of(state: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
@@ -120,15 +93,16 @@ def feature_of(spec: UNetSpec, name: str) -> str:
 
 def match_layout(
     state_shapes: Mapping[str, tuple[int, ...]],
-    names: Mapping[str, str],
+    mapping: Mapping[str, str],
     spec: UNetSpec,
     ignore: Callable[[str], bool] = lambda key: key.endswith("num_batches_tracked"),
 ) -> list[str]:
-    """Every difference between a file's tensors and the layout ``names`` gives ``spec``.
+    """Every difference between a file's tensors and the layout ``mapping`` gives ``spec``.
 
     Args:
         state_shapes: The file's tensor names and shapes.
-        names: Canonical block name → source module path (``enc1.conv1`` → ``inc.double_conv.0``).
+        mapping: Canonical tensor → source key (:func:`unet_torch.graph.tensor_mapping` of the
+            layout's module map).
         spec: The spec the layout was inferred as.
         ignore: Source keys that are bookkeeping, not weights.
 
@@ -137,11 +111,8 @@ def match_layout(
         layer and the feature (conv bias, norm, upsampling kind, widths); empty when all fit.
     """
     problems: list[str] = []
-    used: set[str] = set()
     for name, shape in build_plan(spec).weight_shapes.items():
-        block, tensor = name.rsplit(".", 1)
-        key = f"{names[block]}.{tensor}"
-        used.add(key)
+        key = mapping[name]
         if key not in state_shapes:
             feature = feature_of(spec, name)
             if feature == "conv bias":
@@ -151,47 +122,17 @@ def match_layout(
             problems.append(
                 f"{key} is {state_shapes[key]}, the layout needs {shape} ({feature_of(spec, name)})"
             )
-    by_module = {v: k for k, v in names.items()}
+    used = set(mapping.values())
+    modules = {key.rsplit(".", 1)[0] for key in used}
     for key in state_shapes:
         if key in used or ignore(key):
             continue
         module, tensor = key.rsplit(".", 1) if "." in key else (key, "")
-        block = by_module.get(module)
-        if block is not None and tensor == "bias":
+        if module in modules and tensor == "bias":
             problems.append(f"{key} is unexpected (conv bias: the other 3x3 convs have none)")
         else:
             problems.append(f"{key} is unexpected (no block of the layout owns it)")
     return problems
-
-
-def canonical(state: Mapping[str, Any], names: Mapping[str, str], spec: UNetSpec) -> dict:
-    """Canonical float32 numpy weights from a state dict already checked by :func:`match_layout`."""
-    import torch
-
-    out: dict[str, np.ndarray] = {}
-    for name in build_plan(spec).weight_shapes:
-        block, tensor = name.rsplit(".", 1)
-        value = state[f"{names[block]}.{tensor}"]
-        out[name] = value.detach().to("cpu", torch.float32).contiguous().numpy().copy()
-    return out
-
-
-def source_state(
-    weights: Mapping[str, np.ndarray], names: Mapping[str, str], spec: UNetSpec
-) -> dict[str, Any]:
-    """The source's state dict from canonical weights (batch norms get ``num_batches_tracked``,
-    which a strict ``load_state_dict`` expects)."""
-    import torch
-
-    state: dict[str, Any] = {}
-    for block in build_plan(spec).blocks:
-        for name in block.weight_shapes:
-            tensor = name.rsplit(".", 1)[1]
-            array = np.ascontiguousarray(weights[name], dtype=np.float32)
-            state[f"{names[block.name]}.{tensor}"] = torch.from_numpy(array.copy())
-        if block.kind == "batchnorm":
-            state[f"{names[block.name]}.num_batches_tracked"] = torch.tensor(0, dtype=torch.long)
-    return state
 
 
 def save_state(state: Mapping[str, Any], path: Path) -> Path:

@@ -42,13 +42,13 @@ from unet_bridge.reads import (
     module_reference,
     two_sizes,
 )
-from unet_bridge.sources import GRAPH, Source, register
+from unet_bridge.sources import GRAPH, STATE_SUFFIXES, Source, SourceFile, register
 from unet_bridge.sources import _torch as tio
 from unet_runtime import suffix_in
 from unet_spec import UNetSpec
 
 NAME = GRAPH
-SUFFIXES = (*tio.STATE_SUFFIXES, ".pt2", ".onnx")
+SUFFIXES = (*STATE_SUFFIXES, ".pt2", ".onnx")
 # Sizes a traced TorchScript module is exported at, first that runs (as the torch front-end tries).
 _TRACE_SIZES = (64, 96, 128, 188, 252, 572)
 
@@ -94,25 +94,26 @@ def own_artefact(path: str | Path) -> bool:
         return False
 
 
-def recognise(path_or_object: Any) -> bool:
-    """A file that carries its own graph: TorchScript, or an ``.onnx``/``.pt2`` from elsewhere.
-    A plain state dict is not recognised (it needs its class: ``--source-model``)."""
-    if not isinstance(path_or_object, (str, Path)) or not Path(path_or_object).is_file():
+def recognise(file: SourceFile) -> bool:
+    """A file that carries its own graph: TorchScript, or an ``.onnx``/``.pt2`` from elsewhere
+    (told from the file's path, loading nothing). A plain state dict is not recognised (it needs
+    its class: ``--source-model``)."""
+    if not file.path.is_file():
         return False
-    suffix = suffix_in(path_or_object, SUFFIXES)
+    suffix = suffix_in(file.path, SUFFIXES)
     if suffix in (".onnx", ".pt2"):
-        return not own_artefact(path_or_object)
-    return suffix is not None and is_torchscript(path_or_object)
+        return not own_artefact(file.path)
+    return suffix is not None and is_torchscript(file.path)
 
 
-def read(path: Path, spec: UNetSpec | None = None) -> SourceRead:
+def read(file: SourceFile, spec: UNetSpec | None = None) -> SourceRead:
     """Canonical weights, the spec and the runnable source from a file that carries its graph.
 
     Raises:
         ValueError: A state dict (it has no graph: the message says to name its class), or a
             graph the spec cannot express (every mismatch named).
     """
-    path = Path(path)
+    path = file.path
     suffix = suffix_in(path, SUFFIXES)
     if suffix == ".onnx":
         return _read_onnx(path, spec)
@@ -270,11 +271,9 @@ def _torch_source(module: Any, call: str) -> Source:
 
     found = read_torch_graph(module, source=call)
 
-    def read_file(path: Path, spec: UNetSpec | None = None) -> SourceRead:
-        from unet_torch.io import torch_load
-
-        state, other = tio.state_of(torch_load(Path(path)))
-        state = _fit_prefix(state, module.state_dict().keys())
+    def read_file(file: SourceFile, spec: UNetSpec | None = None) -> SourceRead:
+        path, other = file.path, file.other
+        state = _fit_prefix(file.state, module.state_dict().keys())
         tio.load_strict(module, state, f"{path} into {call}")
         weights = canonical_weights(state, found.mapping)
         result = tio.reconcile(found.spec, spec, (), str(path))
@@ -300,7 +299,7 @@ def _torch_source(module: Any, call: str) -> Source:
 
     return Source(
         name=NAME, description=f"state dict of {call}", framework="torch",
-        suffixes=tio.STATE_SUFFIXES, recognise=lambda _: False, read=read_file, write=write,
+        suffixes=STATE_SUFFIXES, recognise=lambda _: False, read=read_file, write=write,
         check_spec=check,
     )  # fmt: skip
 
@@ -323,7 +322,8 @@ def _keras_source(model: Any, call: str) -> Source:
 
     found = read_unet_graph(model, call)
 
-    def read_file(path: Path, spec: UNetSpec | None = None) -> SourceRead:
+    def read_file(file: SourceFile, spec: UNetSpec | None = None) -> SourceRead:
+        path = file.path
         try:
             model.load_weights(str(path))
         except Exception as err:  # Keras' own errors: the file does not fit the model

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from unet_bridge.reads import Reference, SourceRead
-from unet_bridge.sources import Source, register
+from unet_bridge.sources import Source, SourceFile, register
 from unet_spec import UNetSpec, get_preset
 
 KERAS_UNET = "keras-unet"
@@ -195,12 +195,12 @@ def _read(layout: str, path: Path, spec: UNetSpec | None) -> SourceRead:
     return SourceRead(weights, spec, reference, note)
 
 
-def read_keras_unet(path: Path, spec: UNetSpec | None = None) -> SourceRead:
-    return _read(KERAS_UNET, path, spec)
+def read_keras_unet(file: SourceFile, spec: UNetSpec | None = None) -> SourceRead:
+    return _read(KERAS_UNET, file.path, spec)
 
 
-def read_zhixuhao(path: Path, spec: UNetSpec | None = None) -> SourceRead:
-    return _read(ZHIXUHAO, path, spec)
+def read_zhixuhao(file: SourceFile, spec: UNetSpec | None = None) -> SourceRead:
+    return _read(ZHIXUHAO, file.path, spec)
 
 
 def _write(weights: Any, spec: UNetSpec, path: Path) -> Path:
@@ -230,36 +230,22 @@ def write_zhixuhao(weights: Any, spec: UNetSpec, path: Path) -> Path:
     return _write(weights, spec, path)
 
 
-def recognise(path_or_object: Any) -> bool:
+def recognise(file: SourceFile) -> bool:
     """Never by detection: the registry's Keras formats read these files (from the layer graph)
     and prove them against the loaded model at its own input size."""
     return False
 
 
-register(
-    Source(
-        name=KERAS_UNET,
-        description="karolzak/keras-unet vanilla_unet and custom_unet (Keras; spec read from the "
-        "layer graph)",
-        framework="keras",
-        suffixes=SUFFIXES,
-        recognise=recognise,
-        read=read_keras_unet,
-        write=write_keras_unet,
-        check_spec=check_keras_unet,
-        homepage="https://github.com/karolzak/keras-unet",
-    )
-)
-register(
-    Source(
-        name=ZHIXUHAO,
-        description="zhixuhao/unet (Keras; spec read from the layer graph)",
-        framework="keras",
-        suffixes=SUFFIXES,
-        recognise=recognise,
-        read=read_zhixuhao,
-        write=write_zhixuhao,
-        check_spec=check_zhixuhao,
-        homepage="https://github.com/zhixuhao/unet",
-    )
-)
+for _name, _description, _read, _write, _check, _homepage in (
+    (KERAS_UNET, "karolzak/keras-unet vanilla_unet and custom_unet (Keras; spec read from the layer "
+     "graph)", read_keras_unet, write_keras_unet, check_keras_unet,
+     "https://github.com/karolzak/keras-unet"),
+    (ZHIXUHAO, "zhixuhao/unet (Keras; spec read from the layer graph)", read_zhixuhao,
+     write_zhixuhao, check_zhixuhao, "https://github.com/zhixuhao/unet"),
+):  # fmt: skip
+    register(
+        Source(
+            name=_name, description=_description, framework="keras", suffixes=SUFFIXES,
+            recognise=recognise, read=_read, write=_write, check_spec=_check, homepage=_homepage,
+        )
+    )  # fmt: skip

@@ -19,16 +19,23 @@ pass only when the user names its class (``--source-model unet.unet_model:UNet``
 
 from __future__ import annotations
 
-from pathlib import Path
+import sys
 from typing import Any
 
-from unet_bridge.reads import Reference, SourceRead, module_reference
-from unet_bridge.sources import Source, register
-from unet_bridge.sources import _torch as tio
+from unet_bridge.sources.state_dicts import (
+    most_biased,
+    numbered_depth,
+    require,
+    state_dict_source,
+    width_fields,
+)
 from unet_spec import UNetSpec
 
 NAME = "milesial"
+TITLE = NAME
 HOMEPAGE = "https://github.com/milesial/Pytorch-UNet"
+#: Keys every milesial state dict holds: the first conv and the head.
+KEYS = ("inc.double_conv.0.weight", "outc.conv.weight")
 # Not stored in a state dict: milesial's code fixes them (BatchNorm2d defaults, the predict
 # script's sigmoid for one class and softmax for more); a given spec may set them.
 FREE_FIELDS = ("head", "bn_momentum")
@@ -75,47 +82,24 @@ def milesial_spec(
     widths = [base * 2**k for k in range(depth)] + [base * 2**depth // factor]
     dec = [base] + [base * 2 ** (level - 1) // factor for level in range(2, depth + 1)]
     mid = [base * 2 ** (level - 1) for level in range(1, depth + 1)] if bilinear else dec
-    return _spec(in_channels, num_classes, widths, dec, mid, [] if bilinear else dec, bias)
+    channels = width_fields(widths, dec, mid, [] if bilinear else dec)
+    return _spec(in_channels, num_classes, channels, bilinear, bias)
 
 
 def _spec(
-    in_channels: int,
-    num_classes: int,
-    widths: list[int],
-    dec: list[int],
-    mid: list[int],
-    up: list[int],
-    bias: bool,
+    in_channels: int, num_classes: int, channels: dict[str, Any], bilinear: bool, bias: bool
 ) -> UNetSpec:
-    """A milesial spec from its channel plan, with every width list left empty where it is the
-    default (so the spec of milesial's own class equals the ``milesial`` preset)."""
-    depth = len(dec)
-    doubling = all(w == widths[0] * 2**k for k, w in enumerate(widths))
-    explicit = tuple(widths)
-    enc = [widths[k] for k in range(depth)]
-    bilinear = not up
+    """A milesial spec from its channel fields (:func:`~unet_bridge.sources.state_dicts.
+    width_fields`, so the spec of milesial's own class equals the ``milesial`` preset)."""
     return UNetSpec(
-        in_channels=in_channels, num_classes=num_classes, depth=depth, base_filters=widths[0],
+        in_channels=in_channels, num_classes=num_classes, **channels,
         padding="same", skip_source="pre_pool", skip_merge="pad", pad_mode="zeros",
         pad_align="center", concat_order="skip_up",
         upsample="bilinear" if bilinear else "transpose", align_corners=bilinear,
         up_conv_kernel=0 if bilinear else 1,
-        widths=() if doubling else explicit,
-        decoder_widths=() if dec == enc else tuple(dec),
-        decoder_mid_widths=() if mid == dec else tuple(mid),
-        up_widths=() if bilinear or up == dec else tuple(up),
         norm="batch", bn_epsilon=1e-5, bn_momentum=0.1, conv_bias=bias,
         head="softmax" if num_classes > 1 else "sigmoid",
     )  # fmt: skip
-
-
-def _state(path_or_object: Any) -> tuple[dict[str, Any], list[str]]:
-    return tio.cached_state(path_or_object)
-
-
-def recognise(path_or_object: Any) -> bool:
-    state, _ = _state(path_or_object)
-    return "inc.double_conv.0.weight" in state and "outc.conv.weight" in state
 
 
 def infer(shapes: dict[str, tuple[int, ...]]) -> tuple[UNetSpec, list[str]]:
@@ -124,18 +108,12 @@ def infer(shapes: dict[str, tuple[int, ...]]) -> tuple[UNetSpec, list[str]]:
     Raises:
         ValueError: Shapes too far from the layout to infer a spec (the tensors named).
     """
-    downs = sorted(int(k[4:].split(".")[0]) for k in shapes if k.startswith("down") and
-                   k[4:].split(".")[0].isdigit())  # fmt: skip
-    depth = max(downs) if downs else 0
-    if depth < 1:
-        raise ValueError("no downK.maxpool_conv.* tensors (the contracting path)")
+    depth = numbered_depth(shapes, "down", "downK.maxpool_conv.*")
     need = [f"{_enc(level, depth)}.{i}.weight" for level in range(1, depth + 2) for i in (0, 3)]
     need += [f"{_up(level, depth)}.conv.double_conv.{i}.weight" for level in range(1, depth + 1)
              for i in (0, 3)]  # fmt: skip
     need.append("outc.conv.weight")
-    missing = [k for k in need if k not in shapes]
-    if missing:
-        raise ValueError(f"missing {', '.join(missing)} (the widths cannot be read)")
+    require(shapes, need)
     bad = [k for k in need if len(shapes[k]) != 4]
     if bad:
         raise ValueError(f"{bad[0]} has shape {shapes[bad[0]]}: a 2-D conv kernel has 4 dimensions")
@@ -158,42 +136,18 @@ def infer(shapes: dict[str, tuple[int, ...]]) -> tuple[UNetSpec, list[str]]:
             + " has no transposed conv while the other up steps have one"
         )
     up = [shapes[f"{_up(level, depth)}.up.weight"][1] for level in transposed] if transposed else []
-    # The bias era is what most convs say; a conv that differs is named by the layout match.
-    biased = [k for k in need[:-1] if k.replace(".weight", ".bias") in shapes]
-    bias = len(biased) > len(need[:-1]) // 2
+    bias = most_biased(shapes, need[:-1])
     in_channels = shapes["inc.double_conv.0.weight"][1]
     num_classes = shapes["outc.conv.weight"][0]
-    spec = _spec(in_channels, num_classes, widths, dec, mid, up if len(up) == depth else [], bias)
+    bilinear = len(up) != depth
+    channels = width_fields(widths, dec, mid, [] if bilinear else up)
+    spec = _spec(in_channels, num_classes, channels, bilinear, bias)
     return spec, problems
 
 
-def read(path: Path, spec: UNetSpec | None = None) -> SourceRead:
-    """Canonical weights, the inferred spec and what can be proven, from a milesial state dict.
-
-    Raises:
-        ValueError: The file's tensors do not fit the layout (every mismatch named), or ``spec``
-            contradicts them.
-    """
-    state, other = _state(path)
-    shapes = tio.shapes_of(state)
-    try:
-        inferred, problems = infer(shapes)
-    except ValueError as err:
-        raise ValueError(f"{path}: not a {NAME} layout: {err}") from None
-    layout = names(inferred)
-    problems += tio.match_layout(shapes, layout, inferred)
-    if problems:
-        raise ValueError(
-            f"{path}: does not fit the {NAME} layout ({len(problems)} mismatches): "
-            + "; ".join(problems)
-        )
-    result = tio.reconcile(inferred, spec, FREE_FIELDS, str(path))
-    weights = tio.canonical(state, layout, inferred)
-    tio.forget()
-    return SourceRead(weights, result, None, _note(result, other))
-
-
-def _note(spec: UNetSpec, other: list[str]) -> str:
+def notes(spec: UNetSpec, given: UNetSpec | None, other: list[str]) -> list[str]:
+    """What the file held, for the read's note (nothing here runs milesial's code: it is no
+    installable package, so the port is proven against it when the user names its class)."""
     bilinear = spec.upsample == "bilinear"
     era = "conv biases (an older checkpoint)" if spec.conv_bias else "bias-free convs"
     parts = [f"{NAME} state dict, {'bilinear' if bilinear else 'transposed-conv'} variant, {era}"]
@@ -202,7 +156,7 @@ def _note(spec: UNetSpec, other: list[str]) -> str:
         parts.append(f"widths {spec.filters(1)}.., depth {spec.depth}: not milesial's own 64.., 4")
     if other:
         parts.append(f"non-tensor entries set aside: {', '.join(other)}")
-    return "; ".join(parts)
+    return parts
 
 
 def check_spec(spec: UNetSpec) -> None:
@@ -223,19 +177,6 @@ def check_spec(spec: UNetSpec) -> None:
         )
 
 
-def write(weights: Any, spec: UNetSpec, path: Path) -> Path:
-    """``torch.save`` a state dict that milesial's ``UNet`` loads with ``strict=True``."""
-    check_spec(spec)
-    return tio.save_state(tio.source_state(weights, names(spec), spec), path)
-
-
-def reference_from_module(module: Any, path: Path, description: str) -> Reference:
-    """A user-named module (milesial's ``UNet``, or a fork) with ``path``'s tensors loaded strictly."""
-    state, _ = tio.load_state(path)
-    tio.load_strict(module, state, f"{path} into {description}")
-    return module_reference(module, description)
-
-
 def runnable_hint(spec: UNetSpec) -> str:
     """The options that run milesial's own class for ``spec``, from a checkout of its code."""
     bilinear = "true" if spec.upsample == "bilinear" else "false"
@@ -245,18 +186,9 @@ def runnable_hint(spec: UNetSpec) -> str:
     )
 
 
-SOURCE = register(
-    Source(
-        name=NAME,
-        description="milesial/Pytorch-UNet state dict (both variants, with or without conv biases)",
-        framework="torch",
-        suffixes=tio.STATE_SUFFIXES,
-        recognise=recognise,
-        read=read,
-        write=write,
-        check_spec=check_spec,
-        reference_from_module=reference_from_module,
-        homepage=HOMEPAGE,
-        runnable_hint=runnable_hint,
-    )
+SOURCE = state_dict_source(
+    sys.modules[__name__],
+    "milesial/Pytorch-UNet state dict (both variants, with or without conv biases)",
+    HOMEPAGE,
+    runnable_hint,
 )

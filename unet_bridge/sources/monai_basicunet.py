@@ -20,17 +20,25 @@ loaded strictly.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+import sys
 from typing import Any
 
-from unet_bridge.reads import Reference, SourceRead, module_reference
-from unet_bridge.sources import Source, register
+from unet_bridge.reads import Reference, module_reference
 from unet_bridge.sources import _torch as tio
+from unet_bridge.sources.state_dicts import (
+    most_biased,
+    numbered_depth,
+    require,
+    state_dict_source,
+    width_fields,
+)
 from unet_spec import UNetSpec
 
 NAME = "monai"
+TITLE = f"{NAME} BasicUNet"
 HOMEPAGE = "https://docs.monai.io/en/stable/networks.html#basicunet"
+#: Keys every BasicUNet state dict holds: the first conv and the head.
+KEYS = ("conv_0.conv_0.conv.weight", "final_conv.weight")
 # Constructor arguments a state dict does not record (BasicUNet's defaults are assumed).
 FREE_FIELDS = ("activation", "negative_slope", "bn_epsilon", "bn_momentum", "head")
 
@@ -72,47 +80,31 @@ def basicunet_spec(
     """The spec of ``BasicUNet(spatial_dims=2, ...)`` (``negative_slope=None``: ReLU)."""
     f = tuple(features)
     dec = [f[5], f[1], f[2], f[3]]
-    return _spec(in_channels, out_channels, list(f[:5]), dec, dec, [f[1], f[2] // 2, f[3] // 2,
-                 f[4] // 2], norm, bias, negative_slope, eps)  # fmt: skip
+    up = [f[1], f[2] // 2, f[3] // 2, f[4] // 2]
+    channels = width_fields(list(f[:5]), dec, dec, up)
+    return _spec(in_channels, out_channels, channels, norm, bias, negative_slope, eps)
 
 
 def _spec(
     in_channels: int,
     num_classes: int,
-    widths: list[int],
-    dec: list[int],
-    mid: list[int],
-    up: list[int],
+    channels: dict[str, Any],
     norm: str,
     bias: bool,
     negative_slope: float | None = 0.1,
     eps: float = 1e-5,
 ) -> UNetSpec:
-    depth = len(dec)
-    enc = widths[:depth]
-    doubling = all(w == widths[0] * 2**k for k, w in enumerate(widths))
+    """A BasicUNet spec from its channel fields (:func:`~unet_bridge.sources.state_dicts.
+    width_fields`) and the constructor arguments a state dict does not record."""
     return UNetSpec(
-        in_channels=in_channels, num_classes=num_classes, depth=depth, base_filters=widths[0],
+        in_channels=in_channels, num_classes=num_classes, **channels,
         padding="same", skip_source="pre_pool", skip_merge="pad", pad_mode="replicate",
         pad_align="end", concat_order="skip_up", upsample="transpose",
-        widths=() if doubling else tuple(widths),
-        decoder_widths=() if dec == enc else tuple(dec),
-        decoder_mid_widths=() if mid == dec else tuple(mid),
-        up_widths=() if up == dec else tuple(up),
         norm=norm, bn_epsilon=eps, conv_bias=bias,
         activation="relu" if negative_slope is None else "leaky_relu",
         negative_slope=0.01 if negative_slope is None else negative_slope,
         head="softmax" if num_classes > 1 else "sigmoid",
     )  # fmt: skip
-
-
-def _state(path_or_object: Any) -> tuple[dict[str, Any], list[str]]:
-    return tio.cached_state(path_or_object)
-
-
-def recognise(path_or_object: Any) -> bool:
-    state, _ = _state(path_or_object)
-    return "conv_0.conv_0.conv.weight" in state and "final_conv.weight" in state
 
 
 def infer(shapes: dict[str, tuple[int, ...]]) -> tuple[UNetSpec, list[str]]:
@@ -130,19 +122,13 @@ def infer(shapes: dict[str, tuple[int, ...]]) -> tuple[UNetSpec, list[str]]:
             f"conv_0.conv_0.conv.weight has shape {first}: a {len(first) - 2}-D BasicUNet "
             f"(spatial_dims={len(first) - 2}); the twins are 2-D"
         )
-    downs = sorted(int(k[5:].split(".")[0]) for k in shapes if k.startswith("down_") and
-                   k[5:].split(".")[0].isdigit())  # fmt: skip
-    depth = max(downs) if downs else 0
-    if depth < 1:
-        raise ValueError("no down_K.convs.* tensors (the contracting path)")
+    depth = numbered_depth(shapes, "down_", "down_K.convs.*")
     need = [f"{_enc(level, depth)}.conv_{i}.conv.weight" for level in range(1, depth + 2)
             for i in (0, 1)]  # fmt: skip
     need += [f"upcat_{level}.convs.conv_{i}.conv.weight" for level in range(1, depth + 1)
              for i in (0, 1)]  # fmt: skip
     need.append("final_conv.weight")
-    missing = [k for k in need if k not in shapes]
-    if missing:
-        raise ValueError(f"missing {', '.join(missing)} (the widths cannot be read)")
+    require(shapes, need)
     problems: list[str] = []
     other_up = sorted({k.split(".")[2] for k in shapes if k.startswith("upcat_") and
                        ".upsample." in k and ".upsample.deconv." not in k})  # fmt: skip
@@ -160,10 +146,7 @@ def infer(shapes: dict[str, tuple[int, ...]]) -> tuple[UNetSpec, list[str]]:
         shapes.get(f"upcat_{level}.upsample.deconv.weight", (0, 0))[1]
         for level in range(1, depth + 1)
     ]
-    convs = need[:-1]
-    # bias is what most convs say; a conv that differs is named by the layout match.
-    biased = [k for k in convs if k.replace(".weight", ".bias") in shapes]
-    bias = len(biased) > len(convs) // 2
+    bias = most_biased(shapes, need[:-1])
     norm_key = "conv_0.conv_0.adn.N"
     if f"{norm_key}.running_mean" in shapes:
         norm = "batch"
@@ -173,55 +156,25 @@ def infer(shapes: dict[str, tuple[int, ...]]) -> tuple[UNetSpec, list[str]]:
         norm = "none"
     in_channels = first[1]
     num_classes = shapes["final_conv.weight"][0]
-    spec = _spec(in_channels, num_classes, widths, dec, mid, [u or d for u, d in zip(up, dec, strict=True)],
-                 norm, bias)  # fmt: skip
+    channels = width_fields(widths, dec, mid, [u or d for u, d in zip(up, dec, strict=True)])
+    spec = _spec(in_channels, num_classes, channels, norm, bias)
     return spec, problems
 
 
-def read(path: Path, spec: UNetSpec | None = None) -> SourceRead:
-    """Canonical weights, the inferred spec and (with ``monai`` installed) ``BasicUNet`` itself.
-
-    Raises:
-        ValueError: The tensors do not fit the layout (every mismatch named), or ``spec``
-            contradicts them.
-    """
-    state, other = _state(path)
-    shapes = tio.shapes_of(state)
-    try:
-        inferred, problems = infer(shapes)
-    except ValueError as err:
-        raise ValueError(f"{path}: not a {NAME} BasicUNet layout: {err}") from None
-    layout = names(inferred)
-    problems += tio.match_layout(shapes, layout, inferred)
-    if problems:
-        raise ValueError(
-            f"{path}: does not fit the {NAME} BasicUNet layout ({len(problems)} mismatches): "
-            + "; ".join(problems)
-        )
-    result = tio.reconcile(inferred, spec, FREE_FIELDS, str(path))
-    weights = tio.canonical(state, layout, inferred)
-    tio.forget()
-    note = [f"{NAME} BasicUNet state dict, {result.norm} norm"]
-    if spec is None:
-        note.append(
+def notes(spec: UNetSpec, given: UNetSpec | None, other: list[str]) -> list[str]:
+    """What the file held and what was assumed, for the read's note."""
+    parts = [f"{TITLE} state dict, {spec.norm} norm"]
+    if given is None:
+        parts.append(
             "activation LeakyReLU(0.1) and norm eps 1e-5 assumed (BasicUNet's defaults; a state "
             "dict does not record them)"
         )
-    if result.norm == "none":
-        note.append("no norm tensors: read as norm=None (an instance norm without affine "
-                    "parameters would store none either)")  # fmt: skip
+    if spec.norm == "none":
+        parts.append("no norm tensors: read as norm=None (an instance norm without affine "
+                     "parameters would store none either)")  # fmt: skip
     if other:
-        note.append(f"non-tensor entries set aside: {', '.join(other)}")
-    reference = None
-    try:
-        reference = reference_for(result, state, str(path))
-    except ModuleNotFoundError as err:
-        if (err.name or "").split(".")[0] != "monai":
-            raise
-        note.append("monai is not installed: not proven against BasicUNet")
-    except ValueError as err:
-        note.append(f"not proven against BasicUNet ({err})")
-    return SourceRead(weights, result, reference, "; ".join(note))
+        parts.append(f"non-tensor entries set aside: {', '.join(other)}")
+    return parts
 
 
 def features_of(spec: UNetSpec) -> tuple[int, ...]:
@@ -273,38 +226,23 @@ def build_module(spec: UNetSpec) -> Any:
     )  # fmt: skip
 
 
-def reference_for(spec: UNetSpec, state: Any, where: str) -> Reference:
-    """BasicUNet built for ``spec`` with ``state`` loaded strictly, as a :class:`Reference`."""
-    module = tio.load_strict(build_module(spec), state, f"{where} into BasicUNet")
-    return module_reference(module, f"MONAI BasicUNet(features={features_of(spec)})")
+def reference_for(spec: UNetSpec, state: Any, where: str) -> tuple[Reference | None, list[str]]:
+    """BasicUNet built for ``spec`` with ``state`` loaded strictly, as a
+    :class:`~unet_bridge.reads.Reference`, or why there is none (monai not installed, or a spec
+    BasicUNet cannot build)."""
+    try:
+        module = tio.load_strict(build_module(spec), state, f"{where} into BasicUNet")
+    except ModuleNotFoundError as err:
+        if (err.name or "").split(".")[0] != "monai":
+            raise
+        return None, ["monai is not installed: not proven against BasicUNet"]
+    except ValueError as err:
+        return None, [f"not proven against BasicUNet ({err})"]
+    return module_reference(module, f"MONAI BasicUNet(features={features_of(spec)})"), []
 
 
-def write(weights: Any, spec: UNetSpec, path: Path) -> Path:
-    """``torch.save`` a state dict that ``BasicUNet`` loads with ``strict=True``."""
-    check_spec(spec)
-    return tio.save_state(tio.source_state(weights, names(spec), spec), path)
-
-
-def reference_from_module(
-    module: Any, path: Path | str | os.PathLike, description: str
-) -> Reference:
-    """A user-named module with ``path``'s tensors loaded strictly."""
-    state, _ = tio.load_state(path)
-    tio.load_strict(module, state, f"{path} into {description}")
-    return module_reference(module, description)
-
-
-SOURCE = register(
-    Source(
-        name=NAME,
-        description="MONAI BasicUNet (2-D) state dict; proven against BasicUNet when monai is installed",
-        framework="torch",
-        suffixes=tio.STATE_SUFFIXES,
-        recognise=recognise,
-        read=read,
-        write=write,
-        check_spec=check_spec,
-        reference_from_module=reference_from_module,
-        homepage=HOMEPAGE,
-    )
+SOURCE = state_dict_source(
+    sys.modules[__name__],
+    "MONAI BasicUNet (2-D) state dict; proven against BasicUNet when monai is installed",
+    HOMEPAGE,
 )
