@@ -236,16 +236,21 @@ def recognise(file: SourceFile) -> bool:
     return False
 
 
-for _name, _description, _read, _write, _check, _homepage in (
-    (KERAS_UNET, "karolzak/keras-unet vanilla_unet and custom_unet (Keras; spec read from the layer "
-     "graph)", read_keras_unet, write_keras_unet, check_keras_unet,
-     "https://github.com/karolzak/keras-unet"),
-    (ZHIXUHAO, "zhixuhao/unet (Keras; spec read from the layer graph)", read_zhixuhao,
-     write_zhixuhao, check_zhixuhao, "https://github.com/zhixuhao/unet"),
-):  # fmt: skip
-    register(
+def _register(name: str, description: str, read: Any, write: Any, check: Any, home: str) -> Source:
+    return register(
         Source(
-            name=_name, description=_description, framework="keras", suffixes=SUFFIXES,
-            recognise=recognise, read=_read, write=_write, check_spec=_check, homepage=_homepage,
+            name=name, description=description, framework="keras", suffixes=SUFFIXES,
+            recognise=recognise, read=read, write=write, check_spec=check, homepage=home,
         )
     )  # fmt: skip
+
+
+_register(
+    KERAS_UNET, "karolzak/keras-unet vanilla_unet and custom_unet (Keras; spec read from the layer "
+    "graph)", read_keras_unet, write_keras_unet, check_keras_unet,
+    "https://github.com/karolzak/keras-unet",
+)  # fmt: skip
+_register(
+    ZHIXUHAO, "zhixuhao/unet (Keras; spec read from the layer graph)", read_zhixuhao,
+    write_zhixuhao, check_zhixuhao, "https://github.com/zhixuhao/unet",
+)  # fmt: skip
