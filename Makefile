@@ -34,9 +34,11 @@ NUMERICS := parity_tests/test_forward.py parity_tests/test_layers.py parity_test
 	tests/test_torch_model.py
 KERNEL_FREE := not bit_exact and not block_shapes and not torch_compile
 
+# worksteal: a worker that runs out of tests takes over half of the other's, so one long test near
+# the end does not leave a core idle.
 test: $(STAMP)
-	$(PY) -m pytest -n 2 -q
-	ONEDNN_MAX_CPU_ISA=AVX2 $(PY) -m pytest -n 2 -q -p no:cacheprovider -m 'not slow' \
+	$(PY) -m pytest -n 2 --dist worksteal -q
+	ONEDNN_MAX_CPU_ISA=AVX2 $(PY) -m pytest -n 2 --dist worksteal -q -p no:cacheprovider -m 'not slow' \
 		-k '$(KERNEL_FREE)' --hypothesis-profile rerun $(NUMERICS)
 
 lint: $(STAMP)
