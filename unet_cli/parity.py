@@ -111,16 +111,17 @@ def run(args: argparse.Namespace) -> int:
     )
     for line in report.lines():
         print(line)
-    passed = report.passed
+    document = report.to_json_dict()
     if note:
         print(f"{args.weights}: {note}")
     if reference is not None:  # the source itself, judged as a port's proof judges it
         proof = prove_read(read, seed=args.seed, tolerance=tol)
         print(f"against the source: {proof.summary}")
-        passed = passed and proof.ok
+        document["source"] = {"passed": proof.ok, "summary": proof.summary}
+        document["passed"] = report.passed and proof.ok
     if args.json is not None:
-        text = json.dumps(report.to_json_dict(), indent=2) + "\n"
+        text = json.dumps(document, indent=2) + "\n"
         atomic_write_bytes(args.json, text.encode("utf-8"))
     if args.plot is not None:
         atomic_write_bytes(args.plot, report.plot_png())
-    return 0 if passed else 1
+    return 0 if document["passed"] else 1
