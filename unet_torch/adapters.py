@@ -42,7 +42,10 @@ def load_canonical(model: M, weights: Mapping[str, np.ndarray], source: str = "w
     check_weights(weights, model.spec, source=source)
     state = model.state_dict()
     for name in model.plan.weight_shapes:
-        state[name].copy_(torch.from_numpy(np.asarray(weights[name], dtype=np.float32)))
+        # Weights read from a file can be read-only views; torch warns on wrapping those, so a
+        # read-only array is copied (a writable one is wrapped as it is).
+        array = np.require(weights[name], dtype=np.float32, requirements="W")
+        state[name].copy_(torch.from_numpy(array))
     return model
 
 

@@ -15,6 +15,7 @@ import importlib.util
 import json
 import os
 import sys
+import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -54,11 +55,23 @@ def state_of(obj: Any) -> tuple[dict[str, Any], list[str]]:
     return tensors, other
 
 
+def is_torchscript(path: str | os.PathLike[str]) -> bool:
+    """A ``torch.jit.save`` archive (a zip with ``constants.pkl`` and ``code/``), not a state dict."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+    return any(n.endswith("/constants.pkl") for n in names) and any("/code/" in n for n in names)
+
+
 def carries_spec(path: str | os.PathLike[str]) -> bool:
     """Whether a ``torch.save`` file is this project's own (a state dict with its spec, as
     ``unet_torch.io.save_pt`` writes), told without reading its tensors (memory-mapped)."""
     import torch
 
+    if is_torchscript(path):  # torch.load would hand it to torch.jit.load, with a warning
+        return False
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # not a zip-format torch file, or not loadable safely: not ours

@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
-import zipfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -70,16 +70,6 @@ def proof_sizes(spec: UNetSpec, fixed: tuple[int, int] | None = None) -> tuple[i
 
 
 # -- files that carry their graph ---------------------------------------------------------------
-def is_torchscript(path: str | Path) -> bool:
-    """A ``torch.jit.save`` archive (a zip with ``constants.pkl`` and ``code/``), not a state dict."""
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
-    except (OSError, zipfile.BadZipFile):
-        return False
-    return any(n.endswith("/constants.pkl") for n in names) and any("/code/" in n for n in names)
-
-
 def own_artefact(path: str | Path) -> bool:
     """Whether an ``.onnx`` or ``.pt2`` file is this project's export (it carries the spec)."""
     from unet_bridge.artefacts.common import SPEC_KEY
@@ -103,7 +93,7 @@ def recognise(file: SourceFile) -> bool:
     suffix = suffix_in(file.path, SUFFIXES)
     if suffix in (".onnx", ".pt2"):
         return not own_artefact(file.path)
-    return suffix is not None and is_torchscript(file.path)
+    return suffix is not None and tio.is_torchscript(file.path)
 
 
 def read(file: SourceFile, spec: UNetSpec | None = None) -> SourceRead:
@@ -119,7 +109,7 @@ def read(file: SourceFile, spec: UNetSpec | None = None) -> SourceRead:
         return _read_onnx(path, spec)
     if suffix == ".pt2":
         return _read_exported(path, spec)
-    if is_torchscript(path):
+    if tio.is_torchscript(path):
         return _read_script(path, spec)
     raise ValueError(
         f"{path}: a state dict carries no graph; name the class that builds it: "
@@ -178,7 +168,11 @@ def _read_script(path: Path, spec: UNetSpec | None) -> SourceRead:
     import torch
 
     try:
-        module = torch.jit.load(str(path), map_location="cpu").eval()
+        # The user's file is TorchScript, so TorchScript's own loader is the one that reads it;
+        # torch's deprecation notice of that loader is not the user's concern here.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            module = torch.jit.load(str(path), map_location="cpu").eval()
     except Exception as err:  # torch's own load errors
         raise ValueError(f"{path}: TorchScript cannot load it ({_first_line(err)})") from None
     channels = _in_channels(module, path)
