@@ -243,18 +243,27 @@ class _Front:
             self.generated.append(name)
         return name
 
-    def _conv(self, node: Any, a: dict[str, Any]) -> None:
+    def _kernel(self, node: Any, a: dict[str, Any]) -> tuple[Any, ...] | None:
+        """A (transposed) conv's weight and bias names, weight, kernel size and the problems so
+        far; ``None`` (the node read as an unknown op) when its weight is not a stored 4-D tensor."""
         problems: list[str] = []
         w_name = self.weight(node, 1, problems)
         b_name = self.weight(node, 2, problems)
         w = self.const(w_name) if w_name else None
         if w is None or w.ndim != 4:
             self.unknown(node, [node.input[0]])
-            return
+            return None
         k = list(a.get("kernel_shape", w.shape[2:]))
-        strides, dilations = list(a.get("strides", [1, 1])), list(a.get("dilations", [1, 1]))
         if k[0] != k[1]:
             problems.append(f"a {k[0]}x{k[1]} kernel (square kernels only)")
+        return problems, w_name, b_name, w, k
+
+    def _conv(self, node: Any, a: dict[str, Any]) -> None:
+        kernel = self._kernel(node, a)
+        if kernel is None:
+            return
+        problems, w_name, b_name, w, k = kernel
+        strides, dilations = list(a.get("strides", [1, 1])), list(a.get("dilations", [1, 1]))
         if dilations != [1, 1]:
             problems.append(f"dilations {dilations} (none in the spec)")
         if a.get("group", 1) != 1:
@@ -293,18 +302,12 @@ class _Front:
                  {"weight": w_name, "bias": b_name})  # fmt: skip
 
     def _convtranspose(self, node: Any, a: dict[str, Any]) -> None:
-        problems: list[str] = []
-        w_name = self.weight(node, 1, problems)
-        b_name = self.weight(node, 2, problems)
-        w = self.const(w_name) if w_name else None
-        if w is None or w.ndim != 4:
-            self.unknown(node, [node.input[0]])
+        kernel = self._kernel(node, a)
+        if kernel is None:
             return
-        k = list(a.get("kernel_shape", w.shape[2:]))
+        problems, w_name, b_name, w, k = kernel
         strides = list(a.get("strides", [1, 1]))
         group = a.get("group", 1)
-        if k[0] != k[1]:
-            problems.append(f"a {k[0]}x{k[1]} kernel (square kernels only)")
         if group != 1:
             problems.append(f"group={group} (the spec's transposed convs are dense)")
         for key in ("pads", "output_padding"):
