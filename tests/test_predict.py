@@ -160,4 +160,3 @@ def test_device_names_are_read_alike_and_nonsense_is_one_line(files, capsys):
     if not torch.cuda.is_available():
         assert _predict(files, "--device", "cuda:0", out="gpu") == 2
         assert "sees no CUDA GPU" in capsys.readouterr().err
-

@@ -45,7 +45,6 @@ from unet_spec import UNetSpec
 from unet_spec import hub as hub_folder
 from unet_torch.adapters import canonical_state, load_canonical
 
-
 #: The card ``save_pretrained`` writes (huggingface_hub's template: ``card_data`` is the YAML
 #: metadata the mixin renders from the class's arguments).
 CARD_TEMPLATE = """---
