@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import subprocess
 from collections.abc import Callable
@@ -79,14 +80,22 @@ def run_train() -> Callable[..., subprocess.CompletedProcess]:
         here, env = os.getcwd(), dict(os.environ)
         deterministic = torch.are_deterministic_algorithms_enabled()
         out, err = io.StringIO(), io.StringIO()
+        # Lightning's log lines (and the project's, logged through Lightning's rank-zero helpers)
+        # go where a terminal would show them: stderr.
+        lines = logging.StreamHandler(err)
+        loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
         try:
             os.chdir(cwd)
+            for logger in loggers:
+                logger.addHandler(lines)
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
                 try:
                     code = main(list(argv))
                 except SystemExit as exit_:  # --print_config, or an argument the parser refuses
                     code = exit_.code or 0
         finally:
+            for logger in loggers:
+                logger.removeHandler(lines)
             os.chdir(here)
             os.environ.clear()
             os.environ.update(env)
