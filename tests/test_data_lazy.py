@@ -3,8 +3,6 @@ errors that still name the file, and crops equal to the in-memory path."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +23,6 @@ from unet_train.datasets import DataFileError, TrainCrops
 
 GREY = get_preset("modern-small").replace(in_channels=1, depth=2)
 VALID = get_preset("paper").replace(depth=1, base_filters=4)
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _folder(root: Path, n: int = 6, size: int = 24, classes: int = 3) -> Path:
@@ -168,15 +165,14 @@ def test_preload_is_the_in_memory_path(tmp_path):
     assert dm.train_samples.counts is not None
 
 
-def test_images_of_different_channel_counts_exit_2_naming_the_file(tmp_path):
+def test_images_of_different_channel_counts_exit_2_naming_the_file(tmp_path, run_train):
     root = _folder(tmp_path / "d")
     Image.new("RGB", (24, 24)).save(root / "images" / "s03.png")
-    cmd = [sys.executable, str(REPO / "train.py"), "fit", "--model.preset", "modern-small",
-           "--data", "unet_train.data.FolderDataModule", "--data.in_channels", "1",
-           "--data.root", str(root), "--data.num_classes", "3", "--data.crop_size", "16",
-           "--trainer.max_steps", "1", "--trainer.logger", "false",
-           "--trainer.default_root_dir", str(tmp_path / "runs")]  # fmt: skip
-    run = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    run = run_train(tmp_path, "fit", "--model.preset", "modern-small",
+                    "--data", "unet_train.data.FolderDataModule", "--data.in_channels", "1",
+                    "--data.root", str(root), "--data.num_classes", "3", "--data.crop_size", "16",
+                    "--trainer.max_steps", "1", "--trainer.logger", "false",
+                    "--trainer.default_root_dir", str(tmp_path / "runs"))  # fmt: skip
     assert run.returncode == 2, run.stderr[-2000:]
     line = run.stderr.strip().splitlines()[-1]
     assert "s03.png: image has 3 channel(s) but" in line and "one channel count" in line
