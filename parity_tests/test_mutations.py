@@ -49,7 +49,7 @@ import unet_keras.builder as builder  # noqa: E402
 def _size(name: str) -> int:
     """The smallest valid size with a few output pixels: full-width presets stay quick."""
     spec = ARCHITECTURES[name]
-    return spec.plan().nearest_valid_size(8 * 2**spec.depth, direction="up")
+    return spec.plan().nearest_valid_size(4 * 2**spec.depth, direction="up")
 
 
 def _presets(kind: str) -> list[str]:
