@@ -24,12 +24,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from unet_spec.blocks import WEIGHT_KINDS, Block, BlockKind, keras_name, numel
 from unet_spec.layout import LayerInfo, Layout, SizeError, as_hw, walk_shapes
-from unet_spec.spec import UNetSpec
 from unet_spec.topology import unet_blocks
+
+if TYPE_CHECKING:  # the plan reads a spec's fields; UNetSpec.plan() imports this module
+    from unet_spec.spec import UNetSpec
 
 __all__ = [
     "WEIGHT_KINDS",

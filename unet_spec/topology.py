@@ -7,8 +7,12 @@ The names it gives are the weight contract (see :mod:`unet_spec.plan`).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from unet_spec.blocks import Block, BlockKind
-from unet_spec.spec import UNetSpec
+
+if TYPE_CHECKING:  # a spec's fields are read, never built here
+    from unet_spec.spec import UNetSpec
 
 
 def unet_blocks(spec: UNetSpec) -> tuple[Block, ...]:
