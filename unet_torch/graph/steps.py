@@ -56,6 +56,18 @@ def _shape(value: Any) -> tuple[int, ...]:
     return value.shape if isinstance(value, T) else ()
 
 
+def _kernel_problems(kh: int, kw: int, dilation: Any, groups: int) -> list[str]:
+    """What a conv or transposed conv has that none of the spec's convs has."""
+    problems = []
+    if kh != kw:
+        problems.append(f"a {kh}x{kw} kernel (square kernels only)")
+    if _pair(dilation) != (1, 1):
+        problems.append(f"dilation {_pair(dilation)} (none in the spec)")
+    if groups != 1:
+        problems.append(f"groups={groups} (the spec's convs are dense)")
+    return problems
+
+
 # -- the rules, one per block kind ----------------------------------------------------------------
 def conv(
     kernel: tuple[int, int],
@@ -69,15 +81,9 @@ def conv(
     """A 2-D convolution: square kernel, stride 1, zero padding by half the kernel (``same``) or
     none (``valid``)."""
     kh, kw = kernel
-    problems = []
-    if kh != kw:
-        problems.append(f"a {kh}x{kw} kernel (square kernels only)")
+    problems = _kernel_problems(kh, kw, dilation, groups)
     if _pair(stride) != (1, 1):
         problems.append(f"strides {_pair(stride)} (the spec's convs have stride 1)")
-    if _pair(dilation) != (1, 1):
-        problems.append(f"dilation {_pair(dilation)} (none in the spec)")
-    if groups != 1:
-        problems.append(f"groups={groups} (the spec's convs are dense)")
     if padding_mode != "zeros":
         problems.append(f"padding_mode {padding_mode!r} (the spec pads with zeros)")
     if isinstance(padding, str):
@@ -107,16 +113,10 @@ def upconv(
 ) -> Step:
     """A 2-D transposed convolution (the reader checks for 2x2, stride 2)."""
     kh, kw = kernel
-    problems = []
-    if kh != kw:
-        problems.append(f"a {kh}x{kw} kernel (square kernels only)")
+    problems = _kernel_problems(kh, kw, dilation, groups)
     for what, value in (("padding", padding), ("output_padding", output_padding)):
         if _pair(value) != (0, 0):
             problems.append(f"{what} {_pair(value)} (none in the spec)")
-    if _pair(dilation) != (1, 1):
-        problems.append(f"dilation {_pair(dilation)} (none in the spec)")
-    if groups != 1:
-        problems.append(f"groups={groups} (the spec's convs are dense)")
     s = _pair(stride)
     attrs = {"kernel": kh, "stride": s[0], "strides": s, "padding": "valid", "bias": bias}
     return Step("upconv", attrs, problems)
