@@ -37,9 +37,25 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _cmd(root: Path, *extra: str) -> list[str]:
-    return [sys.executable, str(REPO / "train.py"), "fit", "--config",
-            str(REPO / "configs/demo.yaml"), *ARGS, *extra]  # fmt: skip
+def _csv_only_config(folder: Path) -> Path:
+    """configs/demo.yaml with its CSV logger only. Naming the TensorBoard logger in a config costs
+    each process a TensorFlow import (LightningCLI resolves the logger's arguments through
+    torch.utils.tensorboard, which imports TensorFlow where it is installed), three processes of
+    the four here; the test judges weights and metrics.json, which the TensorBoard log holds no
+    part of. The loggers sharing a run folder is tests/test_train_cli.py's."""
+    import yaml
+
+    config = yaml.safe_load((REPO / "configs/demo.yaml").read_text())
+    loggers = config["trainer"]["logger"]
+    config["trainer"]["logger"] = [x for x in loggers if x["class_path"].endswith(".CSVLogger")]
+    assert len(config["trainer"]["logger"]) == 1
+    path = folder / "demo-csv.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _cmd(config: Path, *extra: str) -> list[str]:
+    return [sys.executable, str(REPO / "train.py"), "fit", "--config", str(config), *ARGS, *extra]
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -59,7 +75,8 @@ def _weights(root: Path) -> dict[str, np.ndarray]:
 def test_two_nodes_equal_one_node_with_two_processes(tmp_path):
     for run in ("one", "node0", "node1"):  # each run in its own folder (runs/demo/...)
         (tmp_path / run).mkdir()
-    one = subprocess.run(_cmd(tmp_path / "one", "--trainer.devices", "2"), cwd=tmp_path / "one",
+    config = _csv_only_config(tmp_path)
+    one = subprocess.run(_cmd(config, "--trainer.devices", "2"), cwd=tmp_path / "one",
                          env=_env(), capture_output=True, text=True, timeout=300)  # fmt: skip
     assert one.returncode == 0, one.stderr[-3000:]
     (metrics,) = (tmp_path / "one").rglob("metrics.json")
@@ -73,7 +90,7 @@ def test_two_nodes_equal_one_node_with_two_processes(tmp_path):
             "--artifacts.keras_export", "false"]  # fmt: skip
     nodes = [
         subprocess.Popen(
-            _cmd(tmp_path / f"node{rank}", *node),
+            _cmd(config, *node),
             cwd=tmp_path / f"node{rank}",
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
