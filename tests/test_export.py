@@ -3,7 +3,9 @@ bad input is refused with one line, exit 2 and nothing written; a planted defect
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
 
 import numpy as np
@@ -52,6 +54,33 @@ def onnx_file(files, tmp_path_factory):
     return dst
 
 
+@pytest.fixture(scope="module")
+def exported(files, tmp_path_factory):
+    """``exported(suffix)``: the dynamic spec exported once per format through the CLI (with its
+    card), and what the CLI printed. An export costs seconds (the LiteRT converter above all); the
+    tests that run the same artefact share it (the ONNX one is ``onnx_file``)."""
+    done = {}
+
+    def get(suffix):
+        if suffix not in done:
+            dst = tmp_path_factory.mktemp("artefact") / f"model{suffix}"
+            printed = io.StringIO()
+            with contextlib.redirect_stdout(printed):
+                assert main(["export", str(files / "any.safetensors"), str(dst)]) == 0
+            done[suffix] = dst, printed.getvalue()
+        return done[suffix]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def fp16_onnx(files, tmp_path_factory):
+    """The dynamic spec exported at fp16 (``export_model``), and its report."""
+    weights, spec, *_ = load_any_weights(files / "any.safetensors")
+    dst = tmp_path_factory.mktemp("fp16") / "h.onnx"
+    return dst, export_model(weights, spec, dst, precision="fp16", card=False)
+
+
 def _torch_logits(spec, weights, x):
     out = spec.plan().output.name
     return torch_taps(torch_model(spec, weights), x, [out])[out]
@@ -62,15 +91,13 @@ def _only(folder, *names):
 
 
 @pytest.mark.parametrize("suffix", [".onnx", ".pt2", ".tflite", ".savedmodel"])
-def test_dynamic_export_runs_at_other_sizes(files, onnx_file, tmp_path, capsys, suffix) -> None:
+def test_dynamic_export_runs_at_other_sizes(files, onnx_file, exported, suffix) -> None:
     if suffix == ".onnx":
         dst = onnx_file
         report = json.loads(dst.with_suffix(".json").read_text())
         assert report["passed"] and [c["input"] for c in report["checks"]] == ["random", "img.png"]
     else:
-        dst = tmp_path / f"model{suffix}"
-        assert main(["export", str(files / "any.safetensors"), str(dst)]) == 0
-        out = capsys.readouterr().out
+        dst, out = exported(suffix)
         assert "verified" in out and "random 2x" in out
     card = dst / "README.md" if suffix == ".savedmodel" else dst.with_name(dst.name + ".README.md")
     assert "## Parity" in card.read_text() and '"skip_merge": "none"' in card.read_text()
@@ -94,7 +121,9 @@ def test_onnx_metadata_holds_spec_and_size_rule(onnx_file) -> None:
 
 def test_fixed_size_spec_exports_one_size_with_dynamic_batch(files, tmp_path) -> None:
     dst = tmp_path / "seed.onnx"
-    assert main(["export", str(files / "fixed.safetensors"), str(dst), "--size", "60"]) == 0
+    argv = ["export", str(files / "fixed.safetensors"), str(dst), "--size", "60", "--no-card"]
+    assert main(argv) == 0
+    _only(tmp_path, "seed.onnx")  # --no-card: the artefact alone
     shape = onnx.session(dst).get_inputs()[0].shape
     assert shape[1:] == [3, 60, 60] and isinstance(shape[0], str)
     assert "H = W = 60 only" in onnx.read_metadata(dst)["unet_valid_sizes"]
@@ -143,7 +172,7 @@ def test_unloadable_artefact_exits_2(files, tmp_path, capsys, monkeypatch) -> No
 
 @pytest.mark.parametrize(("suffix", "precision"), [(".pt2", "fp32"), (".onnx", "fp16")])
 def test_planted_defect_exits_1_and_writes_nothing(
-    files, tmp_path, capsys, monkeypatch, suffix, precision
+    files, tmp_path, capsys, monkeypatch, request, suffix, precision
 ) -> None:
     # The writer exports one kernel transposed: far above fp32 noise, and above fp16 rounding.
     entry = export.EXPORTS[suffix]
@@ -153,9 +182,27 @@ def test_planted_defect_exits_1_and_writes_nothing(
         weights["enc2.conv1.weight"] = np.swapaxes(weights["enc2.conv1.weight"], 2, 3).copy()
         return entry.fmt.write(weights, spec, path, *args, **options)
 
-    planted = dataclasses.replace(
-        entry, fmt=dataclasses.replace(entry.fmt, write=transposed_kernel)
-    )
+    def transposed_in_the_file(weights, spec, path, *args, **options):
+        # The same artefact for one export less: the fp16 export of the same weights with that
+        # kernel transposed in the file. A square kernel's transpose is exact in fp16, and the
+        # exporter writes each canonical tensor as the initializer of its name, so the file is
+        # the one the exporter writes from the transposed weights.
+        import onnx
+        from onnx import numpy_helper
+
+        assert options["precision"] == "fp16"
+        model = onnx.load(good)
+        (kernel,) = [t for t in model.graph.initializer if t.name == "enc2.conv1.weight"]
+        swapped = np.swapaxes(numpy_helper.to_array(kernel), 2, 3).copy()
+        kernel.CopyFrom(numpy_helper.from_array(swapped, kernel.name))
+        onnx.save(model, path)
+        return path
+
+    if precision == "fp16":
+        good, plant = request.getfixturevalue("fp16_onnx")[0], transposed_in_the_file
+    else:
+        plant = transposed_kernel
+    planted = dataclasses.replace(entry, fmt=dataclasses.replace(entry.fmt, write=plant))
     monkeypatch.setitem(export.EXPORTS, suffix, planted)
     dst = tmp_path / f"m{suffix}"
     argv = ["export", str(files / "any.safetensors"), str(dst), "--precision", precision]
@@ -164,14 +211,14 @@ def test_planted_defect_exits_1_and_writes_nothing(
     _only(tmp_path)
 
 
-def test_fp16_needs_and_states_its_looser_tolerance(files, tmp_path) -> None:
+def test_fp16_needs_and_states_its_looser_tolerance(files, fp16_onnx) -> None:
     weights, spec, *_ = load_any_weights(files / "any.safetensors")
-    result = export_model(weights, spec, tmp_path / "h.onnx", precision="fp16", card=False)
+    path, result = fp16_onnx
     assert result.ok and result.tolerance.margin == 16 * 8192
     xs = {"random": np.random.default_rng(1).random((1, 3, 16, 16), dtype=np.float32)}
     # Judged by the fp32 tolerance, fp16 rounding is out of it: the looser limit is needed, and
     # the report says how far the artefact is (argmax agreement included).
-    strict = export.verify_artefact(weights, spec, tmp_path / "h.onnx", xs, NoiseTolerance())
+    strict = export.verify_artefact(weights, spec, path, xs, NoiseTolerance())
     assert not strict[0].passed
     assert 0.99 <= result.checks[0].argmax_agreement <= 1.0
 
@@ -194,12 +241,11 @@ def test_artefact_backends_refuse_a_weight_file_and_twins_refuse_an_artefact(fil
 
 @pytest.mark.parametrize("suffix", [".pt2", ".tflite"])
 def test_any_artefact_predicts_through_the_tiling_engine_by_its_suffix(
-    files, tmp_path, suffix
+    files, exported, tmp_path, suffix
 ) -> None:
     """No --backend: the artefact's suffix picks its runtime, and its tiled prediction is the
     PyTorch twin's (the image is larger than one tile, so tiles are stitched)."""
-    dst = tmp_path / f"m{suffix}"
-    assert main(["export", str(files / "any.safetensors"), str(dst), "--no-card"]) == 0
+    dst, _ = exported(suffix)
     assert backend_for(dst) == suffix[1:]
     for name, weights in (("artefact", dst), ("torch", files / "any.safetensors")):
         argv = ["predict", str(files / "img.png"), "--weights", str(weights), "--tile", "16"]
