@@ -96,10 +96,12 @@ def test_freed_blocks_come_back_without_page_faults():
     assert kept["faults"] < PAGES // 10, kept
     assert "malloc keeps freed memory" in kept["line"]
     # The same round trip with malloc left alone: the block is unmapped and faulted in again.
-    system = probe("line", UNET_MALLOC="system")
+    # No machine line here (it costs a torch import): the line is drawn from freed_memory_kept()
+    # alone, and its "malloc system" for a process that keeps nothing is checked in
+    # test_building_a_unet_leaves_malloc_alone, whose probe imports torch anyway.
+    system = probe(UNET_MALLOC="system")
     assert not system["applied"] and not system["kept"]
     assert system["faults"] > PAGES // 2, system
-    assert "malloc system" in system["line"]
 
 
 @glibc_only
