@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import lightning as L
@@ -253,20 +250,17 @@ def _user_folder(root: Path, n: int = 6, size: int = 40) -> Path:
     return root
 
 
-def _train(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env.pop("PYTEST_XDIST_WORKER", None)
-    cmd = [sys.executable, str(REPO / "train.py"), "fit", "--config",
-           str(REPO / "configs/finetune.yaml"), *args]  # fmt: skip
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-
-
-def test_train_py_fine_tunes_a_ported_model_on_a_users_folder(tmp_path, milesial_file) -> None:
+def test_train_py_fine_tunes_a_ported_model_on_a_users_folder(
+    tmp_path, milesial_file, run_train
+) -> None:
     data = _user_folder(tmp_path / "cells")
     base = tmp_path / "carvana.pth"
     base.write_bytes(milesial_file.read_bytes())
-    proc = _train(
-        tmp_path, "--model.init_from", "carvana.pth", "--data.root", str(data),
+    # train.py's command in this process (conftest.py's run_train): nothing here needs a process
+    # of its own, and a fresh interpreter would cost more than the run.
+    proc = run_train(
+        tmp_path, "fit", "--config", str(REPO / "configs/finetune.yaml"),
+        "--model.init_from", "carvana.pth", "--data.root", str(data),
         "--model.init_source_model", STANDIN, "--model.init_source_args", json.dumps(STANDIN_ARGS),
         "--trainer.max_epochs", "3", "--data.init_args.samples_per_epoch", "4",
         "--data.init_args.batch_size", "2", "--trainer.enable_progress_bar", "false",
