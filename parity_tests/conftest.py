@@ -79,7 +79,7 @@ class Twins:
     size: tuple[int, int]
     weights: dict[str, np.ndarray]
     torch_model: UNet
-    keras_model: object  # keras.Model, logits
+    keras_model: object  # keras.Model, logits; None where only the PyTorch twin was built
 
     def inputs(self, batch: int = 1, seed: int = 0) -> np.ndarray:
         rng = np.random.default_rng(seed)
@@ -103,9 +103,14 @@ class Twins:
         return unet_keras.to_nchw(np.asarray(y))
 
 
-def make_twins(spec: UNetSpec, size: int | tuple[int, int], seed: int = 0) -> Twins:
+def make_twins(
+    spec: UNetSpec, size: int | tuple[int, int], seed: int = 0, keras: bool = True
+) -> Twins:
     """Both twins of ``spec`` with one set of random weights, built by the bridge's builders (the
-    ones ``unet parity``, ``unet port`` and the mutation tests' planted defects go through)."""
+    ones ``unet parity``, ``unet port`` and the mutation tests' planted defects go through).
+    ``keras=False`` builds the PyTorch twin only, for checks that judge a third runtime against
+    it (a Keras model costs a build and TensorFlow's start-up where nothing reads it)."""
     hw = (size, size) if isinstance(size, int) else tuple(size)
     weights = random_weights(spec, seed=seed)
-    return Twins(spec, hw, weights, torch_model(spec, weights), keras_model(spec, weights, hw))
+    kmodel = keras_model(spec, weights, hw) if keras else None
+    return Twins(spec, hw, weights, torch_model(spec, weights), kmodel)
