@@ -22,15 +22,32 @@ The defects are the ones a port between the two frameworks actually meets:
   up step, its norm's tensors not copied).
 
 The Keras builder and adapter are patched for the duration of one test only.
+
+Every defect sits in the Keras twin; the PyTorch side of :func:`unet_bridge.run_parity` (its fp32
+taps and the float64 reference that measures their noise) is a function of the spec, the weights
+and the input alone, which all defects of one architecture share. The ``torch_runs`` fixture
+keeps those runs for the module, keyed by exactly those inputs, and hands them back to
+``run_parity`` in place of a recomputation: the runner itself (the Keras build with the defect,
+the per-block comparison, the verdict and the first failing block) runs whole in every test.
 """
 
 from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 
 from parity_tests.conftest import ARCHITECTURES
-from unet_bridge import import_frameworks, keras_model, random_input, run_parity, torch_model
+from unet_bridge import (
+    import_frameworks,
+    keras_model,
+    parity,
+    random_input,
+    run_parity,
+    torch_model,
+)
 from unet_spec import NoiseTolerance, check_against_noise, random_weights
 
 import_frameworks()
@@ -73,6 +90,47 @@ def _first_rescaling(name: str) -> str:
             if info.shape[1:] != layout[block.inputs[0]].shape[1:]:
                 return block.name
     raise AssertionError(f"{name}: no block changes size")
+
+
+# -- the PyTorch side, once per architecture ---------------------------------------------------------
+def _key(spec, weights, xs, names, float64: bool, device: str) -> tuple:
+    digest = hashlib.sha1()
+    for name in sorted(weights):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(weights[name]).tobytes())
+    for x in xs:
+        digest.update(repr(x.shape).encode())
+        digest.update(np.ascontiguousarray(x).tobytes())
+    return spec.to_json(), digest.hexdigest(), tuple(names), float64, device
+
+
+@pytest.fixture(scope="module")
+def _torch_memo() -> dict:
+    return {}
+
+
+@pytest.fixture
+def torch_runs(_torch_memo: dict, monkeypatch) -> None:
+    """``run_parity``'s PyTorch taps (fp32 and the float64 reference), computed once per spec,
+    weights, input and blocks in this module; the arrays are read-only, so no test can change
+    what the next one gets."""
+    compute: Callable = parity.twin_taps
+
+    def twin_taps(spec, weights, xs, names, *, float64=False, device="cpu"):
+        key = _key(spec, weights, xs, names, float64, device)
+        if key not in _torch_memo:
+            taps = compute(spec, weights, xs, names, float64=float64, device=device)
+            for tap in taps:
+                for array in tap.values():
+                    array.setflags(write=False)
+            _torch_memo[key] = taps
+        return _torch_memo[key]
+
+    def reference_taps(spec, weights, x, names):
+        return twin_taps(spec, weights, [x], names, float64=True)[0]
+
+    monkeypatch.setattr(parity, "twin_taps", twin_taps)
+    monkeypatch.setattr(parity, "reference_taps", reference_taps)
 
 
 # -- the defects ------------------------------------------------------------------------------------
@@ -269,6 +327,7 @@ def test_every_preset_meets_the_defects_that_apply_to_it() -> None:
 
 
 @pytest.mark.parametrize(("mutation", "preset"), CASES, ids=[f"{m}-{p}" for m, p in CASES])
+@pytest.mark.usefixtures("torch_runs")
 def test_a_planted_defect_fails_parity(mutation: str, preset: str, monkeypatch) -> None:
     plant, _, where = MUTATIONS[mutation]
     spec = ARCHITECTURES[preset]
@@ -323,6 +382,7 @@ PADDED = sorted(n for n, s in ARCHITECTURES.items() if s.skip_merge == "pad")
 
 
 @pytest.mark.parametrize("preset", PADDED)
+@pytest.mark.usefixtures("torch_runs")
 def test_padding_with_the_other_fill_fails(preset: str, monkeypatch) -> None:
     """At a size whose poolings floor (so the upsampled maps come out short), padding with the
     other fill than the spec says is caught at the first padded block."""
