@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 import unet_keras
 from parity_tests.conftest import ARCHITECTURES, make_twins, narrow, small_sibling
+from parity_tests.test_layers import SMALL as PER_BLOCK
 from unet_bridge.parity import check_outputs
 from unet_spec import DEFAULT_SIZES, PRESETS, UNetSpec, check_against_noise, label_rule
 from unet_torch import UNet, canonical_state, load_canonical, probabilities
@@ -31,19 +32,46 @@ def _smallest_size(spec: UNetSpec) -> int:
     return spec.plan().valid_sizes(1, 1024)[0]
 
 
-def _check_forward(spec: UNetSpec, size, batch: int = 1, seed: int = 0):
-    twins = make_twins(spec, size, seed=seed)
+def _folded_keras(spec: UNetSpec, size, weights) -> tuple[object, dict]:
+    """The Keras twin with the head folded into its last convolution (as ``unet_model``, the Keras
+    predictor and the ``.h5`` writer build it), and what that convolution computes before its
+    activation, kept on each call (the logits: the layer runs its convolution and bias, then
+    hands the result to its activation, which is wrapped here and still applied)."""
+    model = unet_keras.from_canonical(
+        unet_keras.build_unet(spec, size, head_activation=True), weights, spec
+    )
+    layer = model.get_layer(spec.plan().output.keras_name)
+    activation, seen = layer.activation, {}
+
+    def keep(z):
+        seen["logits"] = z
+        return activation(z)
+
+    layer.activation = keep
+    return model, seen
+
+
+def _check_forward(spec: UNetSpec, size, batch: int = 1, seed: int = 0, logits_model: bool = True):
+    """Keras against PyTorch on the logits and on the final output.
+
+    The logits come from the bridge's Keras twin (logits out, what ``unet parity`` and the ports
+    build); the final output from the twin with the head folded in (:func:`_folded_keras`). With
+    ``logits_model=False`` the first is not built and the logits are the folded model's own,
+    before its activation: the same layers and weights, the last convolution with its activation
+    (for where another test already judges the logits model at this architecture and size).
+    """
+    twins = make_twins(spec, size, seed=seed, keras=logits_model)
     x = twins.inputs(batch, seed)
-    logits_t, logits_k = twins.torch_logits(x), twins.keras_logits(x)
-    logits_64 = twins.reference_logits(x)
+    folded, seen = _folded_keras(spec, twins.size, twins.weights)
+    probs_k = unet_keras.to_nchw(np.asarray(folded(unet_keras.to_nhwc(x), training=False)))
+    logits_k = (
+        twins.keras_logits(x) if logits_model else unet_keras.to_nchw(np.asarray(seen["logits"]))
+    )
+    logits_t, logits_64 = twins.torch_logits(x), twins.reference_logits(x)
     assert logits_t.shape[1:] == spec.plan().layout(size).output_shape
     result, _ = check_outputs(spec, logits_k, logits_t, logits_64)
     assert result.passed, f"{spec.to_json()} @ {size}: logits {result}"
     # The final output: the head activation, applied in torch and folded into the Keras model.
-    keras_head = unet_keras.from_canonical(
-        unet_keras.build_unet(spec, twins.size, head_activation=True), twins.weights, spec
-    )
-    probs_k = unet_keras.to_nchw(np.asarray(keras_head(unet_keras.to_nhwc(x), training=False)))
     probs_t = probabilities(torch.from_numpy(logits_t), spec.head).numpy()
     probs_64 = probabilities(torch.from_numpy(logits_64), spec.head).numpy()
     labels = label_rule(spec, probabilities=spec.head != "none")
@@ -54,7 +82,12 @@ def _check_forward(spec: UNetSpec, size, batch: int = 1, seed: int = 0):
 
 @pytest.mark.parametrize("name", SMALL)
 def test_small_presets(name: str, record_property) -> None:
-    result = _check_forward(PRESETS[name], DEFAULT_SIZES[name], batch=2)
+    """Each small preset at its default size, two images a batch. Where ``test_layers`` runs
+    :func:`unet_bridge.run_parity` on the same preset, size and batch (which judges the logits
+    model block by block, its logits and its output), the logits model is not built again here:
+    the logits are the folded model's (see :func:`_check_forward`)."""
+    logits_model = name not in PER_BLOCK
+    result = _check_forward(PRESETS[name], DEFAULT_SIZES[name], batch=2, logits_model=logits_model)
     record_property("parity", str(result))
 
 
@@ -86,7 +119,12 @@ def test_full_width_architectures_at_their_smallest_size(name: str, record_prope
 
 @pytest.mark.slow
 def test_full_seed_model_at_572(record_property) -> None:
-    result = _check_forward(PRESETS["seed"], 572)
+    """The seed model as ``unet_model`` builds it (head folded in), at full width and size: its
+    logits (read before the folded activation) and its output against PyTorch. The logits model
+    is not built at this size: it differs from this one only in that last convolution's
+    activation, and ``test_layers`` judges it block by block on the same architecture
+    (``seed-small``, the seed's layers and wiring at width 16)."""
+    result = _check_forward(PRESETS["seed"], 572, logits_model=False)
     record_property("parity", str(result))
     assert result.decisive > 0.9 * result.shape[0] * 388 * 388  # the label check saw the image
 
