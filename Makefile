@@ -26,13 +26,15 @@ train: $(STAMP)
 # defects sit orders of magnitude above the noise), the full-width models (`slow`: minutes
 # at the capped ISA), which are checked at the machine's own ISA only, and, in the files below, what
 # no kernel computes (KERNEL_FREE: weights copied bit for bit, block shapes, a graph traced by
-# torch.compile). The random specs draw 20 more there (the `rerun` profile, parity_tests/conftest.py).
+# torch.compile, and the tests marked `kernel_free`: refusals, dtypes, names, and planted defects
+# that sit far beyond the noise on either ISA). The random specs draw 20 more there (the `rerun`
+# profile, parity_tests/conftest.py).
 # TensorFlow's start-up lines stay off the terminal: pytest's controller process never imports it.
 NUMERICS := parity_tests/test_forward.py parity_tests/test_layers.py parity_tests/test_gradients.py \
 	parity_tests/test_training_steps.py parity_tests/test_foreign.py parity_tests/test_bf16.py \
 	parity_tests/test_keras_torch_backend.py tests/test_parity_cli.py tests/test_port.py \
 	tests/test_torch_model.py
-KERNEL_FREE := not bit_exact and not block_shapes and not torch_compile
+KERNEL_FREE := not bit_exact and not block_shapes and not torch_compile and not kernel_free
 
 # worksteal: a worker that runs out of tests takes over half of the other's, so one long test near
 # the end does not leave a core idle.

@@ -36,8 +36,14 @@ def test_every_block_within_its_noise(name: str) -> None:
     assert report.logits.decisive > 0
 
 
+@pytest.mark.kernel_free
 def test_a_broken_block_is_found() -> None:
-    """The per-block report points at the first block that differs, not just at the output."""
+    """The per-block report points at the first block that differs, not just at the output.
+
+    Left out of the AVX2 rerun (marked ``kernel_free``): the blocks before the broken one run the
+    same kernels on the same inputs in both models, so they agree bit for bit whatever those
+    kernels are, and the broken block sits about 60× beyond its limit (about 900× its measured
+    noise) on either ISA."""
     spec = get_preset("paper-small")
     size = DEFAULT_SIZES["paper-small"]
     x = random_input(spec, size, batch=1, seed=0)
@@ -54,6 +60,7 @@ def test_a_broken_block_is_found() -> None:
     assert all(r.passed for r in rows[: names.index("enc3.conv2")])
 
 
+@pytest.mark.kernel_free  # refused before anything is computed
 def test_non_finite_weights_are_bad_input() -> None:
     spec = get_preset("paper-small")
     weights = random_weights(spec, seed=0)

@@ -163,9 +163,14 @@ def test_steps_match(label, spec, size, optimizer, lr, record_property) -> None:
     record_property("worst_noise_ratio", f"{worst:.2f}")
 
 
+@pytest.mark.kernel_free
 def test_unbiased_variance_correction_is_needed() -> None:
     """Without the correction the deepest running variances differ far beyond the noise, in the
-    float64 runs too: it is a convention, not rounding."""
+    float64 runs too: it is a convention, not rounding.
+
+    Left out of the AVX2 rerun (marked ``kernel_free``): the convention sits thousands of times
+    beyond both limits (float64 and fp32) on either ISA, so no kernel's rounding can bring it
+    near them."""
     spec = get_preset("modern-small")
     weights = random_weights(spec, seed=5)
     batches = _batches(spec, 32)[:1]

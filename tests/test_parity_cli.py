@@ -51,8 +51,13 @@ def test_report_json_and_plot(weights_file, tmp_path, capsys) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.kernel_free
 def test_a_perturbed_keras_weight_exits_1(weights_file, tmp_path, capsys, plant_keras_weights):
-    """A Keras twin whose ``dec2.conv1`` bias is off by 1e-3 fails, and the report names it."""
+    """A Keras twin whose ``dec2.conv1`` bias is off by 1e-3 fails, and the report names it.
+
+    Left out of the AVX2 rerun (marked ``kernel_free``): the shifted block sits about 57× beyond
+    its limit on either ISA, and that the blocks before it pass is what the rerun's
+    ``test_report_json_and_plot`` checks (every block of the same weights passes)."""
 
     def shift(weights) -> None:
         weights["dec2.conv1.bias"] = weights["dec2.conv1.bias"] + np.float32(1e-3)
@@ -69,6 +74,7 @@ def test_a_perturbed_keras_weight_exits_1(weights_file, tmp_path, capsys, plant_
     assert all(rows[n]["passed"] for n in list(rows)[: list(rows).index("dec2.conv1")])
 
 
+@pytest.mark.kernel_free  # refused before anything is computed
 def test_non_finite_weights_exit_2(tmp_path, capsys) -> None:
     weights = random_weights(SPEC, seed=1)
     weights["enc2.conv1.bias"][3] = np.inf
@@ -89,6 +95,7 @@ def test_image_input(weights_file, tmp_path, capsys) -> None:
     assert "image" in capsys.readouterr().out
 
 
+@pytest.mark.kernel_free  # refused before anything is computed
 @pytest.mark.parametrize(
     ("extra", "text"),
     [
@@ -105,6 +112,7 @@ def test_bad_input_exits_2(weights_file, capsys, extra, text) -> None:
     assert err[-1].startswith("unet parity: error:") and text in err[-1]
 
 
+@pytest.mark.kernel_free  # refused before anything is computed
 def test_bad_files_exit_2(tmp_path, capsys) -> None:
     assert main(["parity", str(tmp_path / "missing.pt")]) == 2
     assert "no such file" in capsys.readouterr().err

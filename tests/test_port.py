@@ -50,6 +50,7 @@ def test_port_verifies(sources, tmp_path, capsys, src, dst) -> None:
     assert "verified: reload bit-exact; PyTorch vs Keras" in capsys.readouterr().out
 
 
+@pytest.mark.kernel_free  # refused before anything is computed
 def test_non_finite_weights_exit_2_and_write_nothing(tmp_path, capsys) -> None:
     weights = random_weights(SPEC, seed=9)
     weights["enc1.bn1.running_var"][0] = np.nan
@@ -78,6 +79,7 @@ def test_a_port_out_of_tolerance_exits_1_and_writes_nothing(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.kernel_free  # weights read and compared bit for bit; nothing is computed
 def test_checkpoint_loads_into_the_training_system(sources) -> None:
     from unet_train.system import SegmentationSystem
 
@@ -97,6 +99,7 @@ def _refused(argv, capsys, folder, text: str) -> None:
     assert sorted(p.name for p in folder.iterdir()) == before  # nothing written
 
 
+@pytest.mark.kernel_free  # refused before anything is computed
 @pytest.mark.parametrize("how", ["truncated", "garbage"])
 @pytest.mark.parametrize("suffix", FORMATS)
 def test_damaged_file(sources, tmp_path, capsys, suffix, how) -> None:
@@ -114,6 +117,7 @@ def test_damaged_file(sources, tmp_path, capsys, suffix, how) -> None:
     _refused(argv, capsys, tmp_path, str(bad))
 
 
+@pytest.mark.kernel_free  # refused before anything is computed
 def test_unknown_extensions(sources, tmp_path, capsys) -> None:
     folder, _ = sources
     _refused(["port", str(folder / "src.pt"), str(tmp_path / "out.npz")], capsys, tmp_path,
@@ -136,12 +140,14 @@ def test_a_legacy_h5_model_lands_proven_through_its_head(sources, tmp_path, caps
     assert model.layers[-1].get_config()["activation"] in ("sigmoid", "softmax")
 
 
+@pytest.mark.kernel_free  # refused before anything is computed
 def test_spec_mismatch(sources, tmp_path, capsys) -> None:
     folder, _ = sources
     argv = ["port", str(folder / "src.ckpt"), str(tmp_path / "o.pt"), "--preset", "modern-small"]
     _refused(argv, capsys, tmp_path, "base_filters: file 4 vs given 16")
 
 
+@pytest.mark.kernel_free  # refused before anything is computed
 def test_wrong_shape_is_named(sources, tmp_path, capsys) -> None:
     import torch
 
@@ -154,6 +160,7 @@ def test_wrong_shape_is_named(sources, tmp_path, capsys) -> None:
     _refused(argv, capsys, tmp_path, "dec1.up.weight: expected (8, 4, 2, 2), received (3, 3, 2, 2)")
 
 
+@pytest.mark.kernel_free  # refused before anything is computed
 def test_no_spec_anywhere(sources, tmp_path, capsys) -> None:
     import torch
 
@@ -163,6 +170,7 @@ def test_no_spec_anywhere(sources, tmp_path, capsys) -> None:
     _refused(argv, capsys, tmp_path, "carries no spec; give --preset NAME or --spec FILE")
 
 
+@pytest.mark.kernel_free  # refused before anything is computed
 def test_bad_destinations(sources, tmp_path, capsys) -> None:
     folder, _ = sources
     src = str(folder / "src.pt")
@@ -196,6 +204,7 @@ def test_a_bare_safetensors_state_dict_is_read_with_a_spec(sources, tmp_path, pr
     assert load_any_weights(out)[1] == SPEC  # the port writes the canonical metadata
 
 
+@pytest.mark.kernel_free  # refused before anything is computed
 def test_a_deployment_artefact_is_refused_before_any_work(sources, tmp_path, capsys) -> None:
     folder, _ = sources
     dst = tmp_path / "model.onnx"

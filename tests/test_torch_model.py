@@ -16,6 +16,9 @@ from unet_spec import (
 from unet_torch import UNet, canonical_state, float64_reference, load_canonical, probabilities
 
 
+# ``kernel_free``: names, shapes, counts, dtypes and copies, nothing whose value a convolution
+# kernel computes, so the AVX2 rerun (Makefile) leaves these out.
+@pytest.mark.kernel_free
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_state_dict_is_the_canonical_form(name: str) -> None:
     spec = PRESETS[name]
@@ -26,11 +29,13 @@ def test_state_dict_is_the_canonical_form(name: str) -> None:
     assert all(tuple(state[k].shape) == shapes[k] for k in keys)
 
 
+@pytest.mark.kernel_free
 def test_parameter_count_of_the_seed() -> None:
     model = UNet(get_preset("seed"))
     assert sum(p.numel() for p in model.parameters()) == 31_031_810
 
 
+@pytest.mark.kernel_free
 def test_module_paths_are_plan_names() -> None:
     model = UNet(get_preset("paper-small"))
     modules = dict(model.named_modules())
@@ -57,12 +62,14 @@ def test_channels_last_gives_the_same_output(name: str) -> None:
     assert result.passed, result
 
 
+@pytest.mark.kernel_free
 @pytest.mark.parametrize(
     ("name", "kind"), [("seed-small", "Resize"), ("modern-bilinear-small", "Upsample")]
 )
 def test_bilinear_layers_keep_the_autocast_dtype(name: str, kind: str) -> None:
     # Autocast would run them in float32 and turn the decoder's concat into float32 (casts around
-    # every neighbouring op); they must stay in bf16 and match a bf16 interpolation.
+    # every neighbouring op); they must stay in bf16 and match a bf16 interpolation. Kernel-free:
+    # dtypes, and the layer's output against PyTorch's interpolation of the very same input.
     spec = PRESETS[name]
     size = 252 if spec.padding == "valid" else 64
     model = UNet(spec)
@@ -105,6 +112,7 @@ def test_training_backward_runs_with_inplace_relu() -> None:
     assert all(p.grad is not None for p in model.parameters())
 
 
+@pytest.mark.kernel_free
 def test_canonical_round_trip_and_errors() -> None:
     spec = get_preset("modern-small")
     weights = random_weights(spec, seed=5)
@@ -116,6 +124,7 @@ def test_canonical_round_trip_and_errors() -> None:
         load_canonical(UNet(spec), weights)
 
 
+@pytest.mark.kernel_free
 def test_probabilities() -> None:
     logits = torch.randn(1, 3, 4, 4)
     torch.testing.assert_close(probabilities(logits, "softmax").sum(1), torch.ones(1, 4, 4))
@@ -154,11 +163,13 @@ def test_recompute_without_grad_is_the_plain_forward() -> None:
         torch.testing.assert_close(lean(x), plain(x), rtol=0, atol=0)
 
 
+@pytest.mark.kernel_free
 def test_recompute_unknown_level_is_named() -> None:
     with pytest.raises(ValueError, match="recompute: unknown plan level.*enc9.*levels: enc1"):
         UNet(get_preset("modern-small"), recompute=("enc9",))
 
 
+@pytest.mark.kernel_free  # slicing and its gradient, compared bit for bit
 @pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
 def test_center_crop_gradient_keeps_the_memory_format(fmt: torch.memory_format) -> None:
     from unet_torch.model import CenterCrop
