@@ -129,12 +129,31 @@ def test_full_seed_model_at_572(record_property) -> None:
     assert result.decisive > 0.9 * result.shape[0] * 388 * 388  # the label check saw the image
 
 
+def _checked_size(name: str) -> int:
+    return DEFAULT_SIZES[name] if name in SMALL else _smallest_size(ARCHITECTURES[name])
+
+
+@pytest.fixture(scope="module")
+def keras_builds() -> dict:
+    """``build_unet(spec, size)`` per architecture, built once for the two tests below. The block
+    shapes test reads only the layers' static output shapes and changes nothing, and loading
+    weights (the round trip) changes no shape: each test sees what a build of its own would
+    give it."""
+    return {}
+
+
+def _keras_build(builds: dict, name: str):
+    if name not in builds:
+        builds[name] = unet_keras.build_unet(ARCHITECTURES[name], _checked_size(name))
+    return builds[name]
+
+
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))
-def test_block_shapes_match_the_plan_in_both_frameworks(name: str) -> None:
+def test_block_shapes_match_the_plan_in_both_frameworks(name: str, keras_builds: dict) -> None:
     spec = ARCHITECTURES[name]
-    size = DEFAULT_SIZES[name] if name in SMALL else _smallest_size(spec)
+    size = _checked_size(name)
     layout = spec.plan().layout(size)
-    keras_model = unet_keras.build_unet(spec, size)
+    keras_model = _keras_build(keras_builds, name)
     torch_model = UNet(spec).eval()
     seen: dict[str, tuple[int, ...]] = {}
     for block in spec.plan().blocks[1:]:
@@ -151,12 +170,11 @@ def test_block_shapes_match_the_plan_in_both_frameworks(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))
-def test_round_trip_is_bit_exact(name: str) -> None:
+def test_round_trip_is_bit_exact(name: str, keras_builds: dict) -> None:
     spec = ARCHITECTURES[name]
-    size = DEFAULT_SIZES[name] if name in SMALL else _smallest_size(spec)
     source = UNet(spec)  # PyTorch's own initialisation
     canonical = canonical_state(source)
-    keras_model = unet_keras.from_canonical(unet_keras.build_unet(spec, size), canonical, spec)
+    keras_model = unet_keras.from_canonical(_keras_build(keras_builds, name), canonical, spec)
     back = load_canonical(UNet(spec), unet_keras.to_canonical(keras_model, spec))
     for name_, tensor in source.state_dict().items():
         if name_.endswith("num_batches_tracked"):
