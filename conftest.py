@@ -22,10 +22,10 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
         os.environ.setdefault(var, "1")
     os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+    # The torch stack before TensorFlow (see unet_keras._imports); in the workers only: xdist's
+    # controller runs no test, and spawns the workers sooner without it.
+    import torch
 
-import torch
-
-if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 
@@ -75,6 +75,8 @@ def run_train() -> Callable[..., subprocess.CompletedProcess]:
     its command; the terminal a user sees) run ``train.py`` in a subprocess instead."""
 
     def run(cwd: Path, *argv: str) -> subprocess.CompletedProcess:
+        import torch
+
         from unet_train.cli import main
 
         here, env = os.getcwd(), dict(os.environ)
