@@ -6,10 +6,9 @@ the bridge's writer and run in onnxruntime. It is judged against PyTorch in fp32
 run by the noise-aware comparison (16× the measured fp32 noise, no label flip at a clear pixel), on
 the logits and on the outputs of the spec's head.
 
-The Keras twin is not built here: it is judged against the same PyTorch runs, at the same
-architectures, in ``test_forward`` (the narrowed presets at this very size, the small presets at
-their default size, and the random specs at their four smallest sizes), so running it again here
-would repeat that proof. What only this file proves is the export.
+The Keras twin is not built here: ``test_forward`` judges it against the same PyTorch twin at
+every architecture at this very size (and the small presets at their default size too), so running
+it again here would repeat that proof. What only this file proves is the export.
 """
 
 from __future__ import annotations
