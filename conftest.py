@@ -1,7 +1,8 @@
 """Test-session set-up shared by tests/ and parity_tests/.
 
 Under pytest-xdist each worker gets one thread per framework, so two workers use the two cores
-without oversubscribing them. The torch stack is imported before TensorFlow (see unet_keras._imports).
+without oversubscribing them, and imports the torch stack before TensorFlow (unet_keras._imports
+makes either order safe). The controller runs no test and imports neither.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
         os.environ.setdefault(var, "1")
     os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
-    # The torch stack before TensorFlow (see unet_keras._imports); in the workers only: xdist's
-    # controller runs no test, and spawns the workers sooner without it.
+    # In the workers only: xdist's controller runs no test, and spawns the workers sooner
+    # without torch.
     import torch
 
     torch.set_num_threads(1)
