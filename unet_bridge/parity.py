@@ -49,11 +49,11 @@ def keras_model(
     from unet_keras import build_unet, from_canonical
 
     if dtype == "float32":
-        return from_canonical(build_unet(spec, size), weights, spec)
+        return from_canonical(build_unet(spec, size, kernel_initializer="zeros"), weights, spec)
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(dtype)
     try:
-        return from_canonical(build_unet(spec, size), weights, spec)
+        return from_canonical(build_unet(spec, size, kernel_initializer="zeros"), weights, spec)
     finally:
         keras.config.set_dtype_policy(previous)
 

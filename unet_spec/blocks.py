@@ -8,6 +8,7 @@ a canonical weight file; :mod:`unet_spec.plan` states the whole contract.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 BlockKind = Literal[
@@ -85,7 +86,7 @@ class Block:
             return {f"{self.name}.{t}": (c_out,) for t in ("weight", "bias")}
         return {}
 
-    @property
+    @cached_property  # asked of every block on every shape walk; a frozen block's never changes
     def trainable_params(self) -> int:
         if self.kind == "batchnorm":
             return 2 * self.out_channels

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Literal
 
 from unet_spec.blocks import WEIGHT_KINDS, Block, BlockKind, keras_name, numel
@@ -53,9 +53,13 @@ class Plan:
     spec: UNetSpec
     blocks: tuple[Block, ...]
     _by_name: dict[str, Block] = field(init=False, repr=False, compare=False)
+    # Which (H, W) fit, as found so far: the size questions (valid sizes, crop sizes, the nearest
+    # size in an error) each walk the blocks for hundreds of sizes.
+    _fits: dict[tuple[int, int], bool] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_name", {b.name: b for b in self.blocks})
+        object.__setattr__(self, "_fits", {})
 
     def __iter__(self) -> Iterator[Block]:
         return iter(self.blocks)
@@ -137,10 +141,13 @@ class Plan:
 
     def is_valid_size(self, size: int | Sequence[int]) -> bool:
         """True when every block gets a non-empty input and every pooling an even size."""
-        try:
-            return not walk_shapes(self.blocks, as_hw(size)).odd_pool_inputs()
-        except SizeError:
-            return False
+        hw = as_hw(size)
+        if hw not in self._fits:
+            try:
+                self._fits[hw] = not walk_shapes(self.blocks, hw).odd_pool_inputs()
+            except SizeError:
+                self._fits[hw] = False
+        return self._fits[hw]
 
     def valid_sizes(self, lo: int = 1, hi: int = 1024) -> list[int]:
         """Square input sizes in ``[lo, hi]`` accepted by :meth:`is_valid_size`."""
@@ -196,9 +203,12 @@ def nearest_valid_sizes(plan: Plan, size: int, count: int = 2) -> list[int]:
     return sorted(found)
 
 
+@lru_cache(maxsize=256)
 def build_plan(spec: UNetSpec) -> Plan:
     """Lay out the blocks of ``spec`` in execution order.
 
-    The names given to the blocks are listed by :func:`unet_spec.topology.unet_blocks`.
+    The names given to the blocks are listed by :func:`unet_spec.topology.unet_blocks`. A spec
+    and its plan are frozen, so each spec's plan is built once and shared: the builders, the weight
+    contract and every size question ask for it again.
     """
     return Plan(spec, unet_blocks(spec))

@@ -75,7 +75,7 @@ def match_layers(
             expected versus found weight shapes or settings), every missing and extra layer, and
             every weighted layer of a class the plan has none of, in one line.
     """
-    twin = build_unet(spec, build_size(spec), name="twin")
+    twin = build_unet(spec, build_size(spec), name="twin", kernel_initializer="zeros")
     blocks = [b for b in build_plan(spec).blocks if b.weight_shapes]
     twin_layers = {b.name: twin.get_layer(b.keras_name) for b in blocks}
     plan_classes = {type(layer).__name__ for layer in twin_layers.values()}

@@ -49,7 +49,8 @@ def canonical_from_graph(graph: GraphSpec) -> dict[str, np.ndarray]:
     weighted layer's arrays go into the twin's layer of the same plan block (same class, same
     Keras layout), and the adapter turns the twin into canonical weights."""
     spec = graph.spec
-    twin = build_unet(spec, graph.input_size or build_size(spec), name="twin")
+    twin = build_unet(spec, graph.input_size or build_size(spec), name="twin",
+                      kernel_initializer="zeros")  # fmt: skip
     for block in build_plan(spec).blocks:
         if block.weight_shapes:
             twin.get_layer(block.keras_name).set_weights(graph.layers[block.name].get_weights())
@@ -74,7 +75,8 @@ def load_into_model(
             f"{k}: model {a!r} vs weights {b!r}" for k, (a, b) in graph.spec.diff(spec).items()
         )
         raise ValueError(f"{source}: the model's layer graph is another U-Net ({fields})")
-    twin = from_canonical(build_unet(spec, graph.input_size or build_size(spec)), weights, spec)
+    size = graph.input_size or build_size(spec)
+    twin = from_canonical(build_unet(spec, size, kernel_initializer="zeros"), weights, spec)
     for block in build_plan(spec).blocks:
         if block.weight_shapes:
             graph.layers[block.name].set_weights(twin.get_layer(block.keras_name).get_weights())
