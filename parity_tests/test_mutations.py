@@ -260,10 +260,10 @@ def _is_up_norm(block) -> bool:
 def _skipped_up_norm(monkeypatch) -> None:
     original = builder._make_layer
 
-    def without_up_norm(block, spec, layout):
+    def without_up_norm(block, spec, *args):
         if _is_up_norm(block):
             return _SkippedNorm(name=block.keras_name)
-        return original(block, spec, layout)
+        return original(block, spec, *args)
 
     monkeypatch.setattr(builder, "_make_layer", without_up_norm)
 
