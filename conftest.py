@@ -2,7 +2,11 @@
 
 Under pytest-xdist each worker gets one thread per framework, so two workers use the two cores
 without oversubscribing them, and imports the torch stack before TensorFlow (unet_keras._imports
-makes either order safe). The controller runs no test and imports neither.
+makes either order safe). The controller runs no test and imports neither. A worker is an entry
+point as ``train.py`` and ``unet`` are, and makes their choice for its process: ``malloc`` keeps
+freed memory (:func:`unet_runtime.keep_freed_memory`), so the activation maps that every test
+allocates and frees again do not come back as new pages each time. The allocator's own tests probe
+fresh interpreters with a clean environment.
 """
 
 from __future__ import annotations
@@ -27,7 +31,10 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # without torch.
     import torch
 
+    from unet_runtime import keep_freed_memory
+
     torch.set_num_threads(1)
+    keep_freed_memory()
 
 
 @pytest.fixture
