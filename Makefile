@@ -20,8 +20,9 @@ train: $(STAMP)
 	$(PY) train.py fit --config $(CONFIG)
 
 # The numerics-sensitive tests (cross-framework parity and every tolerance gate) run a second time
-# with oneDNN capped at AVX2, so one run covers two kernel families: an AVX-512 machine checks its
-# own kernels and the ones an AVX2 machine would pick. Left out of the second run: what the cap
+# with oneDNN (TensorFlow's and PyTorch's) and PyTorch's own vectorised kernels (ATen) capped at
+# AVX2, so one run covers two kernel families: an AVX-512 machine checks its own kernels and the
+# ones an AVX2 machine would pick. Left out of the second run: what the cap
 # cannot change (the import order, onnxruntime's own kernels) or cannot bring near a limit (planted
 # defects sit orders of magnitude above the noise), the full-width models (`slow`: minutes
 # at the capped ISA), which are checked at the machine's own ISA only, and, in the files below, what
@@ -47,7 +48,7 @@ test: $(STAMP)
 	$(PY) -m pytest -n 2 --dist worksteal -q
 	@if $(ABOVE_AVX2); then \
 		echo "AVX2 rerun: the numerics at the kernels an AVX2 machine picks"; \
-		ONEDNN_MAX_CPU_ISA=AVX2 $(PY) -m pytest -n 2 --dist worksteal -q -p no:cacheprovider \
+		ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 $(PY) -m pytest -n 2 --dist worksteal -q -p no:cacheprovider \
 			-m 'not slow' -k '$(KERNEL_FREE)' --hypothesis-profile rerun $(NUMERICS); \
 	else echo "AVX2 rerun left out: this CPU has no kernels above AVX2, so it would run the same ones"; fi
 
