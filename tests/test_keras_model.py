@@ -81,6 +81,10 @@ def test_keras_file_remembers_its_spec(tmp_path) -> None:
     assert stored == spec
     back = unet_keras.to_canonical(model, spec)
     assert all(np.array_equal(back[n], weights[n]) for n in weights)
+    # The file's layers start as Keras' own would when rebuilt from its config (a clone trained
+    # from scratch): only the bridge's throwaway twins start from zero kernels.
+    conv = model.get_layer("enc1_conv1").get_config()["kernel_initializer"]
+    assert conv["class_name"] == "GlorotUniform", conv
     plain = tmp_path / "plain.keras"
     save_keras(model, plain)
     assert read_keras_spec(plain) is None
