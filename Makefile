@@ -22,14 +22,14 @@ train: $(STAMP)
 # The numerics-sensitive tests (cross-framework parity and every tolerance gate) run a second time
 # with oneDNN (TensorFlow's and PyTorch's) and PyTorch's own vectorised kernels (ATen) capped at
 # AVX2, so one run covers two kernel families: an AVX-512 machine checks its own kernels and the
-# ones an AVX2 machine would pick. Left out of the second run: what the cap
-# cannot change (the import order, onnxruntime's own kernels) or cannot bring near a limit (planted
-# defects sit orders of magnitude above the noise), the full-width models (`slow`: minutes
-# at the capped ISA), which are checked at the machine's own ISA only, and, in the files below, what
-# no kernel computes (KERNEL_FREE: weights copied bit for bit, block shapes, a graph traced by
-# torch.compile, and the tests marked `kernel_free`: refusals, dtypes, names, and planted defects
-# that sit far beyond the noise on either ISA). The random specs draw 20 more there (the `rerun`
-# profile, parity_tests/conftest.py).
+# ones an AVX2 machine would pick. Left out of the second run: what the cap cannot change (the
+# import order, onnxruntime's own kernels) or cannot bring near a limit (planted defects sit orders
+# of magnitude above the noise), the full-width models (`slow`: minutes at the capped ISA), which
+# are checked at the machine's own ISA only, and, in the files below, what no kernel computes
+# (KERNEL_FREE: weights copied bit for bit, block shapes, a graph traced by torch.compile, and the
+# tests marked `kernel_free`: refusals, dtypes, names, and planted defects that sit far beyond the
+# noise on either ISA). The random specs draw 20 more there (the `rerun` profile,
+# parity_tests/conftest.py).
 # TensorFlow's start-up lines stay off the terminal: pytest's controller process never imports it.
 NUMERICS := parity_tests/test_forward.py parity_tests/test_layers.py parity_tests/test_gradients.py \
 	parity_tests/test_training_steps.py parity_tests/test_foreign.py parity_tests/test_bf16.py \
